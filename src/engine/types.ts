@@ -1,0 +1,113 @@
+// Shared types of the attention engine. Nothing here (or anywhere under src/engine) imports `vscode`.
+
+/** Which ONNX Runtime build runs the model. `auto` = native, falling back to WASM if the binary cannot load. */
+export type RuntimeChoice = 'auto' | 'cpu' | 'wasm' | 'webgpu';
+/** fp32 reads `onnx/model.onnx`; q8 reads `onnx/model_quantized.onnx`. */
+export type DtypeChoice = 'fp32' | 'q8';
+/** How attention crosses thread/process boundaries. f16 = IEEE half in a Uint16Array; u8 = round(p * 255). */
+export type AttentionEncoding = 'f32' | 'f16' | 'u8';
+
+export interface EngineOptions {
+  /** Folder for downloaded hub models and rewritten graphs. */
+  cacheDir: string;
+  /** When true no network request is ever made; hub ids must already be cached. */
+  offline?: boolean;
+  runtime?: RuntimeChoice;
+  dtype?: DtypeChoice;
+  /** Hub base URL and path template (transformers.js `env.remoteHost` / `env.remotePathTemplate` conventions). */
+  remoteHost?: string;
+  remotePathTemplate?: string;
+  /** ONNX Runtime intra-op threads (default: runtime's choice). */
+  threads?: number;
+}
+
+export interface ModelInfo {
+  /** Hub id or absolute local folder, as given. */
+  id: string;
+  /** e.g. "bert", "gpt2", "llama" (config.model_type). */
+  architecture: string;
+  kind: 'encoder' | 'decoder';
+  layers: number;
+  /** Query heads (what the attention tensor has). */
+  heads: number;
+  /** Key/value heads when they differ (grouped-query attention). */
+  kvHeads: number;
+  /** Longest input the model takes, in tokens (special tokens included). */
+  maxLength: number;
+  /** Which file was loaded, relative to the model folder. */
+  file: string;
+}
+
+export interface TokenSpan {
+  /** The token as the vocabulary spells it (e.g. "##ing", "Ġthe", "▁Once", "<0xE2>"). */
+  text: string;
+  id: number;
+  /** UTF-16 offsets into the input text; -1 for special tokens. */
+  start: number;
+  end: number;
+  special: boolean;
+}
+
+export type LoadPhase = 'resolve' | 'download' | 'rewrite' | 'session' | 'tokenizer' | 'ready';
+
+export interface LoadProgress {
+  phase: LoadPhase;
+  message: string;
+  file?: string;
+  /** Bytes done / total for downloads (total may be 0 when the server gives no length). */
+  loaded?: number;
+  total?: number;
+}
+
+export interface Timings {
+  loadMs: number;
+  rewriteMs: number;
+  tokenizeMs: number;
+  forwardMs: number;
+  packMs: number;
+}
+
+export interface Truncation {
+  /** Tokens the full text would have produced (special tokens included). */
+  total: number;
+  /** Tokens kept. */
+  kept: number;
+  /** UTF-16 offset where the analysed text now ends. */
+  endOffset: number;
+}
+
+export interface AttentionResult {
+  model: ModelInfo;
+  tokens: TokenSpan[];
+  /** [layers][heads][T][T], row = query, column = key, padding trimmed. */
+  attention: Float32Array | Uint16Array | Uint8Array;
+  encoding: AttentionEncoding;
+  shape: [number, number, number, number];
+  truncation: Truncation | null;
+  timings: Timings;
+  /** The runtime that actually ran ("onnxruntime-node cpu", "onnxruntime-web wasm", ...). */
+  runtime: string;
+  /** Human-readable notices (runtime fallback, truncation) the caller should surface. */
+  notices: string[];
+}
+
+/** Errors the engine raises on purpose; `code` lets callers pick an action. */
+export type EngineErrorCode =
+  | 'MODEL_NOT_FOUND'
+  | 'MODEL_CORRUPT'
+  | 'DOWNLOAD_FAILED'
+  | 'OFFLINE_NOT_CACHED'
+  | 'ATTENTION_UNSUPPORTED'
+  | 'EMPTY_INPUT'
+  | 'RUNTIME_UNAVAILABLE'
+  | 'CANCELLED'
+  | 'SUPERSEDED'
+  | 'WORKER_CRASHED'
+  | 'INTERNAL';
+
+export class EngineError extends Error {
+  constructor(public readonly code: EngineErrorCode, message: string) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}
