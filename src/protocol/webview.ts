@@ -39,6 +39,12 @@ export interface RunStartMessage {
   /** Non-null when the input was cut to the model's maximum. */
   truncation: { total: number; kept: number } | null;
   notices: string[];
+  /**
+   * Optional: the analysed text, so the panel can show tokens as written and group sub-word
+   * tokens into words. `text[i]` is at absolute document offset `offset + i` (the tokens'
+   * offsets are absolute). Without it the panel falls back to the vocabulary spellings.
+   */
+  sourceText?: { offset: number; text: string };
 }
 
 /** One layer: [heads][T][T] in `encoding`, row = query, column = key. */
@@ -98,6 +104,8 @@ export interface HoverTokenMessage {
   layer: number;
   head: HeadSelection;
   hideSpecial: boolean;
+  /** Optional: true when the panel shows attention rollout through `layer` (head is then 'mean'). */
+  rollout?: boolean;
 }
 
 /** The user changed the focused layer/head; the editor hover follows it. */
@@ -106,6 +114,8 @@ export interface SelectHeadMessage {
   runId: number;
   layer: number;
   head: HeadSelection;
+  /** Optional: true when the panel shows attention rollout through `layer` (head is then 'mean'). */
+  rollout?: boolean;
 }
 
 export type WebviewToHost = ReadyMessage | HoverTokenMessage | SelectHeadMessage;
@@ -123,10 +133,10 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
       return isInt(m.protocol) ? { type: 'ready', protocol: m.protocol } : null;
     case 'hover/token':
       if (!isInt(m.runId) || !(m.tokenIndex === null || isInt(m.tokenIndex)) || !isInt(m.layer) || !isHead(m.head)) return null;
-      return { type: 'hover/token', runId: m.runId, tokenIndex: m.tokenIndex as number | null, layer: m.layer, head: m.head, hideSpecial: m.hideSpecial === true };
+      return { type: 'hover/token', runId: m.runId, tokenIndex: m.tokenIndex as number | null, layer: m.layer, head: m.head, hideSpecial: m.hideSpecial === true, rollout: m.rollout === true };
     case 'select/head':
       if (!isInt(m.runId) || !isInt(m.layer) || !isHead(m.head)) return null;
-      return { type: 'select/head', runId: m.runId, layer: m.layer, head: m.head };
+      return { type: 'select/head', runId: m.runId, layer: m.layer, head: m.head, rollout: m.rollout === true };
     default:
       return null;
   }

@@ -1,0 +1,290 @@
+// Orchestrates a run: editor selection -> engine worker -> panel (streamed layer by layer) and
+// back: panel hovers -> editor decorations; edits in the analysed range -> debounced re-run.
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { EngineClient } from './engine/client';
+import { EngineError, type LoadProgress } from './engine/types';
+import { AttentionPanel } from './panel/panel';
+import { AttentionDecorations } from './editor/decorations';
+import { RunState } from './editor/runState';
+import { readSettings, SECTION } from './settings';
+import type { WebviewToHost, WireToken } from './protocol/webview';
+
+/** Tokenizing megabytes only to throw most away is slow; no token is longer than this many characters on average. */
+const CHARS_PER_TOKEN_CAP = 64;
+
+export class AttentionController implements vscode.Disposable {
+  private client: EngineClient | null = null;
+  private panel: AttentionPanel | null = null;
+  private state: RunState | null = null;
+  private nextRunId = 1;
+  private liveTimer: NodeJS.Timeout | undefined;
+  private readonly decorations = new AttentionDecorations();
+  private readonly disposables: vscode.Disposable[] = [];
+  private readonly runningContext = 'attentionLens.running';
+
+  constructor(private readonly context: vscode.ExtensionContext) {
+    this.disposables.push(
+      this.decorations,
+      vscode.workspace.onDidChangeTextDocument((e) => this.onDocumentChanged(e)),
+      vscode.workspace.onDidChangeConfiguration((e) => {
+        if (e.affectsConfiguration(SECTION)) this.client?.setOptions(readSettings(this.context).engine);
+      }),
+    );
+  }
+
+  /** The latest run, for the hover provider. */
+  get run(): RunState | null {
+    return this.state;
+  }
+
+  // ------------------------------------------------------------------ commands
+
+  async showAttention(): Promise<boolean> {
+    const editor = vscode.window.activeTextEditor;
+    if (!editor) {
+      void vscode.window.showErrorMessage('Attention Lens: open a file and select some text first.');
+      return false;
+    }
+    const doc = editor.document;
+    let selection: vscode.Range = editor.selection;
+    if (editor.selection.isEmpty) {
+      selection = doc.lineAt(editor.selection.active.line).range;
+      void vscode.window.setStatusBarMessage(`Attention Lens: no selection, analysing line ${selection.start.line + 1}.`, 5000);
+    }
+    let start = doc.offsetAt(selection.start);
+    let end = doc.offsetAt(selection.end);
+    const text = doc.getText(selection);
+    if (!text.trim()) {
+      void vscode.window.showWarningMessage(
+        editor.selection.isEmpty ? 'Attention Lens: the current line is empty. Select some text to analyse.' : 'Attention Lens: the selection is only whitespace. Select some text to analyse.',
+      );
+      return false;
+    }
+    const cap = readSettings(this.context).maxTokens * CHARS_PER_TOKEN_CAP;
+    if (end - start > cap) end = start + cap;
+    // Never cut a surrogate pair in half.
+    if (end < doc.offsetAt(selection.end) && /[\ud800-\udbff]/.test(doc.getText().charAt(end - 1))) end--;
+    return this.analyze(editor.document, { start, end }, true);
+  }
+
+  async focusToken(args: { runId?: number; tokenIndex?: number } | undefined): Promise<void> {
+    if (!this.panel || !this.state || !args || args.runId !== this.state.runId || typeof args.tokenIndex !== 'number') return;
+    this.panel.reveal(vscode.ViewColumn.Beside);
+    await this.panel.post({ type: 'focus/token', runId: args.runId, tokenIndex: args.tokenIndex });
+  }
+
+  cancel(): void {
+    this.currentCancel?.();
+  }
+
+  clearDecorations(): void {
+    for (const editor of vscode.window.visibleTextEditors) this.decorations.clearAll(editor);
+  }
+
+  /** Adopts a panel VS Code restored after a reload. */
+  revivePanel(webviewPanel: vscode.WebviewPanel): void {
+    this.attachPanel(new AttentionPanel(webviewPanel, this.context.extensionUri));
+  }
+
+  // ------------------------------------------------------------------ runs
+
+  private currentCancel: (() => void) | null = null;
+
+  private async analyze(document: vscode.TextDocument, range: { start: number; end: number }, interactive: boolean): Promise<boolean> {
+    const settings = readSettings(this.context);
+    if (!settings.model) {
+      const pick = await vscode.window.showErrorMessage('Attention Lens: no model is set.', 'Select Model');
+      if (pick) void vscode.commands.executeCommand('attentionLens.selectModel');
+      return false;
+    }
+    const panel = this.ensurePanel(interactive);
+    const client = this.ensureClient();
+    client.setOptions(settings.engine);
+    const runId = this.nextRunId++;
+    const text = document.getText(new vscode.Range(document.positionAt(range.start), document.positionAt(range.end)));
+    const version = document.version;
+    const source = `${path.basename(document.uri.path)}:${document.positionAt(range.start).line + 1}-${document.positionAt(range.end).line + 1}`;
+    let state: RunState | null = null;
+
+    const work = async (progress: vscode.Progress<{ message?: string; increment?: number }>, token?: vscode.CancellationToken) => {
+      const handle = client.analyze(
+        { model: settings.model, text, maxTokens: settings.maxTokens, encoding: 'f16' },
+        {
+          onProgress: (p) => {
+            const message = describeProgress(p);
+            progress.report({ message });
+            void panel.post({ type: 'status', message });
+          },
+          onStart: (s) => {
+            const tokens: WireToken[] = s.tokens.map((t) => ({
+              text: t.text,
+              start: t.special ? -1 : t.start + range.start,
+              end: t.special ? -1 : t.end + range.start,
+              special: t.special,
+            }));
+            const model = { id: s.model.id, architecture: s.model.architecture, kind: s.model.kind, layers: s.shape[0], heads: s.shape[1], maxLength: s.model.maxLength };
+            const analysed = s.truncation ? { start: range.start, end: range.start + s.truncation.endOffset } : range;
+            state = new RunState(runId, document, analysed, text.slice(0, analysed.end - analysed.start), tokens, model, s.encoding, version);
+            if (this.state) state.hideSpecial = this.state.hideSpecial;
+            this.state = state;
+            progress.report({ message: `Running ${s.model.architecture}: ${tokens.length} tokens` });
+            void panel.post({
+              type: 'run/start',
+              runId,
+              model,
+              tokens,
+              encoding: s.encoding,
+              source,
+              truncation: s.truncation ? { total: s.truncation.total, kept: s.truncation.kept } : null,
+              notices: s.notices,
+            });
+            for (const notice of s.notices) void vscode.window.showInformationMessage(`Attention Lens: ${notice}`);
+            this.paintRange(state);
+          },
+          onLayer: (layer, data) => {
+            state?.addLayer(layer, data);
+            void panel.post({ type: 'run/layer', runId, layer, data });
+          },
+        },
+      );
+      this.currentCancel = () => handle.cancel();
+      token?.onCancellationRequested(() => handle.cancel());
+      void vscode.commands.executeCommand('setContext', this.runningContext, true);
+      try {
+        const { timings, start } = await handle.done;
+        void panel.post({ type: 'run/done', runId, timings: { ...timings }, runtime: start.runtime });
+        void panel.post({ type: 'status', message: null });
+        return true;
+      } catch (e) {
+        const err = e instanceof EngineError ? e : new EngineError('INTERNAL', String((e as Error)?.message ?? e));
+        if (err.code === 'SUPERSEDED') return false;
+        if (err.code === 'CANCELLED') {
+          void panel.post({ type: 'status', message: 'Cancelled.' });
+          return false;
+        }
+        void panel.post({ type: 'run/error', runId, message: err.message });
+        void this.showError(err);
+        return false;
+      } finally {
+        if (this.currentCancel) this.currentCancel = null;
+        void vscode.commands.executeCommand('setContext', this.runningContext, false);
+      }
+    };
+
+    return interactive
+      ? vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Attention Lens', cancellable: true }, work)
+      : vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'Attention Lens' }, (p) => work(p));
+  }
+
+  private async showError(err: EngineError): Promise<void> {
+    const actions: string[] = [];
+    if (['MODEL_NOT_FOUND', 'MODEL_CORRUPT', 'ATTENTION_UNSUPPORTED', 'OFFLINE_NOT_CACHED', 'DOWNLOAD_FAILED'].includes(err.code)) actions.push('Select Model');
+    if (['RUNTIME_UNAVAILABLE', 'OFFLINE_NOT_CACHED'].includes(err.code)) actions.push('Open Settings');
+    const pick = await vscode.window.showErrorMessage(`Attention Lens: ${err.message}`, ...actions);
+    if (pick === 'Select Model') void vscode.commands.executeCommand('attentionLens.selectModel');
+    if (pick === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', SECTION);
+  }
+
+  private ensureClient(): EngineClient {
+    this.client ??= new EngineClient(path.join(this.context.extensionPath, 'out', 'worker.js'), readSettings(this.context).engine);
+    return this.client;
+  }
+
+  private ensurePanel(reveal: boolean): AttentionPanel {
+    if (this.panel?.visible) {
+      if (reveal) this.panel.reveal(vscode.ViewColumn.Beside);
+      return this.panel;
+    }
+    return this.attachPanel(AttentionPanel.create(this.context.extensionUri, vscode.ViewColumn.Beside));
+  }
+
+  private attachPanel(panel: AttentionPanel): AttentionPanel {
+    this.panel?.dispose();
+    this.panel = panel;
+    panel.onMessage((m) => this.onPanelMessage(m));
+    panel.onDidDispose(() => {
+      if (this.panel !== panel) return;
+      this.panel = null;
+      // Closing the panel mid-run cancels the run; nothing else is lost.
+      this.currentCancel?.();
+      this.clearDecorations();
+    });
+    return panel;
+  }
+
+  private onPanelMessage(msg: WebviewToHost): void {
+    const state = this.state;
+    if (!state || !('runId' in msg) || msg.runId !== state.runId) return;
+    const editor = vscode.window.visibleTextEditors.find((e) => e.document === state.document);
+    if (msg.type === 'select/head') {
+      state.layer = Math.min(msg.layer, state.model.layers - 1);
+      state.head = msg.head === 'mean' ? 'mean' : Math.min(msg.head, state.model.heads - 1);
+      return;
+    }
+    if (msg.type !== 'hover/token' || !editor) return;
+    if (msg.tokenIndex === null || msg.tokenIndex >= state.tokens.length || msg.layer >= state.model.layers) {
+      this.decorations.clearAttended(editor);
+      return;
+    }
+    const head = msg.head === 'mean' ? 'mean' : Math.min(msg.head, state.model.heads - 1);
+    state.hideSpecial = msg.hideSpecial;
+    const words = state.attended(msg.tokenIndex, readSettings(this.context).topWords, msg.layer, head, msg.hideSpecial) ?? [];
+    const t = state.tokens[msg.tokenIndex];
+    const source = t.special ? null : new vscode.Range(state.document.positionAt(t.start), state.document.positionAt(t.end));
+    this.decorations.showAttended(editor, source, words);
+  }
+
+  private paintRange(state: RunState): void {
+    const editor = vscode.window.visibleTextEditors.find((e) => e.document === state.document);
+    if (editor) this.decorations.showRange(editor, new vscode.Range(state.document.positionAt(state.range.start), state.document.positionAt(state.range.end)));
+  }
+
+  // ------------------------------------------------------------------ live updates
+
+  private onDocumentChanged(e: vscode.TextDocumentChangeEvent): void {
+    const state = this.state;
+    if (!state || e.document !== state.document || !e.contentChanges.length) return;
+    let { start, end } = state.range;
+    let touched = false;
+    // Changes arrive with offsets into the document before the edit, and do not overlap.
+    for (const change of [...e.contentChanges].sort((a, b) => b.rangeOffset - a.rangeOffset)) {
+      const cStart = change.rangeOffset;
+      const cEnd = cStart + change.rangeLength;
+      const delta = change.text.length - change.rangeLength;
+      if (cStart > end) continue; // after the analysed text
+      if (cEnd < start) {
+        start += delta; // before it: shift
+        end += delta;
+      } else {
+        touched = true; // inside or touching it: the range grows or shrinks
+        start = Math.min(start, cStart);
+        end = Math.max(cStart + change.text.length, end + delta);
+      }
+    }
+    state.range = { start, end };
+    const settings = readSettings(this.context);
+    if (!touched || !settings.liveUpdate || !this.panel) return;
+    clearTimeout(this.liveTimer);
+    this.liveTimer = setTimeout(() => {
+      if (this.state !== state || e.document.isClosed) return;
+      if (!e.document.getText(new vscode.Range(e.document.positionAt(start), e.document.positionAt(end))).trim()) return;
+      void this.analyze(e.document, state.range, false);
+    }, settings.liveUpdateDelay);
+  }
+
+  dispose(): void {
+    clearTimeout(this.liveTimer);
+    this.panel?.dispose();
+    void this.client?.dispose();
+    for (const d of this.disposables.splice(0)) d.dispose();
+  }
+}
+
+function describeProgress(p: LoadProgress): string {
+  if (p.phase === 'download' && p.total) {
+    const mb = (n: number) => (n / 1048576).toFixed(1);
+    return `${p.message}: ${mb(p.loaded ?? 0)} of ${mb(p.total)} MB`;
+  }
+  return p.message;
+}

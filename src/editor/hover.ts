@@ -1,0 +1,52 @@
+// Hover inside the analysed range: the hovered token's top-attended words for the panel's current
+// layer and head (or mean), with weights, and a link that focuses the token in the panel.
+import * as vscode from 'vscode';
+import type { RunState } from './runState';
+
+export class AttentionHoverProvider implements vscode.HoverProvider {
+  constructor(
+    private readonly state: () => RunState | null,
+    private readonly topWords: () => number,
+  ) {}
+
+  provideHover(document: vscode.TextDocument, position: vscode.Position): vscode.Hover | null {
+    const run = this.state();
+    if (!run || !run.matches(document)) return null;
+    const offset = document.offsetAt(position);
+    const q = run.tokenAtOffset(offset);
+    if (q < 0) return null;
+    const token = run.tokens[q];
+    const words = run.attended(q, this.topWords());
+    const md = new vscode.MarkdownString(undefined, true);
+    md.isTrusted = { enabledCommands: ['attentionLens.focusToken'] };
+    md.supportHtml = false;
+    md.appendMarkdown(`**Attention Lens** · ${run.describeHead()}\n\n`);
+    md.appendMarkdown('Token ');
+    md.appendMarkdown(inlineCode(token.text));
+    if (!words) {
+      md.appendMarkdown('\n\nThe attention of this layer is still arriving…');
+    } else if (!words.length) {
+      md.appendMarkdown(' attends to nothing above zero here.');
+    } else {
+      md.appendMarkdown(' attends most to:\n\n');
+      for (const w of words) {
+        md.appendMarkdown(`- ${(w.weight * 100).toFixed(1)}% `);
+        md.appendMarkdown(inlineCode(w.text.length > 60 ? `${w.text.slice(0, 57)}…` : w.text));
+        md.appendMarkdown('\n');
+      }
+    }
+    const args = encodeURIComponent(JSON.stringify([{ runId: run.runId, tokenIndex: q }]));
+    md.appendMarkdown(`\n[Focus this token in the panel](command:attentionLens.focusToken?${args} "Show in the Attention Lens panel")`);
+    const range = new vscode.Range(document.positionAt(token.start), document.positionAt(token.end));
+    return new vscode.Hover(md, range);
+  }
+}
+
+/** Markdown inline code for arbitrary text: a backtick fence longer than any run inside, newlines shown as ⏎. */
+function inlineCode(text: string): string {
+  const flat = text.replace(/\r?\n|\r/g, '⏎').replace(/\t/g, '⇥');
+  const longest = Math.max(0, ...(flat.match(/`+/g) ?? []).map((r) => r.length));
+  const fence = '`'.repeat(longest + 1);
+  const pad = flat.startsWith('`') || flat.endsWith('`') || !flat.trim() ? ' ' : '';
+  return `${fence}${pad}${flat || ' '}${pad}${fence}`;
+}

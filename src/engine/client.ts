@@ -1,0 +1,140 @@
+// Host-side handle on the engine worker: one request at a time (a new one supersedes the old),
+// cancellation, and recovery: if the worker dies, pending requests fail with WORKER_CRASHED and the
+// next request starts a fresh worker.
+import { Worker } from 'node:worker_threads';
+import { EngineError, type AttentionEncoding, type EngineOptions, type LoadProgress, type Timings } from './types';
+import type { AnalyzeRequest, HostToWorker, WorkerToHost } from '../protocol/worker';
+
+export type RunStart = Extract<WorkerToHost, { type: 'start' }>;
+
+export interface RunHandlers {
+  onProgress?: (p: LoadProgress) => void;
+  onStart?: (start: RunStart) => void;
+  onLayer?: (layer: number, data: ArrayBuffer) => void;
+}
+
+export interface RunHandle {
+  requestId: number;
+  /** Resolves with the timings when the last layer arrived; rejects with an EngineError. */
+  done: Promise<{ timings: Timings; start: RunStart }>;
+  cancel(): void;
+}
+
+interface Pending {
+  handlers: RunHandlers;
+  start?: RunStart;
+  resolve: (v: { timings: Timings; start: RunStart }) => void;
+  reject: (e: EngineError) => void;
+}
+
+export class EngineClient {
+  private worker: Worker | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+
+  constructor(
+    private readonly workerPath: string,
+    private options: EngineOptions,
+    private readonly workerOptions: { testHooks?: boolean; execArgv?: string[] } = {},
+  ) {}
+
+  setOptions(options: EngineOptions): void {
+    this.options = options;
+  }
+
+  analyze(request: Omit<AnalyzeRequest, 'encoding'> & { encoding?: AttentionEncoding }, handlers: RunHandlers = {}): RunHandle {
+    // Superseding: the caller only ever wants the newest result.
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.reject(new EngineError('SUPERSEDED', 'A newer request replaced this one.'));
+    }
+    const requestId = this.nextId++;
+    const done = new Promise<{ timings: Timings; start: RunStart }>((resolve, reject) => {
+      this.pending.set(requestId, { handlers, resolve, reject });
+    });
+    this.send({ type: 'analyze', requestId, options: this.options, ...request, encoding: request.encoding ?? 'f16' });
+    return { requestId, done, cancel: () => this.cancel(requestId) };
+  }
+
+  cancel(requestId: number): void {
+    const p = this.pending.get(requestId);
+    if (!p) return;
+    this.pending.delete(requestId);
+    p.reject(new EngineError('CANCELLED', 'Cancelled.'));
+    this.worker?.postMessage({ type: 'cancel', requestId } satisfies HostToWorker);
+    this.updateRef();
+  }
+
+  /** Test hook: make the worker throw an uncaught error. */
+  injectCrash(): void {
+    this.send({ type: 'crash' });
+  }
+
+  async dispose(): Promise<void> {
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.reject(new EngineError('CANCELLED', 'The engine was shut down.'));
+    }
+    const w = this.worker;
+    this.worker = null;
+    await w?.terminate();
+  }
+
+  private send(msg: HostToWorker): void {
+    this.ensureWorker().postMessage(msg);
+    this.updateRef();
+  }
+
+  /** An idle worker (model loaded, nothing pending) must not keep the process alive on its own. */
+  private updateRef(): void {
+    if (this.pending.size) this.worker?.ref();
+    else this.worker?.unref();
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(this.workerPath, {
+      workerData: { testHooks: this.workerOptions.testHooks === true },
+      execArgv: this.workerOptions.execArgv,
+    });
+    worker.on('message', (msg: WorkerToHost) => this.onMessage(msg));
+    const fail = (why: string) => {
+      if (this.worker !== worker) return;
+      this.worker = null;
+      for (const [id, p] of this.pending) {
+        this.pending.delete(id);
+        p.reject(new EngineError('WORKER_CRASHED', `The attention engine stopped unexpectedly (${why}). Run the command again to restart it.`));
+      }
+    };
+    worker.on('error', (e) => fail(e.message));
+    worker.on('exit', (code) => fail(`exit code ${code}`));
+    this.worker = worker;
+    return worker;
+  }
+
+  private onMessage(msg: WorkerToHost): void {
+    const p = this.pending.get(msg.requestId);
+    if (!p) return; // cancelled or superseded: late messages are dropped
+    if (msg.type === 'done' || msg.type === 'error') queueMicrotask(() => this.updateRef());
+    switch (msg.type) {
+      case 'progress':
+        p.handlers.onProgress?.(msg.progress);
+        break;
+      case 'start':
+        p.start = msg;
+        p.handlers.onStart?.(msg);
+        break;
+      case 'layer':
+        p.handlers.onLayer?.(msg.layer, msg.data);
+        break;
+      case 'done':
+        this.pending.delete(msg.requestId);
+        p.resolve({ timings: msg.timings, start: p.start! });
+        break;
+      case 'error':
+        this.pending.delete(msg.requestId);
+        p.reject(new EngineError(msg.code, msg.message));
+        break;
+    }
+  }
+}

@@ -1,0 +1,352 @@
+// The attention engine: "model + text" -> "tokens with exact source ranges + attention of every
+// layer and head". Runs anywhere Node runs (worker thread, CLI, tests); never imports `vscode`.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { resolveModel } from './hub';
+import { loadRuntime, type LoadedRuntime } from './runtime';
+import { loadTokenizer, type PreTrainedTokenizer } from './transformersjs';
+import { loadExposedGraph } from './onnx/exposedCache';
+import { tokenizeWithOffsets } from './offsets';
+import { encodeF16, encodeU8, f16Lut } from '../analysis/f16';
+import {
+  EngineError,
+  type AttentionEncoding,
+  type AttentionResult,
+  type EngineOptions,
+  type LoadProgress,
+  type ModelInfo,
+  type TokenSpan,
+  type Truncation,
+} from './types';
+import type * as OrtTypes from 'onnxruntime-common';
+
+export interface LoadOptions {
+  onProgress?: (p: LoadProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface AnalyzeOptions {
+  /** Cap on tokens (special tokens included); the model's own maximum always applies too. */
+  maxTokens?: number;
+  encoding?: AttentionEncoding;
+  signal?: AbortSignal;
+}
+
+/** A batch given as token ids (as the PyTorch reference cases are). */
+export interface IdBatch {
+  input_ids: number[][];
+  attention_mask?: number[][];
+  token_type_ids?: number[][];
+  position_ids?: number[][];
+}
+
+interface LoadedModel {
+  key: string;
+  info: ModelInfo;
+  session: OrtTypes.InferenceSession;
+  tokenizer: PreTrainedTokenizer;
+  attentionOutputs: string[];
+  runtime: LoadedRuntime;
+  config: Record<string, unknown>;
+  loadMs: number;
+  rewriteMs: number;
+}
+
+const num = (...values: unknown[]): number | undefined => values.find((v): v is number => typeof v === 'number' && Number.isFinite(v));
+
+function checkAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new EngineError('CANCELLED', `${what} cancelled.`);
+}
+
+export class AttentionEngine {
+  private model: LoadedModel | null = null;
+  private loading: { key: string; promise: Promise<LoadedModel> } | null = null;
+
+  constructor(private readonly options: EngineOptions) {}
+
+  get modelInfo(): ModelInfo | null {
+    return this.model?.info ?? null;
+  }
+
+  /** Loads (or keeps) a model. The same reference, dtype and runtime reuse the loaded session. */
+  async load(ref: string, opts: LoadOptions = {}): Promise<ModelInfo> {
+    return (await this.ensureLoaded(ref, opts)).info;
+  }
+
+  private async ensureLoaded(ref: string, opts: LoadOptions): Promise<LoadedModel> {
+    const key = JSON.stringify([ref, this.options.dtype ?? 'fp32', this.options.runtime ?? 'auto']);
+    if (this.model?.key === key) return this.model;
+    if (this.loading?.key !== key) {
+      const promise = this.doLoad(ref, key, opts);
+      this.loading = { key, promise };
+      promise.catch(() => undefined).finally(() => {
+        if (this.loading?.promise === promise) this.loading = null;
+      });
+    }
+    return this.loading!.promise;
+  }
+
+  private async doLoad(ref: string, key: string, { onProgress, signal }: LoadOptions): Promise<LoadedModel> {
+    const t0 = performance.now();
+    const dtype = this.options.dtype ?? 'fp32';
+    onProgress?.({ phase: 'resolve', message: `Resolving ${ref}` });
+    const resolved = await resolveModel(ref, {
+      cacheDir: this.options.cacheDir,
+      dtype,
+      offline: this.options.offline ?? false,
+      remoteHost: this.options.remoteHost,
+      remotePathTemplate: this.options.remotePathTemplate,
+      signal,
+      onProgress,
+    });
+    checkAborted(signal, 'Model loading');
+
+    const configPath = path.join(resolved.folder, 'config.json');
+    let config: Record<string, unknown>;
+    try {
+      config = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+    } catch (e) {
+      throw new EngineError('MODEL_CORRUPT', `${configPath} is not valid JSON: ${(e as Error).message}`);
+    }
+
+    onProgress?.({ phase: 'rewrite', message: 'Exposing attention in the ONNX graph' });
+    const exposed = await loadExposedGraph(path.join(resolved.folder, resolved.onnxFile), this.options.cacheDir, ref);
+    checkAborted(signal, 'Model loading');
+
+    const runtime = loadRuntime(this.options.runtime ?? 'auto', this.options.threads);
+    onProgress?.({ phase: 'session', message: `Starting ${runtime.label}` });
+    let session: OrtTypes.InferenceSession;
+    try {
+      session = await runtime.ort.InferenceSession.create(exposed.path, {
+        executionProviders: runtime.executionProviders,
+        graphOptimizationLevel: 'all',
+        logSeverityLevel: 3, // errors only: ORT's warnings about unused initializers are noise to users
+        ...(this.options.threads ? { intraOpNumThreads: this.options.threads } : {}),
+      });
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (runtime.executionProviders.includes('webgpu')) {
+        throw new EngineError('RUNTIME_UNAVAILABLE', `WebGPU is not available here (${msg}). Set the runtime to "auto".`);
+      }
+      throw new EngineError('MODEL_CORRUPT', `ONNX Runtime could not load ${resolved.onnxFile} of ${ref}: ${msg}`);
+    }
+    checkAborted(signal, 'Model loading');
+
+    onProgress?.({ phase: 'tokenizer', message: 'Loading the tokenizer' });
+    let tokenizer: PreTrainedTokenizer;
+    try {
+      tokenizer = await loadTokenizer(runtime.ort, resolved.folder);
+    } catch (e) {
+      throw new EngineError('MODEL_CORRUPT', `The tokenizer of ${ref} could not be loaded: ${(e as Error).message}`);
+    }
+
+    const info = this.describe(ref, resolved.onnxFile, config, session, exposed.attentionOutputs.length, tokenizer);
+    const loaded: LoadedModel = {
+      key,
+      info,
+      session,
+      tokenizer,
+      attentionOutputs: exposed.attentionOutputs,
+      runtime,
+      config,
+      loadMs: performance.now() - t0,
+      rewriteMs: exposed.rewriteMs,
+    };
+    const previous = this.model;
+    this.model = loaded;
+    await previous?.session.release?.();
+    onProgress?.({ phase: 'ready', message: `${info.architecture} ready (${info.layers} layers x ${info.heads} heads)` });
+    return loaded;
+  }
+
+  private describe(
+    id: string,
+    file: string,
+    config: Record<string, unknown>,
+    session: OrtTypes.InferenceSession,
+    attentionLayers: number,
+    tokenizer: PreTrainedTokenizer,
+  ): ModelInfo {
+    const c = config as Record<string, any>;
+    const text = (c.text_config ?? {}) as Record<string, any>;
+    const layers = num(c.num_hidden_layers, c.n_layer, c.num_layers, c.n_layers, text.num_hidden_layers) ?? attentionLayers;
+    if (layers !== attentionLayers) {
+      throw new EngineError(
+        'ATTENTION_UNSUPPORTED',
+        `${id}: the config declares ${layers} layers but ${attentionLayers} attention blocks were found in the ONNX graph; refusing to guess which is which.`,
+      );
+    }
+    const heads = num(c.num_attention_heads, c.n_head, c.num_heads, c.n_heads, text.num_attention_heads) ?? 0;
+    const kvHeads = num(c.num_key_value_heads, c.n_kv_heads, text.num_key_value_heads) ?? heads;
+    const architectures = Array.isArray(c.architectures) ? (c.architectures as string[]) : [];
+    const isDecoder =
+      session.inputNames.some((n) => n.startsWith('past_key_values')) ||
+      c.is_decoder === true ||
+      architectures.some((a) => /CausalLM|LMHead/.test(a));
+    const tokLimit = num((tokenizer as unknown as { model_max_length?: number }).model_max_length);
+    const posLimit = num(c.max_position_embeddings, c.n_positions, c.n_ctx, c.max_seq_len, text.max_position_embeddings);
+    const limits = [posLimit, tokLimit].filter((v): v is number => v !== undefined && v > 0 && v < 1e7);
+    return {
+      id,
+      architecture: String(c.model_type ?? architectures[0] ?? 'unknown'),
+      kind: isDecoder ? 'decoder' : 'encoder',
+      layers,
+      heads,
+      kvHeads,
+      maxLength: limits.length ? Math.min(...limits) : 512,
+      file,
+    };
+  }
+
+  /** Tokenizes `text` with exact source ranges, truncating visibly to `maxTokens`. */
+  tokenize(text: string, maxTokens?: number): { tokens: TokenSpan[]; truncation: Truncation | null } {
+    const model = this.requireModel();
+    const limit = Math.max(1, Math.min(maxTokens ?? Infinity, model.info.maxLength));
+    const full = tokenizeWithOffsets(model.tokenizer, text);
+    if (full.length <= limit) return { tokens: full, truncation: null };
+
+    // Cut the text after the last token that fits, keeping room for the trailing special tokens
+    // ([SEP], EOS), and tokenize again so the specials are where the model expects them.
+    let trailing = 0;
+    while (trailing < full.length && full[full.length - 1 - trailing].special) trailing++;
+    let room = limit - trailing;
+    for (let attempt = 0; attempt < 16 && room > 0; attempt++, room--) {
+      const body = full.slice(0, room).filter((t) => !t.special);
+      const endOffset = body.length ? body[body.length - 1].end : 0;
+      const tokens = tokenizeWithOffsets(model.tokenizer, text.slice(0, endOffset));
+      if (tokens.length <= limit) return { tokens, truncation: { total: full.length, kept: tokens.length, endOffset } };
+    }
+    throw new EngineError('INTERNAL', `Could not truncate the input to ${limit} tokens.`);
+  }
+
+  /** Tokenizes and runs `text`, returning attention of every layer and head for it. */
+  async analyze(ref: string, text: string, opts: AnalyzeOptions & LoadOptions = {}): Promise<AttentionResult> {
+    const model = await this.ensureLoaded(ref, opts);
+    checkAborted(opts.signal, 'Analysis');
+    if (!text.trim()) {
+      throw new EngineError('EMPTY_INPUT', 'The text is empty or only whitespace: select some text to analyse.');
+    }
+    const t0 = performance.now();
+    const { tokens, truncation } = this.tokenize(text, opts.maxTokens);
+    const tokenizeMs = performance.now() - t0;
+    if (!tokens.some((t) => !t.special)) {
+      throw new EngineError('EMPTY_INPUT', 'The tokenizer produced no tokens for this text (it only holds characters the model ignores).');
+    }
+    checkAborted(opts.signal, 'Analysis');
+
+    const t1 = performance.now();
+    const [layerData] = await this.forward({ input_ids: [tokens.map((t) => t.id)] });
+    const forwardMs = performance.now() - t1;
+    checkAborted(opts.signal, 'Analysis');
+
+    const t2 = performance.now();
+    const T = tokens.length;
+    const L = layerData.length;
+    const H = layerData[0].length / (T * T);
+    const joined = new Float32Array(L * H * T * T);
+    layerData.forEach((d, l) => joined.set(d, l * H * T * T));
+    const encoding = opts.encoding ?? 'f32';
+    const attention = encoding === 'f16' ? encodeF16(joined) : encoding === 'u8' ? encodeU8(joined) : joined;
+    const packMs = performance.now() - t2;
+
+    const notices: string[] = [];
+    if (model.runtime.notice) notices.push(model.runtime.notice);
+    if (truncation) {
+      notices.push(`The input was cut to ${truncation.kept} of ${truncation.total} tokens (the limit is ${Math.min(opts.maxTokens ?? Infinity, model.info.maxLength)}).`);
+    }
+    return {
+      model: { ...model.info, heads: H },
+      tokens,
+      attention,
+      encoding,
+      shape: [L, H, T, T],
+      truncation,
+      timings: { loadMs: model.loadMs, rewriteMs: model.rewriteMs, tokenizeMs, forwardMs, packMs },
+      runtime: model.runtime.label,
+      notices,
+    };
+  }
+
+  /**
+   * Runs a batch of token ids and returns, per batch row, the attention of each layer as a
+   * Float32Array [heads][q][k] (q = k = the row's full padded length; callers trim padding).
+   */
+  async forward(batch: IdBatch): Promise<Float32Array[][]> {
+    const model = this.requireModel();
+    const { ort } = model.runtime;
+    const B = batch.input_ids.length;
+    const T = batch.input_ids[0]?.length ?? 0;
+    if (!B || !T || batch.input_ids.some((r) => r.length !== T)) throw new EngineError('INTERNAL', 'input_ids must be a non-empty rectangular batch.');
+    const int64 = (rows: number[][]) => new ort.Tensor('int64', BigInt64Array.from(rows.flat(), (v) => BigInt(v)), [B, T]);
+    const fill = (f: (b: number, t: number) => number) =>
+      Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => f(b, t)));
+
+    const metadata = (model.session as unknown as { inputMetadata?: Array<{ name: string; type?: string; shape?: Array<number | string> }> }).inputMetadata ?? [];
+    const meta = new Map(metadata.map((m) => [m.name, m]));
+    const c = model.config as Record<string, any>;
+    const feeds: Record<string, OrtTypes.Tensor> = {};
+    for (const name of model.session.inputNames) {
+      if (name === 'input_ids') feeds[name] = int64(batch.input_ids);
+      else if (name === 'attention_mask') feeds[name] = int64(batch.attention_mask ?? fill(() => 1));
+      else if (name === 'token_type_ids') feeds[name] = int64(batch.token_type_ids ?? fill(() => 0));
+      else if (name === 'position_ids') feeds[name] = int64(batch.position_ids ?? fill((_, t) => t));
+      else if (name === 'use_cache_branch') feeds[name] = new ort.Tensor('bool', [false], [1]);
+      else if (name.startsWith('past_key_values') || name.startsWith('past_')) {
+        // An empty cache: [batch, kv_heads, 0, head_dim], from the graph's declared shape or the config.
+        const shape = meta.get(name)?.shape ?? [];
+        const kv = typeof shape[1] === 'number' ? shape[1] : num(c.num_key_value_heads, c.n_head, c.num_attention_heads)!;
+        const hd =
+          typeof shape[3] === 'number'
+            ? shape[3]
+            : num(c.head_dim) ?? num(c.hidden_size, c.n_embd)! / num(c.num_attention_heads, c.n_head)!;
+        const type = meta.get(name)?.type === 'float16' ? 'float16' : 'float32';
+        feeds[name] = new ort.Tensor(type, type === 'float16' ? new Uint16Array(0) : new Float32Array(0), [B, kv, 0, hd]);
+      } else {
+        throw new EngineError('ATTENTION_UNSUPPORTED', `${model.info.id}: the graph needs an input "${name}" that Attention Lens does not know how to fill.`);
+      }
+    }
+
+    let outputs: OrtTypes.InferenceSession.OnnxValueMapType;
+    try {
+      outputs = await model.session.run(feeds, model.attentionOutputs);
+    } catch (e) {
+      throw new EngineError('INTERNAL', `The forward pass of ${model.info.id} failed: ${(e as Error).message}`);
+    }
+
+    const perRow: Float32Array[][] = Array.from({ length: B }, () => []);
+    for (const name of model.attentionOutputs) {
+      const tensor = outputs[name] as OrtTypes.Tensor;
+      const [b, h, q, k] = tensor.dims;
+      if (tensor.dims.length !== 4 || b !== B || q !== T || k !== T) {
+        throw new EngineError(
+          'ATTENTION_UNSUPPORTED',
+          `${model.info.id}: attention output ${name} has shape [${tensor.dims.join(', ')}], expected [${B}, heads, ${T}, ${T}].`,
+        );
+      }
+      const data = tensor.type === 'float16' ? halfTensorToFloat32(tensor) : (tensor.data as Float32Array);
+      const stride = h * q * k;
+      for (let r = 0; r < B; r++) perRow[r].push(data.slice(r * stride, (r + 1) * stride));
+      tensor.dispose?.();
+    }
+    return perRow;
+  }
+
+  async dispose(): Promise<void> {
+    const model = this.model;
+    this.model = null;
+    await model?.session.release?.();
+  }
+
+  private requireModel(): LoadedModel {
+    if (!this.model) throw new EngineError('INTERNAL', 'No model is loaded.');
+    return this.model;
+  }
+}
+
+function halfTensorToFloat32(tensor: OrtTypes.Tensor): Float32Array {
+  const src = tensor.data as Uint16Array;
+  const lut = f16Lut();
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = lut[src[i]];
+  return out;
+}

@@ -1,0 +1,184 @@
+// Resolves a model reference (local folder or Hugging Face hub id) to a local folder in the
+// transformers.js layout, downloading hub files into the cache on first use.
+//
+// Why not transformers.js' own downloader: it writes into its cache as bytes arrive (a cut
+// download can leave a corrupt file) and cannot be cancelled; we need atomic writes, byte
+// progress, AbortSignal and an offline guarantee. Tokenizer and config are still read by
+// transformers.js, from the folder this module returns.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EngineError, type DtypeChoice, type LoadProgress } from './types';
+
+export const DEFAULT_REMOTE_HOST = 'https://huggingface.co/';
+export const DEFAULT_REMOTE_PATH_TEMPLATE = '{model}/resolve/{revision}/';
+
+export interface ResolveOptions {
+  cacheDir: string;
+  dtype: DtypeChoice;
+  offline: boolean;
+  remoteHost?: string;
+  remotePathTemplate?: string;
+  revision?: string;
+  signal?: AbortSignal;
+  onProgress?: (p: LoadProgress) => void;
+}
+
+export interface ResolvedModel {
+  /** Folder holding config.json, tokenizer files and the ONNX file. */
+  folder: string;
+  /** ONNX file relative to `folder`, e.g. "onnx/model.onnx". */
+  onnxFile: string;
+  fromHub: boolean;
+}
+
+/** ONNX files to try, in order, for a dtype (single-file exports first, then merged decoders). */
+export function onnxCandidates(dtype: DtypeChoice): string[] {
+  return dtype === 'q8'
+    ? ['onnx/model_quantized.onnx', 'onnx/decoder_model_quantized.onnx', 'onnx/decoder_model_merged_quantized.onnx']
+    : ['onnx/model.onnx', 'onnx/decoder_model.onnx', 'onnx/decoder_model_merged.onnx'];
+}
+
+const REQUIRED_JSON = ['config.json', 'tokenizer.json'];
+const OPTIONAL_JSON = ['tokenizer_config.json'];
+
+/** A hub id looks like "owner/name" or "name" and is not an existing path. */
+export function isLocalReference(ref: string): boolean {
+  return path.isAbsolute(ref) || ref.startsWith('.') || ref.startsWith('~') || fs.existsSync(ref);
+}
+
+export async function resolveModel(ref: string, opts: ResolveOptions): Promise<ResolvedModel> {
+  const trimmed = ref.trim();
+  if (!trimmed) throw new EngineError('MODEL_NOT_FOUND', 'No model is set. Choose one with "Attention Lens: Select Model".');
+  return isLocalReference(trimmed) ? resolveLocal(trimmed, opts.dtype) : resolveHub(trimmed, opts);
+}
+
+function resolveLocal(ref: string, dtype: DtypeChoice): ResolvedModel {
+  const folder = path.resolve(ref.startsWith('~') ? path.join(process.env.HOME ?? '', ref.slice(1)) : ref);
+  if (!fs.existsSync(folder) || !fs.statSync(folder).isDirectory()) {
+    throw new EngineError('MODEL_NOT_FOUND', `Model folder not found: ${folder}`);
+  }
+  for (const f of REQUIRED_JSON) {
+    if (!fs.existsSync(path.join(folder, f))) {
+      throw new EngineError('MODEL_NOT_FOUND', `${folder} is not a transformers.js model folder: ${f} is missing.`);
+    }
+  }
+  const onnxFile = onnxCandidates(dtype).find((f) => fs.existsSync(path.join(folder, f)));
+  if (!onnxFile) {
+    throw new EngineError(
+      'MODEL_NOT_FOUND',
+      `No ${dtype} ONNX file in ${folder}: expected one of ${onnxCandidates(dtype).join(', ')}.` +
+        (dtype === 'q8' ? ' Try dtype fp32.' : ' Try dtype q8.'),
+    );
+  }
+  return { folder, onnxFile, fromHub: false };
+}
+
+/** Hub ids become cache folders; reject anything that could escape the cache. */
+function safeIdPath(id: string): string {
+  if (!/^[A-Za-z0-9][\w.-]*(\/[\w.-]+)?$/.test(id) || id.split('/').some((p) => p === '..' || p === '.')) {
+    throw new EngineError('MODEL_NOT_FOUND', `"${id}" is neither a local folder nor a hub model id (owner/name).`);
+  }
+  return id;
+}
+
+async function resolveHub(id: string, opts: ResolveOptions): Promise<ResolvedModel> {
+  const folder = path.join(opts.cacheDir, 'models', safeIdPath(id));
+  const cached = (f: string) => fs.existsSync(path.join(folder, f));
+  const candidates = onnxCandidates(opts.dtype);
+
+  if (opts.offline) {
+    const missing = REQUIRED_JSON.filter((f) => !cached(f));
+    const onnxFile = candidates.find(cached);
+    if (missing.length || !onnxFile) {
+      throw new EngineError(
+        'OFFLINE_NOT_CACHED',
+        `Offline mode is on and ${id} (${opts.dtype}) is not in the cache (${folder}). Turn offline mode off once to download it, or choose a local folder.`,
+      );
+    }
+    return { folder, onnxFile, fromHub: true };
+  }
+
+  for (const f of REQUIRED_JSON) if (!cached(f)) await downloadFile(id, f, folder, opts, true);
+  for (const f of OPTIONAL_JSON) if (!cached(f)) await downloadFile(id, f, folder, opts, false);
+  let onnxFile = candidates.find(cached);
+  for (const f of candidates) {
+    if (onnxFile) break;
+    if (await downloadFile(id, f, folder, opts, false)) onnxFile = f;
+  }
+  if (!onnxFile) {
+    throw new EngineError(
+      'MODEL_NOT_FOUND',
+      `${id} has no ${opts.dtype} ONNX file (${candidates.join(', ')}). It may not be a transformers.js model; try the other dtype or an Xenova/ or onnx-community/ export.`,
+    );
+  }
+  return { folder, onnxFile, fromHub: true };
+}
+
+export function fileUrl(id: string, file: string, opts: Pick<ResolveOptions, 'remoteHost' | 'remotePathTemplate' | 'revision'>): string {
+  const host = (opts.remoteHost ?? DEFAULT_REMOTE_HOST).replace(/\/?$/, '/');
+  const template = (opts.remotePathTemplate ?? DEFAULT_REMOTE_PATH_TEMPLATE)
+    .replaceAll('{model}', id)
+    .replaceAll('{revision}', encodeURIComponent(opts.revision ?? 'main'));
+  return host + template.replace(/^\//, '').replace(/\/?$/, '/') + file;
+}
+
+/**
+ * Downloads one file into the cache atomically: bytes go to a temp file that is renamed only
+ * when complete (length checked against Content-Length), so a cut download leaves nothing behind.
+ * Returns false on 404 when the file is optional.
+ */
+async function downloadFile(id: string, file: string, folder: string, opts: ResolveOptions, required: boolean): Promise<boolean> {
+  const url = fileUrl(id, file, opts);
+  const target = path.join(folder, file);
+  const temp = `${target}.part-${process.pid}-${Date.now()}`;
+  const report = (loaded: number, total: number) =>
+    opts.onProgress?.({ phase: 'download', file, loaded, total, message: `Downloading ${id}/${file}` });
+
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: opts.signal, redirect: 'follow' });
+  } catch (e) {
+    if (opts.signal?.aborted) throw new EngineError('CANCELLED', 'Model download cancelled.');
+    throw new EngineError('DOWNLOAD_FAILED', `Could not reach ${url}: ${(e as Error).message}. Check the network, or turn on offline mode and use a cached or local model.`);
+  }
+  if (response.status === 404 || response.status === 401) {
+    await response.body?.cancel();
+    if (!required) return false;
+    throw new EngineError('MODEL_NOT_FOUND', `${id}/${file} was not found on the hub (HTTP ${response.status} from ${url}). Check the model id.`);
+  }
+  if (!response.ok || !response.body) {
+    await response.body?.cancel();
+    throw new EngineError('DOWNLOAD_FAILED', `Downloading ${url} failed: HTTP ${response.status} ${response.statusText}.`);
+  }
+
+  const total = Number(response.headers.get('content-length') ?? 0);
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  const out = fs.createWriteStream(temp);
+  let loaded = 0;
+  let lastReport = 0;
+  try {
+    report(0, total);
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      loaded += chunk.byteLength;
+      if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+      const now = Date.now();
+      if (now - lastReport > 100) {
+        lastReport = now;
+        report(loaded, total);
+      }
+    }
+    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    if (total && loaded !== total) {
+      throw new EngineError('DOWNLOAD_FAILED', `Download of ${id}/${file} was cut off (${loaded} of ${total} bytes). Try again.`);
+    }
+    fs.renameSync(temp, target);
+    report(loaded, total || loaded);
+    return true;
+  } catch (e) {
+    out.destroy();
+    fs.rmSync(temp, { force: true });
+    if (opts.signal?.aborted) throw new EngineError('CANCELLED', 'Model download cancelled.');
+    if (e instanceof EngineError) throw e;
+    throw new EngineError('DOWNLOAD_FAILED', `Download of ${id}/${file} failed: ${(e as Error).message}. Try again.`);
+  }
+}

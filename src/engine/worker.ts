@@ -1,0 +1,90 @@
+// Worker-thread entry: owns one AttentionEngine (the model stays warm between runs) and streams
+// results back layer by layer. The newest analyze request supersedes any still running.
+import { parentPort, workerData } from 'node:worker_threads';
+import { AttentionEngine } from './engine';
+import { EngineError, type EngineOptions } from './types';
+import type { HostToWorker, WorkerToHost } from '../protocol/worker';
+
+const port = parentPort;
+if (!port) throw new Error('worker.ts must run in a worker thread');
+const testHooks = (workerData as { testHooks?: boolean } | undefined)?.testHooks === true;
+
+let engine: AttentionEngine | null = null;
+let engineKey = '';
+const running = new Map<number, AbortController>();
+
+const post = (msg: WorkerToHost, transfer: ArrayBuffer[] = []) => port.postMessage(msg, transfer);
+
+function engineFor(options: EngineOptions): AttentionEngine {
+  const key = JSON.stringify(options);
+  if (!engine || key !== engineKey) {
+    void engine?.dispose();
+    engine = new AttentionEngine(options);
+    engineKey = key;
+  }
+  return engine;
+}
+
+async function analyze(msg: Extract<HostToWorker, { type: 'analyze' }>): Promise<void> {
+  for (const [id, controller] of running) {
+    controller.abort();
+    running.delete(id);
+    post({ type: 'error', requestId: id, code: 'SUPERSEDED', message: 'A newer request replaced this one.' });
+  }
+  const controller = new AbortController();
+  running.set(msg.requestId, controller);
+  const { signal } = controller;
+  try {
+    const result = await engineFor(msg.options).analyze(msg.model, msg.text, {
+      maxTokens: msg.maxTokens,
+      encoding: msg.encoding,
+      signal,
+      onProgress: (progress) => post({ type: 'progress', requestId: msg.requestId, progress }),
+    });
+    if (signal.aborted) return; // cancelled or superseded: its error was already posted
+    const [L, H, T] = result.shape;
+    post({
+      type: 'start',
+      requestId: msg.requestId,
+      model: result.model,
+      tokens: result.tokens,
+      encoding: result.encoding,
+      shape: result.shape,
+      truncation: result.truncation,
+      notices: result.notices,
+      runtime: result.runtime,
+    });
+    const stride = H * T * T;
+    for (let l = 0; l < L; l++) {
+      const data = result.attention.slice(l * stride, (l + 1) * stride).buffer as ArrayBuffer;
+      post({ type: 'layer', requestId: msg.requestId, layer: l, data }, [data]);
+    }
+    post({ type: 'done', requestId: msg.requestId, timings: result.timings });
+  } catch (e) {
+    if (signal.aborted) return; // its CANCELLED/SUPERSEDED error was already posted
+    const code = e instanceof EngineError ? e.code : 'INTERNAL';
+    post({ type: 'error', requestId: msg.requestId, code, message: (e as Error).message ?? String(e) });
+  } finally {
+    if (running.get(msg.requestId) === controller) running.delete(msg.requestId);
+  }
+}
+
+port.on('message', (msg: HostToWorker) => {
+  switch (msg.type) {
+    case 'analyze':
+      void analyze(msg);
+      break;
+    case 'cancel': {
+      const controller = running.get(msg.requestId);
+      if (controller) {
+        controller.abort();
+        running.delete(msg.requestId);
+        post({ type: 'error', requestId: msg.requestId, code: 'CANCELLED', message: 'Cancelled.' });
+      }
+      break;
+    }
+    case 'crash':
+      if (testHooks) throw new Error('Injected worker crash (test hook)'); // uncaught: the worker dies
+      break;
+  }
+});

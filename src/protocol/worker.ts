@@ -1,0 +1,35 @@
+// Messages between the extension host (EngineClient) and the engine's worker thread.
+// Attention crosses as one transferred ArrayBuffer per layer, so the host can stream layers on.
+import type { AttentionEncoding, EngineErrorCode, EngineOptions, LoadProgress, ModelInfo, Timings, TokenSpan, Truncation } from '../engine/types';
+
+export interface AnalyzeRequest {
+  /** Hub id or local folder. */
+  model: string;
+  text: string;
+  maxTokens?: number;
+  encoding: AttentionEncoding;
+}
+
+export type HostToWorker =
+  | ({ type: 'analyze'; requestId: number; options: EngineOptions } & AnalyzeRequest)
+  | { type: 'cancel'; requestId: number }
+  /** Test hook (only honoured when the worker was started with test hooks on): throw outside any handler. */
+  | { type: 'crash' };
+
+export type WorkerToHost =
+  | { type: 'progress'; requestId: number; progress: LoadProgress }
+  | {
+      type: 'start';
+      requestId: number;
+      model: ModelInfo;
+      tokens: TokenSpan[];
+      encoding: AttentionEncoding;
+      shape: [number, number, number, number];
+      truncation: Truncation | null;
+      notices: string[];
+      runtime: string;
+    }
+  /** One layer, [heads][T][T] in the request's encoding (buffer transferred, not copied). */
+  | { type: 'layer'; requestId: number; layer: number; data: ArrayBuffer }
+  | { type: 'done'; requestId: number; timings: Timings }
+  | { type: 'error'; requestId: number; code: EngineErrorCode; message: string };

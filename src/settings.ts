@@ -1,0 +1,35 @@
+// Reads `attentionLens.*` settings into engine options. Extension layer (imports vscode).
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { DtypeChoice, EngineOptions, RuntimeChoice } from './engine/types';
+
+export const SECTION = 'attentionLens';
+
+export interface Settings {
+  model: string;
+  engine: EngineOptions;
+  maxTokens: number;
+  liveUpdate: boolean;
+  liveUpdateDelay: number;
+  topWords: number;
+}
+
+export function readSettings(context: vscode.ExtensionContext): Settings {
+  const c = vscode.workspace.getConfiguration(SECTION);
+  // In an untrusted workspace, only the user's own settings may point at a model folder.
+  const model = vscode.workspace.isTrusted ? c.get<string>('model', '') : (c.inspect<string>('model')?.globalValue ?? c.inspect<string>('model')?.defaultValue ?? '');
+  const cacheSetting = vscode.workspace.isTrusted ? c.get<string>('cacheDirectory', '') : c.inspect<string>('cacheDirectory')?.globalValue ?? '';
+  return {
+    model: model.trim(),
+    engine: {
+      cacheDir: cacheSetting.trim() || path.join(context.globalStorageUri.fsPath, 'cache'),
+      offline: c.get<boolean>('offline', false),
+      runtime: c.get<RuntimeChoice>('runtime', 'auto'),
+      dtype: c.get<DtypeChoice>('dtype', 'fp32'),
+    },
+    maxTokens: c.get<number>('maxTokens', 512),
+    liveUpdate: c.get<boolean>('liveUpdate', true),
+    liveUpdateDelay: c.get<number>('liveUpdateDelay', 600),
+    topWords: c.get<number>('topWords', 5),
+  };
+}

@@ -1,0 +1,73 @@
+// The attention-lens CLI (built out/cli.js): JSON + .npy output, and errors on stderr with a non-zero exit.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { AttentionEngine } from '../../src/engine/engine';
+import { tempDir, STORIES } from './helpers/shared';
+
+const CLI = path.resolve(__dirname, '../../out/cli.js');
+const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ATTENTION_LENS_CACHE: tempDir() } });
+
+/** Minimal .npy reader: returns the header dict text and the float32 payload. */
+function readNpy(file: string): { header: string; data: Float32Array } {
+  const bytes = fs.readFileSync(file);
+  assert.equal(bytes.subarray(0, 6).toString('latin1'), '\x93NUMPY');
+  const len = bytes.readUInt16LE(8);
+  const header = bytes.subarray(10, 10 + len).toString('latin1');
+  assert.equal((10 + len) % 64, 0, 'data is 64-byte aligned');
+  const body = bytes.subarray(10 + len);
+  return { header, data: new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)) };
+}
+
+describe('attention-lens CLI', () => {
+  test('writes <prefix>.json and a float32 <prefix>.npy equal to the engine output', async () => {
+    const out = path.join(tempDir(), 'story');
+    const text = 'Once upon a time, there was a little girl.';
+    const r = run(['--model', STORIES, '--text', text, '--out', out, '--offline']);
+    assert.equal(r.status, 0, r.stderr);
+    const json = JSON.parse(fs.readFileSync(`${out}.json`, 'utf8'));
+    const T = json.tokens.length;
+    assert.deepEqual(json.model, { id: STORIES, architecture: 'llama', layers: 5, heads: 8 });
+    assert.deepEqual(json.shape, [5, 8, T, T]);
+    assert.deepEqual(Object.keys(json.tokens[1]).sort(), ['end', 'special', 'start', 'text']);
+    assert.equal(text.slice(json.tokens[1].start, json.tokens[1].end), 'Once');
+    const npy = readNpy(`${out}.npy`);
+    assert.match(npy.header, /'descr': '<f4', 'fortran_order': False, 'shape': \(5, 8, \d+, \d+\)/);
+    const engine = new AttentionEngine({ cacheDir: tempDir(), offline: true });
+    const expected = (await engine.analyze(STORIES, text)).attention as Float32Array;
+    await engine.dispose();
+    assert.equal(npy.data.length, expected.length);
+    let worst = 0;
+    for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(npy.data[i] - expected[i]));
+    assert.ok(worst < 1e-6, `max diff ${worst}`);
+  });
+
+  test('--file reads the text from a file', () => {
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, 'in.txt'), 'Lily loved the park.\r\n');
+    const r = run(['--model', STORIES, '--file', path.join(dir, 'in.txt'), '--out', path.join(dir, 'o'), '--offline']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(fs.existsSync(path.join(dir, 'o.npy')));
+  });
+
+  test('bad arguments and bad models exit non-zero with a message on stderr', () => {
+    const out = path.join(tempDir(), 'x');
+    const cases: Array<[string[], RegExp]> = [
+      [['--text', 'hi', '--out', out], /--model is required/],
+      [['--model', STORIES, '--out', out], /exactly one of --text or --file/],
+      [['--model', STORIES, '--text', 'hi', '--out', out, '--dtype', 'int4'], /--dtype must be/],
+      [['--model', '/no/such/folder', '--text', 'hi', '--out', out], /Model folder not found: \/no\/such\/folder/],
+      [['--model', STORIES, '--text', '   ', '--out', out], /empty/],
+      [['--model', 'some-org/never-cached', '--text', 'hi', '--out', out, '--offline'], /not in the cache/],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(args);
+      assert.notEqual(r.status, 0, args.join(' '));
+      assert.match(r.stderr, message);
+      assert.equal(r.stdout, '');
+    }
+    assert.equal(fs.existsSync(`${out}.json`), false);
+  });
+});

@@ -1,0 +1,68 @@
+// The engine in its worker thread (the built out/worker.js, as the extension ships it):
+// streaming, cancel, supersede, and recovery after a crash.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EngineClient } from '../../src/engine/client';
+import { EngineError } from '../../src/engine/types';
+import { tempDir, STORIES } from './helpers/shared';
+
+const WORKER = path.resolve(__dirname, '../../out/worker.js');
+const text = 'Once upon a time, there was a little girl named Lily.';
+const isCode = (code: string) => (e: unknown) => e instanceof EngineError && e.code === code;
+
+describe('engine worker', () => {
+  let client: EngineClient;
+  before(() => {
+    assert.ok(fs.existsSync(WORKER), 'run `npm run build` first');
+    client = new EngineClient(WORKER, { cacheDir: tempDir(), runtime: 'cpu', offline: true }, { testHooks: true });
+  });
+  after(() => client.dispose());
+
+  test('streams a start message, one transferred buffer per layer, then done', async () => {
+    const layers: Array<[number, ArrayBuffer]> = [];
+    let starts = 0;
+    const run = client.analyze({ model: STORIES, text }, { onStart: () => starts++, onLayer: (l, d) => layers.push([l, d]) });
+    const { start, timings } = await run.done;
+    const [L, H, T] = start.shape;
+    assert.equal(starts, 1);
+    assert.deepEqual(layers.map(([l]) => l), [0, 1, 2, 3, 4]);
+    for (const [, data] of layers) {
+      assert.ok(data instanceof ArrayBuffer);
+      assert.equal(data.byteLength, H * T * T * 2, 'float16 by default');
+    }
+    assert.equal(L, 5);
+    assert.equal(start.tokens.length, T);
+    assert.ok(timings.forwardMs > 0);
+  });
+
+  test('cancel rejects with CANCELLED and sends nothing more', async () => {
+    let layers = 0;
+    const run = client.analyze({ model: STORIES, text }, { onLayer: () => layers++ });
+    run.cancel();
+    await assert.rejects(run.done, isCode('CANCELLED'));
+    // The worker keeps serving: the next request works.
+    const next = client.analyze({ model: STORIES, text: 'Lily smiled.' });
+    assert.equal((await next.done).start.shape[0], 5);
+    assert.equal(layers, 0);
+  });
+
+  test('a new request supersedes a running one', async () => {
+    const first = client.analyze({ model: STORIES, text });
+    const second = client.analyze({ model: STORIES, text: 'The cat sat on the mat.' });
+    await assert.rejects(first.done, isCode('SUPERSEDED'));
+    const { start } = await second.done;
+    assert.equal(start.tokens.at(-1)!.end, 'The cat sat on the mat.'.length, 'the result is the second text');
+  });
+
+  test('an error in the worker is reported, and the next request works', async () => {
+    await assert.rejects(client.analyze({ model: '/no/such/model', text }).done, (e: unknown) => isCode('MODEL_NOT_FOUND')(e) && /\/no\/such\/model/.test((e as Error).message));
+    // The crash is queued first, so the worker dies with the request in flight.
+    client.injectCrash();
+    const pending = client.analyze({ model: STORIES, text });
+    await assert.rejects(pending.done, isCode('WORKER_CRASHED'));
+    const after = client.analyze({ model: STORIES, text });
+    assert.equal((await after.done).start.shape[1], 8);
+  });
+});
