@@ -31,7 +31,6 @@ export class AttentionPanel implements vscode.Disposable {
   }
 
   constructor(readonly panel: vscode.WebviewPanel, extensionUri: vscode.Uri) {
-    panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'icon.png');
     panel.webview.options = AttentionPanel.options(extensionUri);
     panel.webview.html = html(panel.webview, extensionUri);
     this.disposables.push(

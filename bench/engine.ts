@@ -1,0 +1,110 @@
+// Engine costs at T = 32, 128, 512 on the BERT-base-shaped model: plain vs attention-exposed
+// forward (interleaved runs in one process, medians and their ratio), graph rewrite time,
+// tokenization with offsets, float16 packing, attention bytes.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { loadExposedGraph } from '../src/engine/onnx/exposedCache';
+import { loadTokenizer } from '../src/engine/transformersjs';
+import { tokenizeWithOffsets } from '../src/engine/offsets';
+import { encodeF16 } from '../src/analysis/f16';
+import { ensureModel, median, round, table } from './util';
+
+const SIZES = [32, 128, 512];
+const RUNS: Record<number, number> = { 32: 30, 128: 16, 512: 8 };
+
+function feeds(T: number): Record<string, ort.Tensor> {
+  const ids = BigInt64Array.from({ length: T }, (_, i) => BigInt(i === 0 ? 101 : i === T - 1 ? 102 : 1000 + ((i * 7919) % 28000)));
+  return {
+    input_ids: new ort.Tensor('int64', ids, [1, T]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(T).fill(1n), [1, T]),
+    token_type_ids: new ort.Tensor('int64', new BigInt64Array(T), [1, T]),
+  };
+}
+
+/** A prose + code text of at least `T` BERT tokens. */
+function sampleText(): string {
+  const prose = 'The quick brown fox jumps over the lazy dog, while naïve cafés serve crème brûlée to 42 guests. ';
+  const code = 'function add(a: number, b: number): number { return a + b; } // sum\n';
+  return Array.from({ length: 40 }, (_, i) => (i % 2 ? prose : code)).join('');
+}
+
+export async function engineSection() {
+  const modelDir = ensureModel();
+  const source = path.join(modelDir, 'onnx/model.onnx');
+  const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'attention-lens-bench-'));
+  const exposed = await loadExposedGraph(source, cacheDir, 'bert-base-random');
+  const cachedAgain = await loadExposedGraph(source, cacheDir, 'bert-base-random');
+  const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 3 };
+  const plain = await ort.InferenceSession.create(source, opts);
+  const withAttention = await ort.InferenceSession.create(exposed.path, opts);
+
+  const tokenizer = await loadTokenizer(ort as never, modelDir);
+  const text = sampleText();
+
+  const out: Record<string, unknown> = {
+    model: { layers: 12, heads: 12, hidden: 768, file_mb: round(fs.statSync(source).size / 2 ** 20, 1) },
+    rewrite_ms: round(exposed.rewriteMs, 1),
+    rewrite_cached_ms: round(cachedAgain.rewriteMs, 1),
+  };
+  const rows: Array<Record<string, string | number>> = [];
+  for (const T of SIZES) {
+    const f = feeds(T);
+    for (let i = 0; i < 2; i++) {
+      await plain.run(f);
+      await withAttention.run(f, exposed.attentionOutputs);
+    }
+    const tPlain: number[] = [];
+    const tExposed: number[] = [];
+    for (let i = 0; i < RUNS[T]; i++) {
+      // Interleaved, alternating which goes first, so drift on a shared machine hits both alike.
+      const order = i % 2 ? [false, true] : [true, false];
+      for (const isPlain of order) {
+        const t0 = performance.now();
+        if (isPlain) await plain.run(f);
+        else await withAttention.run(f, exposed.attentionOutputs);
+        (isPlain ? tPlain : tExposed).push(performance.now() - t0);
+      }
+    }
+    // Tokenization with offsets for a text cut to T tokens, and f16 packing of the whole tensor.
+    const words = text.split(' ');
+    let cut = text;
+    for (let n = words.length; n > 0; n = Math.floor(n * 0.9)) {
+      cut = words.slice(0, n).join(' ');
+      if (tokenizer.encode(cut).length <= T) break;
+    }
+    const tokTimes: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t0 = performance.now();
+      tokenizeWithOffsets(tokenizer, cut);
+      tokTimes.push(performance.now() - t0);
+    }
+    const cells = 12 * 12 * T * T;
+    const tensor = new Float32Array(cells).fill(1 / T);
+    const packTimes: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      encodeF16(tensor);
+      packTimes.push(performance.now() - t0);
+    }
+    const entry = {
+      plain_ms: round(median(tPlain)),
+      exposed_ms: round(median(tExposed)),
+      ratio: round(median(tExposed) / median(tPlain), 3),
+      runs: RUNS[T],
+      tokenize_offsets_ms: round(median(tokTimes)),
+      tokens_in_sample: tokenizer.encode(cut).length,
+      pack_f16_ms: round(median(packTimes)),
+      attention_bytes_f32: cells * 4,
+      attention_bytes_f16: cells * 2,
+    };
+    out[`T${T}`] = entry;
+    rows.push({ T, 'plain ms': entry.plain_ms, 'exposed ms': entry.exposed_ms, ratio: entry.ratio, 'tokenize ms': entry.tokenize_offsets_ms, 'pack f16 ms': entry.pack_f16_ms, 'attention MiB (f16)': round(entry.attention_bytes_f16 / 2 ** 20, 1) });
+  }
+  table(`engine (rewrite ${out.rewrite_ms} ms once, ${out.rewrite_cached_ms} ms when cached)`, rows);
+  await plain.release();
+  await withAttention.release();
+  fs.rmSync(cacheDir, { recursive: true, force: true });
+  return out;
+}

@@ -1,0 +1,38 @@
+// Shared helpers of the benchmark sections: paths, the generated model, statistics, tables.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..');
+export const MODEL_DIR = path.join(ROOT, 'bench/models/bert-base-random');
+export const OUT = path.join(ROOT, 'bench/out/latest.json');
+
+export function ensureModel(): string {
+  if (!fs.existsSync(path.join(MODEL_DIR, 'onnx/model.onnx'))) {
+    console.log('Generating the BERT-base-shaped random model (once)…');
+    execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/make-bert-base.ts'), MODEL_DIR], { stdio: 'inherit', cwd: ROOT });
+  }
+  return MODEL_DIR;
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+export const percentile = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+};
+export const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
+
+export function table(title: string, rows: Array<Record<string, string | number>>): void {
+  if (!rows.length) return;
+  const cols = Object.keys(rows[0]);
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(width[i])).join(' | ') + ' |';
+  console.log(`\n${title}`);
+  console.log(line(cols));
+  console.log('|' + width.map((w) => '-'.repeat(w + 2)).join('|') + '|');
+  for (const r of rows) console.log(line(cols.map((c) => String(r[c]))));
+}
+

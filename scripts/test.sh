@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command (npm test): installs what the tests need, builds, packages the VSIX, then runs
+# every suite under node's test runner, whose closing summary counts them all:
+#   test/unit        engine + math against PyTorch references, offsets, downloads, worker, CLI
+#   test/webview     the built panel bundle in real Chromium
+#   test/integration mocha inside a real VS Code extension host (code-server)
+#   test/e2e         real Chromium driving the real workbench with the VSIX installed
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ -d node_modules ] || npm ci
+bash scripts/setup-tools.sh
+npm run build
+npm run package >/dev/null
+mkdir -p test-output
+
+files=(test/unit/*.test.ts)
+for suite in webview integration e2e; do
+  compgen -G "test/$suite/*.test.ts" >/dev/null && files+=(test/$suite/*.test.ts)
+done
+exec node --import tsx --test --test-concurrency=1 --test-timeout=900000 --test-reporter=spec "${files[@]}"
