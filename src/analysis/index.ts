@@ -1,0 +1,6 @@
+// Pure attention math shared by the engine, the extension host and the webview (no DOM, no vscode).
+export * from './f16';
+export * from './tensor';
+export * from './words';
+export * from './rollout';
+export * from './attended';

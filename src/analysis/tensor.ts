@@ -1,0 +1,210 @@
+// Typed views over one layer of attention: [heads][T][T], row = query, column = key, in one of the
+// wire encodings. Everything here works on flat row-major typed arrays; no per-cell objects.
+
+import { f16Lut } from './f16';
+
+export type Encoding = 'f32' | 'f16' | 'u8';
+
+export const BYTES_PER_ELEMENT: Record<Encoding, number> = { f32: 4, f16: 2, u8: 1 };
+
+/** One layer as it came over the wire, plus the table that turns a stored element into a float. */
+export interface LayerTensor {
+  encoding: Encoding;
+  heads: number;
+  /** Tokens (the matrix side). */
+  T: number;
+  raw: Float32Array | Uint16Array | Uint8Array;
+  /** Element -> float table for f16 (65536 entries) and u8 (256 entries); null for f32. */
+  lut: Float32Array | null;
+}
+
+let u8Lut: Float32Array | null = null;
+function getU8Lut(): Float32Array {
+  if (!u8Lut) {
+    u8Lut = new Float32Array(256);
+    for (let i = 0; i < 256; i++) u8Lut[i] = i / 255;
+  }
+  return u8Lut;
+}
+
+/** Bytes one layer of [heads][T][T] takes in `encoding`. */
+export function layerByteLength(encoding: Encoding, heads: number, T: number): number {
+  return heads * T * T * BYTES_PER_ELEMENT[encoding];
+}
+
+/**
+ * Wraps a layer's bytes without copying (unless the bytes are misaligned for the element size).
+ * Throws when the size does not match [heads][T][T].
+ */
+export function layerTensor(
+  data: ArrayBufferLike | ArrayBufferView,
+  encoding: Encoding,
+  heads: number,
+  T: number,
+): LayerTensor {
+  const bytes = BYTES_PER_ELEMENT[encoding];
+  if (bytes === undefined) throw new Error(`unknown attention encoding ${String(encoding)}`);
+  let buffer: ArrayBufferLike;
+  let offset: number;
+  let length: number;
+  if (ArrayBuffer.isView(data)) {
+    buffer = data.buffer;
+    offset = data.byteOffset;
+    length = data.byteLength;
+  } else {
+    buffer = data;
+    offset = 0;
+    length = data.byteLength;
+  }
+  const expected = layerByteLength(encoding, heads, T);
+  if (length !== expected) {
+    throw new Error(`layer has ${length} bytes, expected ${expected} for ${heads} heads x ${T}x${T} ${encoding}`);
+  }
+  if (offset % bytes !== 0) {
+    buffer = new Uint8Array(buffer, offset, length).slice().buffer;
+    offset = 0;
+  }
+  const n = heads * T * T;
+  switch (encoding) {
+    case 'f32':
+      return { encoding, heads, T, raw: new Float32Array(buffer, offset, n), lut: null };
+    case 'f16':
+      return { encoding, heads, T, raw: new Uint16Array(buffer, offset, n), lut: f16Lut() };
+    case 'u8':
+      return { encoding, heads, T, raw: new Uint8Array(buffer, offset, n), lut: getU8Lut() };
+  }
+}
+
+/** Decodes `count` elements starting at `start` into `out` (from index 0). */
+export function decodeRange(layer: LayerTensor, start: number, count: number, out: Float32Array): Float32Array {
+  const { raw, lut } = layer;
+  if (lut === null) {
+    out.set((raw as Float32Array).subarray(start, start + count));
+  } else {
+    for (let i = 0; i < count; i++) out[i] = lut[raw[start + i]];
+  }
+  return out;
+}
+
+/** One head's T x T matrix as floats. */
+export function decodeHead(layer: LayerTensor, head: number, out?: Float32Array): Float32Array {
+  const n = layer.T * layer.T;
+  return decodeRange(layer, head * n, n, out ?? new Float32Array(n));
+}
+
+/** The whole layer [heads][T][T] as floats. */
+export function decodeLayer(layer: LayerTensor, out?: Float32Array): Float32Array {
+  const n = layer.heads * layer.T * layer.T;
+  return decodeRange(layer, 0, n, out ?? new Float32Array(n));
+}
+
+/** Row `q` (what query q attends to) of one head. */
+export function decodeRow(layer: LayerTensor, head: number, q: number, out?: Float32Array): Float32Array {
+  const T = layer.T;
+  return decodeRange(layer, head * T * T + q * T, T, out ?? new Float32Array(T));
+}
+
+/** Mean over all heads of the layer: T x T. */
+export function meanHeads(layer: LayerTensor, out?: Float32Array): Float32Array {
+  return meanOfHeads(layer, null, out);
+}
+
+/** Mean over the listed heads (all heads when `heads` is null). */
+export function meanOfHeads(layer: LayerTensor, heads: readonly number[] | null, out?: Float32Array): Float32Array {
+  const n = layer.T * layer.T;
+  const o = out ?? new Float32Array(n);
+  o.fill(0);
+  const list = heads ?? Array.from({ length: layer.heads }, (_, h) => h);
+  if (list.length === 0) return o;
+  const { raw, lut } = layer;
+  for (const h of list) {
+    const base = h * n;
+    if (lut === null) {
+      const r = raw as Float32Array;
+      for (let i = 0; i < n; i++) o[i] += r[base + i];
+    } else {
+      for (let i = 0; i < n; i++) o[i] += lut[raw[base + i]];
+    }
+  }
+  const inv = 1 / list.length;
+  for (let i = 0; i < n; i++) o[i] *= inv;
+  return o;
+}
+
+/** Mean over the listed heads of one row. */
+export function meanRow(layer: LayerTensor, heads: readonly number[] | null, q: number, out?: Float32Array): Float32Array {
+  const T = layer.T;
+  const o = out ?? new Float32Array(T);
+  o.fill(0);
+  const list = heads ?? Array.from({ length: layer.heads }, (_, h) => h);
+  if (list.length === 0) return o;
+  const { raw, lut } = layer;
+  for (const h of list) {
+    const base = h * T * T + q * T;
+    if (lut === null) for (let j = 0; j < T; j++) o[j] += (raw as Float32Array)[base + j];
+    else for (let j = 0; j < T; j++) o[j] += lut[raw[base + j]];
+  }
+  const inv = 1 / list.length;
+  for (let j = 0; j < T; j++) o[j] *= inv;
+  return o;
+}
+
+/**
+ * Hides tokens and renormalises rows: columns where `keep[j] === 0` become 0, every kept row is
+ * rescaled to sum to 1 over the kept columns (a row whose kept mass is 0 stays all-zero), and the
+ * rows of hidden tokens become all-zero. Works in place when `out === m`.
+ */
+export function renormalizeRows(m: Float32Array, T: number, keep: Uint8Array, out?: Float32Array): Float32Array {
+  const o = out ?? new Float32Array(T * T);
+  for (let i = 0; i < T; i++) {
+    const base = i * T;
+    if (!keep[i]) {
+      o.fill(0, base, base + T);
+      continue;
+    }
+    let sum = 0;
+    for (let j = 0; j < T; j++) if (keep[j]) sum += m[base + j];
+    const inv = sum > 0 ? 1 / sum : 0;
+    for (let j = 0; j < T; j++) o[base + j] = keep[j] ? m[base + j] * inv : 0;
+  }
+  return o;
+}
+
+/** One row (length T) version of renormalizeRows, in place. */
+export function renormalizeRow(row: Float32Array, keep: Uint8Array): Float32Array {
+  const T = row.length;
+  let sum = 0;
+  for (let j = 0; j < T; j++) if (keep[j]) sum += row[j];
+  const inv = sum > 0 ? 1 / sum : 0;
+  for (let j = 0; j < T; j++) row[j] = keep[j] ? row[j] * inv : 0;
+  return row;
+}
+
+/** Weights below `threshold` become 0 (no renormalisation: what is left is what is shown). */
+export function applyThreshold(m: Float32Array, threshold: number, out?: Float32Array): Float32Array {
+  const n = m.length;
+  const o = out ?? new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = m[i];
+    o[i] = v < threshold ? 0 : v;
+  }
+  return o;
+}
+
+/** A keep mask (1 = shown) that hides special tokens. */
+export function keepMask(tokens: readonly { special: boolean }[], hideSpecial: boolean): Uint8Array {
+  const k = new Uint8Array(tokens.length);
+  for (let i = 0; i < tokens.length; i++) k[i] = hideSpecial && tokens[i].special ? 0 : 1;
+  return k;
+}
+
+/** Sums of each row (for invariant checks). */
+export function rowSums(m: Float32Array, T: number): Float64Array {
+  const s = new Float64Array(T);
+  for (let i = 0; i < T; i++) {
+    let acc = 0;
+    for (let j = 0; j < T; j++) acc += m[i * T + j];
+    s[i] = acc;
+  }
+  return s;
+}

@@ -1,0 +1,532 @@
+// Unit tests of the pure attention math (src/analysis): hand-computed small cases and invariants.
+// Run: node --import tsx --test test/unit/analysis.test.ts
+
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  f16BitsToNumber,
+  f16Lut,
+  numberToF16Bits,
+  encodeF16,
+  encodeU8,
+  layerTensor,
+  decodeHead,
+  decodeRow,
+  meanHeads,
+  meanOfHeads,
+  meanRow,
+  renormalizeRows,
+  renormalizeRow,
+  applyThreshold,
+  keepMask,
+  rowSums,
+  groupWords,
+  wordWeights,
+  topAttended,
+  cleanTokenText,
+  residualAttention,
+  matmul,
+  rollout,
+  rolloutRow,
+  Rollout,
+  attendedWords,
+  tokenAt,
+  type TokenLike,
+} from '../../src/analysis';
+
+// ------------------------------------------------------------------ helpers
+
+/** Deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Row-wise softmax of random scores; causal masks keys after the query. */
+function randomAttention(T: number, seed: number, causal: boolean): Float32Array {
+  const r = rng(seed);
+  const m = new Float32Array(T * T);
+  for (let i = 0; i < T; i++) {
+    const n = causal ? i + 1 : T;
+    let max = -Infinity;
+    const s = new Float64Array(n);
+    for (let j = 0; j < n; j++) {
+      s[j] = (r() - 0.5) * 6;
+      if (s[j] > max) max = s[j];
+    }
+    let sum = 0;
+    for (let j = 0; j < n; j++) {
+      s[j] = Math.exp(s[j] - max);
+      sum += s[j];
+    }
+    for (let j = 0; j < n; j++) m[i * T + j] = s[j] / sum;
+  }
+  return m;
+}
+
+function naiveMatmul(a: Float32Array, b: Float32Array, T: number): Float64Array {
+  const c = new Float64Array(T * T);
+  for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) {
+    let s = 0;
+    for (let k = 0; k < T; k++) s += a[i * T + k] * b[k * T + j];
+    c[i * T + j] = s;
+  }
+  return c;
+}
+
+function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol = 1e-6, what = 'value'): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    if (Math.abs(actual[i] - expected[i]) > tol) {
+      assert.fail(`${what}[${i}] = ${actual[i]}, expected ${expected[i]} (tol ${tol})`);
+    }
+  }
+}
+
+function tok(text: string, start: number, end: number, special = false): TokenLike {
+  return { text, start, end, special };
+}
+
+// ------------------------------------------------------------------ float16
+
+describe('float16 decode', () => {
+  const cases: [number, number][] = [
+    [0x0000, 0],
+    [0x3c00, 1],
+    [0xbc00, -1],
+    [0xc000, -2],
+    [0x3800, 0.5],
+    [0x3555, 0.333251953125],
+    [0x7bff, 65504], // largest finite
+    [0x0400, 2 ** -14], // smallest normal
+    [0x0001, 2 ** -24], // smallest subnormal
+    [0x03ff, 1023 * 2 ** -24], // largest subnormal
+    [0x0200, 2 ** -15], // a middle subnormal
+    [0x8001, -(2 ** -24)],
+    [0x7c00, Infinity],
+    [0xfc00, -Infinity],
+  ];
+  for (const [bits, value] of cases) {
+    test(`0x${bits.toString(16).padStart(4, '0')} -> ${value}`, () => {
+      assert.equal(f16BitsToNumber(bits), value);
+      assert.equal(f16Lut()[bits], value);
+    });
+  }
+  test('negative zero and NaN', () => {
+    assert.ok(Object.is(f16BitsToNumber(0x8000), -0));
+    assert.ok(Number.isNaN(f16BitsToNumber(0x7e00)));
+    assert.ok(Number.isNaN(f16BitsToNumber(0x7c01)));
+    assert.ok(Number.isNaN(f16Lut()[0xfe00]));
+  });
+  test('the LUT equals the scalar decoder for all 65536 patterns', () => {
+    const lut = f16Lut();
+    assert.equal(lut.length, 65536);
+    for (let b = 0; b < 65536; b++) {
+      const v = f16BitsToNumber(b);
+      if (Number.isNaN(v)) assert.ok(Number.isNaN(lut[b]));
+      else assert.ok(Object.is(lut[b], Math.fround(v)), `pattern ${b}`);
+    }
+  });
+});
+
+describe('float16 encode', () => {
+  test('known values and rounding', () => {
+    assert.equal(numberToF16Bits(0), 0x0000);
+    assert.equal(numberToF16Bits(-0), 0x8000);
+    assert.equal(numberToF16Bits(1), 0x3c00);
+    assert.equal(numberToF16Bits(-2), 0xc000);
+    assert.equal(numberToF16Bits(0.1), 0x2e66); // 0.0999755859375
+    assert.equal(numberToF16Bits(1 / 3), 0x3555);
+    assert.equal(numberToF16Bits(65504), 0x7bff);
+    assert.equal(numberToF16Bits(65519), 0x7bff); // below the midpoint to infinity
+    assert.equal(numberToF16Bits(65520), 0x7c00); // midpoint rounds to even = infinity
+    assert.equal(numberToF16Bits(1e6), 0x7c00);
+    assert.equal(numberToF16Bits(-Infinity), 0xfc00);
+    assert.equal(numberToF16Bits(NaN), 0x7e00);
+    // 1 + 2^-11 is exactly between 1 and 1 + 2^-10: ties to even (1).
+    assert.equal(numberToF16Bits(1 + 2 ** -11), 0x3c00);
+    // 1 + 3 * 2^-11 is between 0x3c01 and 0x3c02: ties to even (0x3c02).
+    assert.equal(numberToF16Bits(1 + 3 * 2 ** -11), 0x3c02);
+  });
+  test('subnormals', () => {
+    assert.equal(numberToF16Bits(2 ** -24), 0x0001);
+    assert.equal(numberToF16Bits(2 ** -25), 0x0000); // tie to even -> 0
+    assert.equal(numberToF16Bits(1.5 * 2 ** -25), 0x0001);
+    assert.equal(numberToF16Bits(3 * 2 ** -25), 0x0002); // 1.5 ulp: tie to even -> 2
+    assert.equal(numberToF16Bits(1023 * 2 ** -24), 0x03ff);
+    assert.equal(numberToF16Bits(1023.5 * 2 ** -24), 0x0400); // carries into the smallest normal
+    assert.equal(numberToF16Bits(1e-10), 0x0000);
+    assert.equal(numberToF16Bits(-(2 ** -24)), 0x8001);
+  });
+  test('every finite pattern round-trips', () => {
+    for (let b = 0; b < 65536; b++) {
+      const v = f16BitsToNumber(b);
+      if (Number.isNaN(v)) continue;
+      assert.equal(numberToF16Bits(v), b, `pattern 0x${b.toString(16)}`);
+    }
+  });
+  test('encodeF16 error on probabilities is within half an ulp', () => {
+    const r = rng(7);
+    const src = new Float32Array(10000).map(() => r());
+    const enc = encodeF16(src);
+    const lut = f16Lut();
+    for (let i = 0; i < src.length; i++) {
+      const x = src[i];
+      const ulp = x >= 2 ** -14 ? 2 ** (Math.floor(Math.log2(x)) - 10) : 2 ** -24;
+      assert.ok(Math.abs(lut[enc[i]] - x) <= ulp / 2 + 1e-12, `x=${x}`);
+    }
+  });
+  test('encodeU8 rounds and clamps', () => {
+    assert.deepEqual([...encodeU8([0, 1, 0.5, 1 / 255, 2, -1, NaN])], [0, 255, 128, 1, 255, 0, 0]);
+  });
+});
+
+// ------------------------------------------------------------------ layer tensors
+
+describe('layer tensors', () => {
+  // 2 heads, T = 2.  head 0 = [[1, 0], [0.25, 0.75]], head 1 = [[0.5, 0.5], [0.75, 0.25]]
+  const values = new Float32Array([1, 0, 0.25, 0.75, 0.5, 0.5, 0.75, 0.25]);
+  const expectedMean = [0.75, 0.25, 0.5, 0.5];
+
+  test('decodes f32, f16 and u8 to the same floats', () => {
+    for (const [enc, bytes, tol] of [
+      ['f32', values.buffer, 0],
+      ['f16', encodeF16(values).buffer, 0],
+      ['u8', encodeU8(values).buffer, 0.5 / 255 + 1e-6],
+    ] as const) {
+      const layer = layerTensor(bytes, enc, 2, 2);
+      assertClose(decodeHead(layer, 0), [1, 0, 0.25, 0.75], tol, `${enc} head 0`);
+      assertClose(decodeHead(layer, 1), [0.5, 0.5, 0.75, 0.25], tol, `${enc} head 1`);
+      assertClose(decodeRow(layer, 1, 1), [0.75, 0.25], tol, `${enc} row`);
+      assertClose(meanHeads(layer), expectedMean, tol, `${enc} mean`);
+    }
+  });
+  test('mean of a subset of heads and of one row', () => {
+    const layer = layerTensor(values.buffer, 'f32', 2, 2);
+    assertClose(meanOfHeads(layer, [1]), [0.5, 0.5, 0.75, 0.25]);
+    assertClose(meanRow(layer, null, 1), [0.5, 0.5]);
+    assertClose(meanRow(layer, [0], 1), [0.25, 0.75]);
+  });
+  test('rejects a buffer of the wrong size', () => {
+    assert.throws(() => layerTensor(new ArrayBuffer(10), 'f16', 2, 2), /expected 16/);
+    assert.throws(() => layerTensor(new ArrayBuffer(8), 'f32', 1, 2), /expected 16/);
+  });
+  test('accepts a view, copying when misaligned', () => {
+    const enc = encodeF16(values);
+    const bytes = new Uint8Array(enc.byteLength + 1);
+    bytes.set(new Uint8Array(enc.buffer), 1);
+    const layer = layerTensor(bytes.subarray(1), 'f16', 2, 2);
+    assertClose(meanHeads(layer), expectedMean, 0);
+  });
+});
+
+// ------------------------------------------------------------------ special tokens and threshold
+
+describe('renormalisation and threshold', () => {
+  test('hand case: hiding token 0 renormalises the other columns', () => {
+    // 3 tokens: [CLS] a b; rows: CLS [1,0,0]; a [0.5,0.25,0.25]; b [0.6,0.1,0.3]
+    const m = new Float32Array([1, 0, 0, 0.5, 0.25, 0.25, 0.6, 0.1, 0.3]);
+    const keep = keepMask([{ special: true }, { special: false }, { special: false }], true);
+    assert.deepEqual([...keep], [0, 1, 1]);
+    const r = renormalizeRows(m, 3, keep);
+    assertClose(r, [0, 0, 0, 0, 0.5, 0.5, 0, 0.25, 0.75]);
+  });
+  test('keepMask keeps everything when not hiding', () => {
+    assert.deepEqual([...keepMask([{ special: true }, { special: false }], false)], [1, 1]);
+  });
+  test('kept rows sum to 1 for random attention, in place too', () => {
+    const T = 37;
+    const m = randomAttention(T, 3, true);
+    const keep = new Uint8Array(T).fill(1);
+    keep[0] = 0;
+    keep[T - 1] = 0;
+    keep[10] = 0;
+    renormalizeRows(m, T, keep, m);
+    const sums = rowSums(m, T);
+    for (let i = 0; i < T; i++) {
+      if (!keep[i]) assert.equal(sums[i], 0, `hidden row ${i}`);
+      else if (i === 0 || i === 10) continue;
+      else assert.ok(Math.abs(sums[i] - 1) < 1e-5, `row ${i} sums to ${sums[i]}`);
+      for (const j of [0, 10, T - 1]) assert.equal(m[i * T + j], 0);
+    }
+  });
+  test('a row whose only weight was on hidden tokens stays zero', () => {
+    const r = renormalizeRow(new Float32Array([1, 0, 0]), new Uint8Array([0, 1, 1]));
+    assertClose(r, [0, 0, 0]);
+  });
+  test('single-row renormalisation matches the matrix version', () => {
+    const T = 9;
+    const m = randomAttention(T, 5, false);
+    const keep = new Uint8Array([0, 1, 1, 1, 0, 1, 1, 1, 1]);
+    const full = renormalizeRows(m, T, keep);
+    const row = renormalizeRow(m.slice(3 * T, 4 * T), keep);
+    assertClose(row, full.subarray(3 * T, 4 * T), 1e-7);
+  });
+  test('threshold zeroes weights below it and keeps the rest unchanged', () => {
+    assertClose(applyThreshold(new Float32Array([0.05, 0.1, 0.5, 0.35]), 0.1), [0, 0.1, 0.5, 0.35]);
+  });
+});
+
+// ------------------------------------------------------------------ word grouping
+
+describe('word grouping', () => {
+  test('WordPiece pieces, punctuation, underscores and specials', () => {
+    const text = 'Hello, unbelievable world_x 42!';
+    const tokens = [
+      tok('[CLS]', -1, -1, true),
+      tok('hello', 0, 5),
+      tok(',', 5, 6),
+      tok('un', 7, 9),
+      tok('##bel', 9, 12),
+      tok('##ie', 12, 14),
+      tok('##vable', 14, 19),
+      tok('world', 20, 25),
+      tok('_', 25, 26),
+      tok('x', 26, 27),
+      tok('42', 28, 30),
+      tok('!', 30, 31),
+      tok('[SEP]', -1, -1, true),
+    ];
+    const g = groupWords(tokens, { text, offset: 0 });
+    assert.deepEqual(
+      g.words.map((w) => [w.text, w.start, w.end, w.first, w.last]),
+      [
+        ['[CLS]', -1, -1, 0, 0],
+        ['Hello', 0, 5, 1, 1],
+        [',', 5, 6, 2, 2],
+        ['unbelievable', 7, 19, 3, 6],
+        ['world_x', 20, 27, 7, 9],
+        ['42', 28, 30, 10, 10],
+        ['!', 30, 31, 11, 11],
+        ['[SEP]', -1, -1, 12, 12],
+      ],
+    );
+    assert.deepEqual([...g.tokenToWord], [0, 1, 2, 3, 3, 3, 3, 4, 4, 4, 5, 6, 7]);
+  });
+
+  test('absolute offsets, BPE tokens that include their leading space, CRLF', () => {
+    // The analysed text starts at document offset 100.
+    const text = 'the cat\r\nsat';
+    const tokens = [tok('the', 100, 103), tok('Ġc', 103, 105), tok('at', 105, 107), tok('Ċ', 107, 109), tok('sat', 109, 112)];
+    const g = groupWords(tokens, { text, offset: 100 });
+    assert.deepEqual(
+      g.words.map((w) => [w.text, w.start, w.end]),
+      [
+        ['the', 100, 103],
+        ['cat', 104, 107], // leading space trimmed, start moved past it
+        ['\r\n', 107, 109], // whitespace-only word keeps its text
+        ['sat', 109, 112],
+      ],
+    );
+  });
+
+  test('byte-fallback pieces of one emoji share its range and join; combining marks join', () => {
+    const text = 'a 😀b e\u0301t';
+    const tokens = [
+      tok('▁a', 0, 1),
+      tok('<0xF0>', 2, 4),
+      tok('<0x9F>', 2, 4),
+      tok('<0x98>', 2, 4),
+      tok('<0x80>', 2, 4),
+      tok('b', 4, 5),
+      tok('▁e', 6, 7),
+      tok('\u0301', 7, 8),
+      tok('t', 8, 9),
+    ];
+    const g = groupWords(tokens, { text, offset: 0 });
+    assert.deepEqual(
+      g.words.map((w) => [w.text, w.first, w.last]),
+      [
+        ['a', 0, 0],
+        ['😀', 1, 4],
+        ['b', 5, 5], // emoji is not a word character: boundary
+        ['e\u0301t', 6, 8],
+      ],
+    );
+  });
+
+  test('tabs and non-Latin letters', () => {
+    const text = 'x\tДобро';
+    const g = groupWords([tok('x', 0, 1), tok('\t', 1, 2), tok('Доб', 2, 5), tok('ро', 5, 7)], { text, offset: 0 });
+    assert.deepEqual(g.words.map((w) => w.text), ['x', '\t', 'Добро']);
+  });
+
+  test('without the source text the vocabulary markers decide', () => {
+    const tokens = [
+      tok('[CLS]', -1, -1, true),
+      tok('un', 0, 2),
+      tok('##able', 2, 6),
+      tok('Ġto', 6, 9),
+      tok('Ġgo', 10, 13),
+      tok('ing', 13, 16),
+      tok('!', 16, 17),
+    ];
+    const g = groupWords(tokens);
+    assert.deepEqual(g.words.map((w) => w.text), ['[CLS]', 'unable', 'to', 'going', '!']);
+    assert.equal(cleanTokenText('▁Once'), 'Once');
+  });
+
+  test('word weights are sums over tokens; topAttended picks the heaviest words', () => {
+    const text = 'Hello, unbelievable world';
+    const tokens = [
+      tok('[CLS]', -1, -1, true),
+      tok('hello', 0, 5),
+      tok(',', 5, 6),
+      tok('un', 7, 9),
+      tok('##believ', 9, 15),
+      tok('##able', 15, 19),
+      tok('world', 20, 25),
+    ];
+    const g = groupWords(tokens, { text, offset: 0 });
+    // Dyadic weights so that the sums tie exactly.
+    const row = new Float32Array([0.25, 0.125, 0, 0.125, 0.0625, 0.0625, 0.25]);
+    assertClose(wordWeights(row, g), [0.25, 0.125, 0, 0.25, 0.25], 0);
+    const top = topAttended(row, tokens, g, 3);
+    // Ties keep source order: [CLS], unbelievable, world (0.25 each).
+    assert.deepEqual(
+      top.map((t) => t.text),
+      ['[CLS]', 'unbelievable', 'world'],
+    );
+    assert.equal(top[1].weight, 0.25);
+    assert.deepEqual([top[1].start, top[1].end], [7, 19]);
+    // Zero-weight words never appear, and k larger than the words is fine.
+    const all = topAttended(row, tokens, g, 50);
+    assert.deepEqual(all.map((t) => t.text), ['[CLS]', 'unbelievable', 'world', 'Hello']);
+    assert.deepEqual(topAttended(row, tokens, g, 0), []);
+  });
+
+  test('top-k agrees with a full sort on random weights', () => {
+    const T = 200;
+    const r = rng(11);
+    const tokens: TokenLike[] = [];
+    let pos = 0;
+    let text = '';
+    for (let i = 0; i < T; i++) {
+      const piece = 'ab'.repeat(1 + Math.floor(r() * 2));
+      const space = r() < 0.5 ? ' ' : '';
+      text += space;
+      pos += space.length;
+      tokens.push(tok(piece, pos, pos + piece.length));
+      text += piece;
+      pos += piece.length;
+    }
+    const g = groupWords(tokens, { text, offset: 0 });
+    const row = new Float32Array(T).map(() => r());
+    const w = wordWeights(row, g);
+    const expected = [...w].map((v, i) => ({ v, i })).sort((a, b) => b.v - a.v || a.i - b.i).slice(0, 7);
+    const top = topAttended(row, tokens, g, 7);
+    assert.deepEqual(top.map((t) => t.weight), expected.map((e) => e.v));
+    const total = [...w].reduce((a, b) => a + b, 0);
+    const rowTotal = [...row].reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(total - rowTotal) < 1e-6, 'word weights conserve the row mass');
+  });
+});
+
+// ------------------------------------------------------------------ rollout
+
+describe('attention rollout', () => {
+  test('hand case: 2 tokens, 2 identical layers', () => {
+    const mean = new Float32Array([1, 0, 0.5, 0.5]);
+    // A' = 0.5 * mean + 0.5 * I = [[1, 0], [0.25, 0.75]]
+    assertClose(residualAttention(mean, 2), [1, 0, 0.25, 0.75]);
+    // A' . A' = [[1, 0], [0.25 + 0.75 * 0.25, 0.75 * 0.75]]
+    assertClose(rollout([mean, mean], 2), [1, 0, 0.4375, 0.5625]);
+  });
+  test('identity attention rolls out to the identity; no layers is the identity', () => {
+    const T = 6;
+    const id = new Float32Array(T * T);
+    for (let i = 0; i < T; i++) id[i * T + i] = 1;
+    assertClose(rollout([id, id, id], T), id, 1e-7);
+    assertClose(rollout([], T), id, 0);
+  });
+  test('uniform attention: closed form', () => {
+    // Every layer mean = U (all 1/T). A' = 0.5 U + 0.5 I; U^2 = U, so
+    // A'^L = 0.5^L I + (1 - 0.5^L) U.
+    const T = 5;
+    const u = new Float32Array(T * T).fill(1 / T);
+    const L = 4;
+    const r = rollout(Array(L).fill(u), T);
+    for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) {
+      const want = (i === j ? 0.5 ** L : 0) + (1 - 0.5 ** L) / T;
+      assert.ok(Math.abs(r[i * T + j] - want) < 1e-6);
+    }
+  });
+  test('matmul matches a naive product (dense and causal)', () => {
+    for (const causal of [false, true]) {
+      const T = 23;
+      const a = randomAttention(T, 1, causal);
+      const b = randomAttention(T, 2, causal);
+      assertClose(matmul(a, b, T), naiveMatmul(a, b, T), 1e-5, `causal=${causal}`);
+    }
+  });
+  test('rows sum to 1, causal stays causal, rolloutRow equals the full rollout', () => {
+    for (const causal of [false, true]) {
+      const T = 31;
+      const means = [0, 1, 2, 3, 4].map((s) => randomAttention(T, 100 + s, causal));
+      const inc = new Rollout(T);
+      for (let l = 0; l < means.length; l++) {
+        const r = inc.push(means[l]);
+        const sums = rowSums(r, T);
+        for (let i = 0; i < T; i++) assert.ok(Math.abs(sums[i] - 1) < 1e-5, `layer ${l} row ${i} sums to ${sums[i]}`);
+        if (causal) for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) assert.equal(r[i * T + j], 0);
+        for (const q of [0, 7, T - 1]) {
+          assertClose(rolloutRow(means, T, q, l), r.subarray(q * T, (q + 1) * T), 1e-5, `row ${q} layer ${l}`);
+        }
+      }
+      assertClose(inc.get(4)!, rollout(means, T), 1e-7);
+    }
+  });
+  test('T = 512, 12 causal layers completes (timing logged)', () => {
+    const T = 512;
+    const mean = randomAttention(T, 9, true);
+    const t0 = performance.now();
+    const r = new Rollout(T);
+    for (let l = 0; l < 12; l++) r.push(mean);
+    const ms = performance.now() - t0;
+    const sums = rowSums(r.get(11)!, T);
+    assert.ok(Math.abs(sums[T - 1] - 1) < 1e-3);
+    console.log(`rollout T=512 x 12 causal layers: ${ms.toFixed(0)} ms`);
+    const t1 = performance.now();
+    rolloutRow(Array(12).fill(mean), T, T - 1);
+    console.log(`rolloutRow T=512 x 12 layers: ${(performance.now() - t1).toFixed(1)} ms`);
+  });
+});
+
+// ------------------------------------------------------------------ attended words (editor hover + panel)
+
+describe('attendedWords and tokenAt', () => {
+  const text = 'Hello unbelievable';
+  const tokens = [tok('[CLS]', -1, -1, true), tok('hello', 0, 5), tok('un', 6, 8), tok('##believable', 8, 18)];
+  const g = groupWords(tokens, { text, offset: 0 });
+  // 2 heads, T = 4; only query row 3 matters here.
+  const T = 4;
+  const f = new Float32Array(2 * T * T);
+  f.set([0.5, 0.25, 0.125, 0.125], 0 * T * T + 3 * T); // head 0, row 3
+  f.set([0.25, 0.25, 0.25, 0.25], 1 * T * T + 3 * T); // head 1, row 3
+  const layer = layerTensor(f.buffer, 'f32', 2, T);
+
+  test('one head, the mean of heads, and hidden specials', () => {
+    const pick = (ws: { text: string; weight: number }[]): [string, number][] => ws.map((w) => [w.text, w.weight]);
+    assert.deepEqual(pick(attendedWords(layer, 0, 3, tokens, g, 5, false)), [['[CLS]', 0.5], ['Hello', 0.25], ['unbelievable', 0.25]]);
+    // mean row = [0.375, 0.25, 0.1875, 0.1875]
+    // (ties keep source order)
+    assert.deepEqual(pick(attendedWords(layer, 'mean', 3, tokens, g, 2, false)), [['[CLS]', 0.375], ['unbelievable', 0.375]]);
+    // hiding [CLS] renormalises head 0's row over the rest: [0, 0.5, 0.25, 0.25]
+    assert.deepEqual(pick(attendedWords(layer, 0, 3, tokens, g, 5, true)), [['Hello', 0.5], ['unbelievable', 0.5]]);
+  });
+
+  test('tokenAt finds the token holding an offset, skipping specials', () => {
+    assert.equal(tokenAt(tokens, 0), 1);
+    assert.equal(tokenAt(tokens, 4), 1);
+    assert.equal(tokenAt(tokens, 5), -1); // the space
+    assert.equal(tokenAt(tokens, 7), 2);
+    assert.equal(tokenAt(tokens, 8), 3);
+    assert.equal(tokenAt(tokens, 18), -1);
+  });
+});

@@ -1,0 +1,126 @@
+// Node-only tests of the panel's pure pieces (no browser): the raster fills behind every
+// heatmap, and the validator that guards every host message.
+// Run: node --import tsx --test test/webview/render-math.test.ts
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fillHeat, fillHeatDown, fillHeatDownRaw, thumbSize } from '../../webview/heatmap';
+import { parseHostMessage } from '../../webview/validate';
+import { LUT_SIZE } from '../../webview/theme';
+import { encodeF16, layerTensor, decodeHead, meanHeads } from '../../src/analysis';
+import { rng, syntheticRun } from './synthetic';
+
+// An identity "palette": pixel value = palette index, so fills can be checked numerically.
+const ID_LUT = Uint32Array.from({ length: LUT_SIZE }, (_, i) => i);
+const q = (w: number): number => Math.min(LUT_SIZE - 1, (w * (LUT_SIZE - 1) + 0.5) | 0);
+
+describe('heatmap fills', () => {
+  test('full resolution over a subset of tokens, with threshold', () => {
+    const T = 3;
+    const m = new Float32Array([1, 0, 0, 0.5, 0.25, 0.25, 0.2, 0.3, 0.5]);
+    const dst = new Uint32Array(4);
+    fillHeat(dst, m, T, Int32Array.from([1, 2]), ID_LUT, 0.26);
+    assert.deepEqual([...dst], [0, 0, q(0.3), q(0.5)]);
+  });
+
+  test('downsampling max-pools blocks', () => {
+    const T = 4;
+    const m = new Float32Array(16);
+    m[0 * 4 + 1] = 0.5; // block (0,0)
+    m[3 * 4 + 2] = 0.25; // block (1,1)
+    m[2 * 4 + 0] = 0.125; // block (1,0)
+    const dst = new Uint32Array(4);
+    fillHeatDown(dst, 2, m, T, Int32Array.from([0, 1, 2, 3]), ID_LUT, 0);
+    assert.deepEqual([...dst], [q(0.5), 0, q(0.125), q(0.25)]);
+  });
+
+  test('pooling from f16 wire data equals decode-then-pool, and accumulates the exact head mean', () => {
+    const T = 300;
+    const H = 3;
+    const r = rng(4);
+    const f = new Float32Array(H * T * T).map(() => r() ** 4);
+    const layer = layerTensor(encodeF16(f).buffer, 'f16', H, T);
+    const size = thumbSize(T);
+    assert.equal(size, 100);
+    const vis = Int32Array.from({ length: T }, (_, i) => i);
+    const acc = new Float32Array(T * T);
+    for (let h = 0; h < H; h++) {
+      const a: Uint32Array = new Uint32Array(size * size);
+      const b: Uint32Array = new Uint32Array(size * size);
+      fillHeatDown(a, size, decodeHead(layer, h), T, vis, ID_LUT, 0.01);
+      fillHeatDownRaw(b, size, layer.raw, layer.lut, h * T * T, T, ID_LUT, 0.01, acc);
+      assert.deepEqual(b, a, `head ${h}`);
+    }
+    for (let i = 0; i < acc.length; i++) acc[i] /= H;
+    const mean = meanHeads(layer);
+    let maxErr = 0;
+    for (let i = 0; i < acc.length; i++) maxErr = Math.max(maxErr, Math.abs(acc[i] - mean[i]));
+    assert.ok(maxErr < 1e-7, `max error ${maxErr}`);
+  });
+
+  test('thumbnail sizes stay at or under 128 pixels', () => {
+    assert.equal(thumbSize(44), 44);
+    assert.equal(thumbSize(128), 128);
+    assert.equal(thumbSize(129), 65);
+    assert.equal(thumbSize(512), 128);
+    assert.equal(thumbSize(513), 103);
+    for (let V = 1; V < 2000; V += 37) assert.ok(thumbSize(V) <= 128);
+  });
+});
+
+describe('host message validation', () => {
+  const run = syntheticRun({ layers: 2, heads: 2 });
+
+  test('accepts the real sequence', () => {
+    const start = parseHostMessage(run.start);
+    assert.equal(start?.type, 'run/start');
+    assert.deepEqual(start && start.type === 'run/start' ? start.sourceText : null, run.start.sourceText);
+    const buf = run.layers[0].slice().buffer;
+    const layer = parseHostMessage({ type: 'run/layer', runId: 1, layer: 0, data: buf });
+    assert.ok(layer && layer.type === 'run/layer' && layer.data === buf);
+    // A typed-array view is accepted too.
+    assert.ok(parseHostMessage({ type: 'run/layer', runId: 1, layer: 0, data: run.layers[0] }));
+    assert.deepEqual(parseHostMessage({ type: 'run/done', runId: 1, timings: { forwardMs: 3, bad: 'x' }, runtime: 'cpu' }), {
+      type: 'run/done',
+      runId: 1,
+      timings: { forwardMs: 3 },
+      runtime: 'cpu',
+    });
+    assert.deepEqual(parseHostMessage({ type: 'status', message: null }), { type: 'status', message: null });
+    assert.deepEqual(parseHostMessage({ type: 'focus/token', runId: 1, tokenIndex: 3 }), { type: 'focus/token', runId: 1, tokenIndex: 3 });
+  });
+
+  test('rejects malformed messages', () => {
+    const bad: unknown[] = [
+      null,
+      undefined,
+      7,
+      'run/start',
+      [],
+      { type: 'nope' },
+      { ...run.start, runId: -1 },
+      { ...run.start, runId: 1.5 },
+      { ...run.start, tokens: [] },
+      { ...run.start, tokens: [{ text: 'a', start: 0, end: 1 }] },
+      { ...run.start, tokens: [{ text: 'a', start: 5, end: 1, special: false }] },
+      { ...run.start, encoding: 'bf16' },
+      { ...run.start, model: { ...run.start.model, layers: 0 } },
+      { ...run.start, model: { ...run.start.model, heads: 1e9 } },
+      { ...run.start, model: null },
+      { type: 'run/layer', runId: 1, layer: 0, data: [1, 2, 3] },
+      { type: 'run/layer', runId: 1, layer: -1, data: new ArrayBuffer(4) },
+      { type: 'run/layer', runId: 1, data: new ArrayBuffer(4) },
+      { type: 'run/error', runId: 1 },
+      { type: 'run/error', runId: 1, message: { toString: 'x' } },
+      { type: 'status', message: 3 },
+      { type: 'focus/token', runId: 1, tokenIndex: -2 },
+      { type: 'run/done' },
+    ];
+    for (const m of bad) assert.equal(parseHostMessage(m), null, JSON.stringify(m) ?? String(m));
+  });
+
+  test('drops a bad sourceText but keeps the run', () => {
+    const m = parseHostMessage({ ...run.start, sourceText: { text: 5, offset: 0 } });
+    assert.ok(m && m.type === 'run/start' && m.sourceText === undefined);
+  });
+});

@@ -1,0 +1,65 @@
+// What the views see of the app: the current run, the theme, the UI state and the token the user
+// is pointing at. Views never talk to the host; the app does.
+
+import type { RunData, Agg } from './store';
+import type { Theme } from './theme';
+
+export type ViewName = 'model' | 'head' | 'matrix';
+
+export interface UiState {
+  view: ViewName;
+  /** Focused layer (0-based). */
+  layer: number;
+  /** Focused head, mean or rollout. */
+  agg: Agg;
+  /** What the head view draws (toggle chips); defaults to [agg]. */
+  selected: Agg[];
+  hideSpecial: boolean;
+  /** Weights below are not drawn. */
+  threshold: number;
+}
+
+/** A token the user points at: as a query (row) or as a key (column). `index` is into run.tokens. */
+export interface TokenRef {
+  index: number;
+  side: 'q' | 'k';
+}
+
+export interface ViewContext {
+  readonly run: RunData | null;
+  readonly theme: Theme;
+  readonly ui: UiState;
+  /** The token shown as active: the pinned cursor, else the hovered token, else the cursor. */
+  active(): TokenRef | null;
+  /** Keyboard/click cursor and whether it is pinned (mouse hover does not override a pin). */
+  readonly cursor: TokenRef | null;
+  readonly pinned: boolean;
+  setHover(ref: TokenRef | null): void;
+  setCursor(ref: TokenRef | null, pinned: boolean): void;
+  /** Focus a layer/head (model grid click, chips); optionally switch view. */
+  focusHead(layer: number, agg: Agg, view?: ViewName): void;
+  /** Head-view toggles. */
+  setSelected(selected: Agg[]): void;
+  /** Screen-reader announcement (polite). */
+  announce(text: string): void;
+  /** The processed matrix for the layer, or null if not available yet (rollout: starts computing it). */
+  matrix(layer: number, agg: Agg): Float32Array | null;
+  /** Called by the model view as thumbnails get painted. */
+  reportPainted(painted: number, total: number): void;
+}
+
+export interface View {
+  readonly root: HTMLElement;
+  /** A new run replaced the old one (`sameShape`: same layers x heads, old pixels may stay as stale). */
+  setRun(sameShape: boolean): void;
+  /** A layer of the current run arrived. */
+  layerArrived(layer: number): void;
+  /** Settings changed (threshold, hiding, focus, theme): repaint everything. */
+  render(): void;
+  /** The active token changed: cheap repaint. */
+  renderHover(): void;
+  /** Visibility changed. */
+  setVisible(visible: boolean): void;
+  /** Put keyboard focus in the view. */
+  focus(): void;
+}

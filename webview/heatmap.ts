@@ -1,0 +1,181 @@
+// Raster painting of attention matrices: one canvas pixel per cell, written into a reused
+// ImageData through a Uint32 view in one tight loop, colours from a quantised lookup table.
+// Canvases are scaled up by CSS with `image-rendering: pixelated`.
+
+import { LUT_SIZE } from './theme';
+
+const MAX = LUT_SIZE - 1;
+
+/** Maps a weight to its palette index (0 below the threshold). */
+function idx(w: number, thr: number): number {
+  if (!(w >= thr) || w <= 0) return 0;
+  const i = (w * MAX + 0.5) | 0;
+  return i > MAX ? MAX : i;
+}
+
+/**
+ * Full resolution: V x V pixels for the visible tokens `vis` (indices into the T x T matrix).
+ * `dst` is a Uint32Array over the ImageData's bytes (little-endian RGBA).
+ */
+export function fillHeat(dst: Uint32Array, m: Float32Array, T: number, vis: Int32Array, lut: Uint32Array, thr: number): void {
+  const V = vis.length;
+  const identity = V === T;
+  let p = 0;
+  for (let i = 0; i < V; i++) {
+    const row = (identity ? i : vis[i]) * T;
+    if (identity) {
+      for (let j = 0; j < V; j++) dst[p++] = lut[idx(m[row + j], thr)];
+    } else {
+      for (let j = 0; j < V; j++) dst[p++] = lut[idx(m[row + vis[j]], thr)];
+    }
+  }
+}
+
+const blockCache = new Map<string, Int32Array>();
+
+/** block[i] = which of `size` output cells visible index i falls in. */
+function blocks(V: number, size: number): Int32Array {
+  const key = `${V}:${size}`;
+  let b = blockCache.get(key);
+  if (!b) {
+    b = new Int32Array(V);
+    for (let i = 0; i < V; i++) b[i] = Math.min(size - 1, Math.floor((i * size) / V));
+    if (blockCache.size > 16) blockCache.clear();
+    blockCache.set(key, b);
+  }
+  return b;
+}
+
+let acc = new Float32Array(0);
+
+/**
+ * Downsampled: size x size pixels, each the maximum over its block of cells (max keeps thin
+ * structure such as the diagonal or a single attended token visible in a thumbnail).
+ */
+export function fillHeatDown(
+  dst: Uint32Array,
+  size: number,
+  m: Float32Array,
+  T: number,
+  vis: Int32Array,
+  lut: Uint32Array,
+  thr: number,
+): void {
+  const V = vis.length;
+  if (size >= V) {
+    fillHeat(dst, m, T, vis, lut, thr);
+    return;
+  }
+  if (acc.length < size * size) acc = new Float32Array(size * size);
+  acc.fill(0, 0, size * size);
+  const b = blocks(V, size);
+  const identity = V === T;
+  for (let i = 0; i < V; i++) {
+    const row = (identity ? i : vis[i]) * T;
+    const out = b[i] * size;
+    for (let j = 0; j < V; j++) {
+      const v = m[row + (identity ? j : vis[j])];
+      const o = out + b[j];
+      if (v > acc[o]) acc[o] = v;
+    }
+  }
+  const n = size * size;
+  for (let p = 0; p < n; p++) dst[p] = lut[idx(acc[p], thr)];
+}
+
+/** Thumbnail side for V visible tokens: at most `max` pixels. */
+export function thumbSize(V: number, max = 128): number {
+  return Math.max(1, V <= max ? V : Math.ceil(V / Math.ceil(V / max)));
+}
+
+const images = new Map<string, { img: ImageData; u32: Uint32Array }>();
+
+/** A reusable ImageData of w x h (one per size; painting is synchronous so sharing is safe). */
+export function imageFor(ctx: CanvasRenderingContext2D, w: number, h: number): { img: ImageData; u32: Uint32Array } {
+  const key = `${w}x${h}`;
+  let e = images.get(key);
+  if (!e) {
+    const img = ctx.createImageData(w, h);
+    e = { img, u32: new Uint32Array(img.data.buffer) };
+    if (images.size > 8) images.clear();
+    images.set(key, e);
+  }
+  return e;
+}
+
+/** Sizes a canvas backing store (only when it changed: resizing clears it). */
+export function sizeCanvas(c: HTMLCanvasElement, w: number, h: number): void {
+  if (c.width !== w) c.width = w;
+  if (c.height !== h) c.height = h;
+}
+
+const startsCache = new Map<string, Int32Array>();
+
+/** starts[ob]..starts[ob+1] = the indices that fall in output cell ob (same split as blocks()). */
+function blockStarts(V: number, size: number): Int32Array {
+  const key = `${V}:${size}`;
+  let s = startsCache.get(key);
+  if (!s) {
+    const b = blocks(V, size);
+    s = new Int32Array(size + 1);
+    for (let j = 0; j < V; j++) s[b[j] + 1] = j + 1;
+    for (let ob = 1; ob <= size; ob++) if (s[ob] < s[ob - 1]) s[ob] = s[ob - 1];
+    if (startsCache.size > 16) startsCache.clear();
+    startsCache.set(key, s);
+  }
+  return s;
+}
+
+/**
+ * Thumbnail straight from one head's wire storage (no hidden tokens, size < T): max-pools the
+ * T x T block at `base` into size x size pixels in one pass, decoding through `lut` (null for
+ * float32), and adds the decoded values into `meanAcc` when given (the layer mean for free).
+ */
+export function fillHeatDownRaw(
+  dst: Uint32Array,
+  size: number,
+  raw: Float32Array | Uint16Array | Uint8Array,
+  lut: Float32Array | null,
+  base: number,
+  T: number,
+  heat: Uint32Array,
+  thr: number,
+  meanAcc: Float32Array | null,
+): void {
+  if (acc.length < size * size) acc = new Float32Array(size * size);
+  acc.fill(0, 0, size * size);
+  const b = blocks(T, size);
+  const cs = blockStarts(T, size);
+  for (let i = 0; i < T; i++) {
+    const out = b[i] * size;
+    const r = base + i * T;
+    const mr = i * T;
+    for (let ob = 0; ob < size; ob++) {
+      let mx = acc[out + ob];
+      const end = cs[ob + 1];
+      if (lut !== null) {
+        if (meanAcc !== null) {
+          for (let j = cs[ob]; j < end; j++) {
+            const v = lut[raw[r + j]];
+            meanAcc[mr + j] += v;
+            if (v > mx) mx = v;
+          }
+        } else {
+          for (let j = cs[ob]; j < end; j++) {
+            const v = lut[raw[r + j]];
+            if (v > mx) mx = v;
+          }
+        }
+      } else {
+        for (let j = cs[ob]; j < end; j++) {
+          const v = raw[r + j];
+          if (meanAcc !== null) meanAcc[mr + j] += v;
+          if (v > mx) mx = v;
+        }
+      }
+      acc[out + ob] = mx;
+    }
+  }
+  const n = size * size;
+  for (let p = 0; p < n; p++) dst[p] = heat[idx(acc[p], thr)];
+}

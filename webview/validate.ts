@@ -1,0 +1,112 @@
+// Validation of host -> webview messages. Anything malformed is dropped (returns null): the panel
+// never trusts the shape of what arrives, and a bad message must not break the current view.
+
+import type {
+  AttentionEncoding,
+  HostToWebview,
+  RunStartMessage,
+  WireModel,
+  WireToken,
+} from '../src/protocol/webview';
+
+/** Limits that keep a bad message from allocating absurd amounts of memory. */
+export const MAX_TOKENS = 4096;
+export const MAX_LAYERS = 512;
+export const MAX_HEADS = 512;
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isInt = (v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): v is number =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
+const isStr = (v: unknown): v is string => typeof v === 'string';
+const ENCODINGS: readonly AttentionEncoding[] = ['f32', 'f16', 'u8'];
+
+function parseModel(v: unknown): WireModel | null {
+  if (!isObj(v)) return null;
+  if (!isStr(v.id) || !isStr(v.architecture) || (v.kind !== 'encoder' && v.kind !== 'decoder')) return null;
+  if (!isInt(v.layers, 1, MAX_LAYERS) || !isInt(v.heads, 1, MAX_HEADS) || !isInt(v.maxLength, 0)) return null;
+  return { id: v.id, architecture: v.architecture, kind: v.kind, layers: v.layers, heads: v.heads, maxLength: v.maxLength };
+}
+
+function parseToken(v: unknown): WireToken | null {
+  if (!isObj(v) || !isStr(v.text) || typeof v.special !== 'boolean') return null;
+  if (!isInt(v.start, -1) || !isInt(v.end, -1)) return null;
+  if (v.start >= 0 && v.end < v.start) return null;
+  return { text: v.text, start: v.start, end: v.end, special: v.special };
+}
+
+function parseStart(m: Record<string, unknown>): RunStartMessage | null {
+  if (!isInt(m.runId)) return null;
+  const model = parseModel(m.model);
+  if (!model) return null;
+  if (!Array.isArray(m.tokens) || m.tokens.length < 1 || m.tokens.length > MAX_TOKENS) return null;
+  const tokens: WireToken[] = [];
+  for (const t of m.tokens) {
+    const p = parseToken(t);
+    if (!p) return null;
+    tokens.push(p);
+  }
+  if (!ENCODINGS.includes(m.encoding as AttentionEncoding)) return null;
+  const source = isStr(m.source) ? m.source : '';
+  let truncation: RunStartMessage['truncation'] = null;
+  if (isObj(m.truncation) && isInt(m.truncation.total) && isInt(m.truncation.kept)) {
+    truncation = { total: m.truncation.total, kept: m.truncation.kept };
+  }
+  const notices = Array.isArray(m.notices) ? m.notices.filter(isStr) : [];
+  const msg: RunStartMessage = {
+    type: 'run/start',
+    runId: m.runId,
+    model,
+    tokens,
+    encoding: m.encoding as AttentionEncoding,
+    source,
+    truncation,
+    notices,
+  };
+  if (isObj(m.sourceText) && isStr(m.sourceText.text) && isInt(m.sourceText.offset)) {
+    msg.sourceText = { text: m.sourceText.text, offset: m.sourceText.offset };
+  }
+  return msg;
+}
+
+/** Accepts an ArrayBuffer or any typed-array view (some hosts deliver a Uint8Array). */
+function asBuffer(v: unknown): ArrayBuffer | ArrayBufferView | null {
+  if (v instanceof ArrayBuffer) return v;
+  if (ArrayBuffer.isView(v)) return v;
+  return null;
+}
+
+export type ParsedHostMessage =
+  | Exclude<HostToWebview, { type: 'run/layer' }>
+  | { type: 'run/layer'; runId: number; layer: number; data: ArrayBuffer | ArrayBufferView };
+
+export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
+  if (!isObj(raw)) return null;
+  switch (raw.type) {
+    case 'run/start':
+      return parseStart(raw);
+    case 'run/layer': {
+      const data = asBuffer(raw.data);
+      if (!isInt(raw.runId) || !isInt(raw.layer, 0, MAX_LAYERS - 1) || !data) return null;
+      return { type: 'run/layer', runId: raw.runId, layer: raw.layer, data };
+    }
+    case 'run/done': {
+      if (!isInt(raw.runId)) return null;
+      const timings: Record<string, number> = {};
+      if (isObj(raw.timings)) {
+        for (const [k, v] of Object.entries(raw.timings)) if (typeof v === 'number' && Number.isFinite(v)) timings[k] = v;
+      }
+      return { type: 'run/done', runId: raw.runId, timings, runtime: isStr(raw.runtime) ? raw.runtime : '' };
+    }
+    case 'run/error':
+      if (!isInt(raw.runId) || !isStr(raw.message)) return null;
+      return { type: 'run/error', runId: raw.runId, message: raw.message };
+    case 'status':
+      if (!(raw.message === null || isStr(raw.message))) return null;
+      return { type: 'status', message: raw.message };
+    case 'focus/token':
+      if (!isInt(raw.runId) || !isInt(raw.tokenIndex)) return null;
+      return { type: 'focus/token', runId: raw.runId, tokenIndex: raw.tokenIndex };
+    default:
+      return null;
+  }
+}

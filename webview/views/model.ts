@@ -1,0 +1,318 @@
+// Model view: a grid of layers x heads (plus the head-mean column), each a small canvas heatmap
+// painted at one pixel per (downsampled) cell. Layers fill in as they arrive; painting runs in
+// short time-sliced tasks so the panel stays responsive while a 12 x 12 x 512 x 512 run lands.
+
+import type { View, ViewContext } from '../context';
+import { el, clear } from '../dom';
+import { fillHeatDown, fillHeatDownRaw, imageFor, sizeCanvas, thumbSize } from '../heatmap';
+
+/**
+ * Painting runs in slices of this many ms between yields. Each yield lets the browser render a
+ * frame (which with ~150 canvases costs real time), so slices are long enough to keep the number
+ * of frames during loading modest while the panel still fills in visibly and answers input.
+ */
+const SLICE_MS = 32;
+
+interface Cell {
+  root: HTMLElement;
+  canvas: HTMLCanvasElement;
+  ctx: CanvasRenderingContext2D;
+  layer: number;
+  /** head index, or -1 for the mean column */
+  head: number;
+}
+
+/** Yields to the event loop without setTimeout's 4 ms clamp. */
+function makeYield(): (fn: () => void) => void {
+  const ch = new MessageChannel();
+  const queue: (() => void)[] = [];
+  ch.port1.onmessage = () => {
+    const fn = queue.shift();
+    if (fn) fn();
+  };
+  return (fn) => {
+    queue.push(fn);
+    ch.port2.postMessage(0);
+  };
+}
+
+export class ModelView implements View {
+  readonly root: HTMLElement;
+  private readonly grid: HTMLElement;
+  private cells: Cell[] = [];
+  private cols = 0;
+  private rows = 0;
+  /** (layer, column) units waiting to be painted, in order. */
+  private queue: number[] = [];
+  private queued = new Set<number>();
+  private painted: Uint8Array = new Uint8Array(0);
+  private paintedCount = 0;
+  private scheduled = false;
+  private scratch = new Float32Array(0);
+  private readonly yieldTask = makeYield();
+  private focusIndex = 0;
+  /** Head-mean being accumulated while a layer's head thumbnails are painted. */
+  private meanAcc: { layer: number; acc: Float32Array; seen: Uint8Array; count: number } | null = null;
+
+  constructor(private readonly ctx: ViewContext) {
+    this.grid = el('div', { class: 'model-grid', role: 'grid', 'aria-label': 'Attention heads: layers by heads. Arrow keys move, Enter opens a head.' });
+    this.root = el('section', { class: 'view view-model', 'aria-label': 'Model view' }, this.grid);
+    this.grid.addEventListener('keydown', (e) => this.onKey(e));
+    this.grid.addEventListener('click', (e) => {
+      const cell = this.cellFromEvent(e);
+      if (cell) this.open(cell);
+    });
+    this.grid.addEventListener('focusin', (e) => {
+      const cell = this.cellFromEvent(e);
+      if (cell) this.setFocusIndex(this.cells.indexOf(cell), false);
+    });
+  }
+
+  private cellFromEvent(e: Event): Cell | null {
+    const t = (e.target as HTMLElement).closest<HTMLElement>('.cell');
+    if (!t) return null;
+    const i = Number(t.dataset.i);
+    return this.cells[i] ?? null;
+  }
+
+  setRun(sameShape: boolean): void {
+    const run = this.ctx.run;
+    if (!run) return;
+    const rows = run.L;
+    const cols = run.H + 1;
+    if (!sameShape || rows !== this.rows || cols !== this.cols || this.cells.length === 0) this.build(rows, cols);
+    else for (const c of this.cells) c.root.classList.add('stale');
+    this.queue = [];
+    this.queued.clear();
+    this.meanAcc = null;
+    this.painted = new Uint8Array(rows * cols);
+    this.paintedCount = 0;
+    for (const c of this.cells) {
+      c.canvas.setAttribute('aria-label', this.cellLabel(c.layer, c.head, false));
+    }
+    this.ctx.reportPainted(0, rows);
+  }
+
+  private cellLabel(layer: number, head: number, ready: boolean): string {
+    const what = head < 0 ? `Layer ${layer + 1} mean of heads` : `Layer ${layer + 1} head ${head + 1}`;
+    return ready ? `${what} attention heatmap` : `${what} attention heatmap (waiting for data)`;
+  }
+
+  private build(rows: number, cols: number): void {
+    clear(this.grid);
+    this.cells = [];
+    this.rows = rows;
+    this.cols = cols;
+    this.grid.style.setProperty('--cols', String(cols));
+    const header = el('div', { class: 'grid-row header', role: 'row' }, el('span', { class: 'corner', role: 'columnheader', text: '' }));
+    for (let h = 0; h < cols; h++) {
+      header.append(el('span', { class: 'colhead', role: 'columnheader', text: h === cols - 1 ? 'mean' : String(h + 1) }));
+    }
+    this.grid.append(header);
+    for (let l = 0; l < rows; l++) {
+      const row = el('div', { class: 'grid-row', role: 'row' }, el('span', { class: 'rowhead', role: 'rowheader', text: `L${l + 1}` }));
+      for (let c = 0; c < cols; c++) {
+        const head = c === cols - 1 ? -1 : c;
+        const canvas = el('canvas', { class: 'thumb', role: 'img', 'aria-label': this.cellLabel(l, head, false) });
+        const i = this.cells.length;
+        const root = el(
+          'div',
+          { class: `cell pending${head < 0 ? ' mean' : ''}`, role: 'gridcell', tabindex: i === 0 ? 0 : -1, 'data-i': i, 'data-layer': l, 'data-head': head < 0 ? 'mean' : head },
+          canvas,
+        );
+        const ctx2 = canvas.getContext('2d');
+        if (!ctx2) continue;
+        this.cells.push({ root, canvas, ctx: ctx2, layer: l, head });
+        row.append(root);
+      }
+      this.grid.append(row);
+    }
+    this.focusIndex = 0;
+    this.markFocused();
+  }
+
+  layerArrived(layer: number): void {
+    for (let c = 0; c < this.cols; c++) this.enqueue(layer * this.cols + c);
+    this.schedule();
+  }
+
+  private enqueue(unit: number): void {
+    if (this.queued.has(unit)) return;
+    this.queued.add(unit);
+    this.queue.push(unit);
+  }
+
+  render(): void {
+    const run = this.ctx.run;
+    if (!run) return;
+    // Repaint everything that has data (threshold, hiding or theme changed).
+    this.queue = [];
+    this.queued.clear();
+    this.painted.fill(0);
+    this.paintedCount = 0;
+    for (let l = 0; l < run.L; l++) if (run.hasLayer(l)) for (let c = 0; c < this.cols; c++) this.enqueue(l * this.cols + c);
+    this.schedule();
+    this.markFocused();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.queue.length === 0) return;
+    this.scheduled = true;
+    this.yieldTask(() => this.pump());
+  }
+
+  private pump(): void {
+    this.scheduled = false;
+    const t0 = performance.now();
+    while (this.queue.length > 0 && performance.now() - t0 < SLICE_MS) {
+      const unit = this.queue.shift()!;
+      this.queued.delete(unit);
+      this.paintUnit(unit);
+    }
+    if (this.queue.length > 0) this.schedule();
+  }
+
+  private paintUnit(unit: number): void {
+    const run = this.ctx.run;
+    const cell = this.cells[unit];
+    if (!run || !cell) return;
+    const T = run.T;
+    const vis = run.vis;
+    const size = thumbSize(vis.length);
+    sizeCanvas(cell.canvas, size, size);
+    const { img, u32 } = imageFor(cell.ctx, size, size);
+    const layer = run.layers[cell.layer];
+    if (!layer) return;
+    const heat = this.ctx.theme.heat;
+    const thr = this.ctx.ui.threshold;
+    if (cell.head >= 0 && !run.hideSpecial && size < T) {
+      // Fast path: pool straight from the wire data, accumulating the layer mean on the way.
+      let acc: Float32Array | null = null;
+      if (!run.means[cell.layer]) {
+        let m = this.meanAcc;
+        if (!m || m.layer !== cell.layer) {
+          m = { layer: cell.layer, acc: new Float32Array(T * T), seen: new Uint8Array(run.H), count: 0 };
+          this.meanAcc = m;
+        }
+        if (!m.seen[cell.head]) {
+          m.seen[cell.head] = 1;
+          m.count++;
+          acc = m.acc;
+        }
+      }
+      fillHeatDownRaw(u32, size, layer.raw, layer.lut, cell.head * T * T, T, heat, thr, acc);
+      const m = this.meanAcc;
+      if (acc && m && m.count === run.H) {
+        const inv = 1 / run.H;
+        for (let i = 0; i < m.acc.length; i++) m.acc[i] *= inv;
+        run.setMean(cell.layer, m.acc);
+        this.meanAcc = null;
+      }
+    } else {
+      if (this.scratch.length !== T * T) this.scratch = new Float32Array(T * T);
+      const m = run.headInto(cell.layer, cell.head < 0 ? 'mean' : cell.head, this.scratch);
+      if (!m) return;
+      fillHeatDown(u32, size, m, T, vis, heat, thr);
+    }
+    cell.ctx.putImageData(img, 0, 0);
+    cell.root.classList.remove('pending', 'stale');
+    cell.canvas.setAttribute('aria-label', this.cellLabel(cell.layer, cell.head, true));
+    if (!this.painted[unit]) {
+      this.painted[unit] = 1;
+      this.paintedCount++;
+      // A layer counts as painted when all its columns are.
+      if (this.paintedCount % this.cols === 0 || this.queue.length === 0) {
+        let layers = 0;
+        for (let l = 0; l < this.rows; l++) {
+          let all = true;
+          for (let c = 0; c < this.cols; c++) if (!this.painted[l * this.cols + c]) all = false;
+          if (all) layers++;
+        }
+        this.ctx.reportPainted(layers, this.rows);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- keyboard
+
+  private setFocusIndex(i: number, moveFocus: boolean): void {
+    if (i < 0 || i >= this.cells.length) return;
+    this.cells[this.focusIndex]?.root.setAttribute('tabindex', '-1');
+    this.focusIndex = i;
+    const c = this.cells[i];
+    c.root.setAttribute('tabindex', '0');
+    if (moveFocus) {
+      c.root.focus();
+      c.root.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+    }
+  }
+
+  private onKey(e: KeyboardEvent): void {
+    if (this.cells.length === 0) return;
+    const cols = this.cols;
+    const i = this.focusIndex;
+    const row = Math.floor(i / cols);
+    const col = i % cols;
+    let next = -1;
+    switch (e.key) {
+      case 'ArrowRight':
+        next = col < cols - 1 ? i + 1 : i;
+        break;
+      case 'ArrowLeft':
+        next = col > 0 ? i - 1 : i;
+        break;
+      case 'ArrowDown':
+        next = row < this.rows - 1 ? i + cols : i;
+        break;
+      case 'ArrowUp':
+        next = row > 0 ? i - cols : i;
+        break;
+      case 'Home':
+        next = e.ctrlKey ? 0 : row * cols;
+        break;
+      case 'End':
+        next = e.ctrlKey ? this.cells.length - 1 : row * cols + cols - 1;
+        break;
+      case 'Enter':
+      case ' ':
+        e.preventDefault();
+        this.open(this.cells[i]);
+        return;
+      default:
+        return;
+    }
+    e.preventDefault();
+    this.setFocusIndex(next, true);
+    const c = this.cells[next];
+    this.ctx.announce(c.canvas.getAttribute('aria-label') ?? '');
+  }
+
+  private open(cell: Cell): void {
+    this.setFocusIndex(this.cells.indexOf(cell), false);
+    this.ctx.focusHead(cell.layer, cell.head < 0 ? 'mean' : cell.head, 'matrix');
+  }
+
+  /** Marks the focused layer/head cell. */
+  private markFocused(): void {
+    const { layer, agg } = this.ctx.ui;
+    for (const c of this.cells) {
+      const on = c.layer === layer && (agg === 'mean' ? c.head < 0 : c.head === agg);
+      c.root.classList.toggle('selected', on);
+      if (on) c.root.setAttribute('aria-selected', 'true');
+      else c.root.removeAttribute('aria-selected');
+    }
+  }
+
+  renderHover(): void {
+    this.markFocused();
+  }
+
+  setVisible(visible: boolean): void {
+    this.root.hidden = !visible;
+  }
+
+  focus(): void {
+    const c = this.cells[this.focusIndex];
+    if (c) c.root.focus();
+  }
+}
