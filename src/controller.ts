@@ -126,7 +126,7 @@ export class AttentionController implements vscode.Disposable {
             const model = { id: s.model.id, architecture: s.model.architecture, kind: s.model.kind, layers: s.shape[0], heads: s.shape[1], maxLength: s.model.maxLength };
             const analysed = s.truncation ? { start: range.start, end: range.start + s.truncation.endOffset } : range;
             state = new RunState(runId, document, analysed, text.slice(0, analysed.end - analysed.start), tokens, model, s.encoding, version);
-            if (this.state) state.hideSpecial = this.state.hideSpecial;
+            if (this.state) state.view = { ...state.view, hideSpecial: this.state.view.hideSpecial };
             this.state = state;
             progress.report({ message: `Running ${s.model.architecture}: ${tokens.length} tokens` });
             void panel.post({
@@ -136,6 +136,7 @@ export class AttentionController implements vscode.Disposable {
               tokens,
               encoding: s.encoding,
               source,
+              sourceText: { offset: analysed.start, text: text.slice(0, analysed.end - analysed.start) },
               truncation: s.truncation ? { total: s.truncation.total, kept: s.truncation.kept } : null,
               notices: s.notices,
             });
@@ -217,19 +218,24 @@ export class AttentionController implements vscode.Disposable {
     const state = this.state;
     if (!state || !('runId' in msg) || msg.runId !== state.runId) return;
     const editor = vscode.window.visibleTextEditors.find((e) => e.document === state.document);
+    // Indices come from the webview: clamp them to this run's shape before use.
+    const view = {
+      layer: Math.min(msg.layer, state.model.layers - 1),
+      head: msg.head === 'mean' ? ('mean' as const) : Math.min(msg.head, state.model.heads - 1),
+      hideSpecial: msg.type === 'hover/token' ? msg.hideSpecial : state.view.hideSpecial,
+      rollout: msg.rollout === true,
+    };
     if (msg.type === 'select/head') {
-      state.layer = Math.min(msg.layer, state.model.layers - 1);
-      state.head = msg.head === 'mean' ? 'mean' : Math.min(msg.head, state.model.heads - 1);
+      state.view = view;
       return;
     }
     if (msg.type !== 'hover/token' || !editor) return;
-    if (msg.tokenIndex === null || msg.tokenIndex >= state.tokens.length || msg.layer >= state.model.layers) {
+    if (msg.tokenIndex === null || msg.tokenIndex >= state.tokens.length) {
       this.decorations.clearAttended(editor);
       return;
     }
-    const head = msg.head === 'mean' ? 'mean' : Math.min(msg.head, state.model.heads - 1);
-    state.hideSpecial = msg.hideSpecial;
-    const words = state.attended(msg.tokenIndex, readSettings(this.context).topWords, msg.layer, head, msg.hideSpecial) ?? [];
+    state.view = view;
+    const words = state.attended(msg.tokenIndex, readSettings(this.context).topWords, view) ?? [];
     const t = state.tokens[msg.tokenIndex];
     const source = t.special ? null : new vscode.Range(state.document.positionAt(t.start), state.document.positionAt(t.end));
     this.decorations.showAttended(editor, source, words);

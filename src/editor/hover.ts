@@ -20,7 +20,7 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     const md = new vscode.MarkdownString(undefined, true);
     md.isTrusted = { enabledCommands: ['attentionLens.focusToken'] };
     md.supportHtml = false;
-    md.appendMarkdown(`**Attention Lens** · ${run.describeHead()}\n\n`);
+    md.appendMarkdown(`**Attention Lens** · ${run.describeView()}\n\n`);
     md.appendMarkdown('Token ');
     md.appendMarkdown(inlineCode(token.text));
     if (!words) {

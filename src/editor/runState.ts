@@ -2,17 +2,27 @@
 // document, its tokens with absolute offsets, its layers, and which head the panel has focused.
 import * as vscode from 'vscode';
 import { attendedWords, tokenAt } from '../analysis/attended';
-import { layerTensor, type LayerTensor } from '../analysis/tensor';
-import { groupWords, type AttendedWord, type WordGrouping } from '../analysis/words';
+import { rolloutRow } from '../analysis/rollout';
+import { keepMask, layerTensor, meanHeads, renormalizeRow, type LayerTensor } from '../analysis/tensor';
+import { groupWords, topAttended, type AttendedWord, type WordGrouping } from '../analysis/words';
 import type { HeadSelection, WireModel, WireToken } from '../protocol/webview';
 import type { AttentionEncoding } from '../engine/types';
+
+/** What the panel has focused; the editor hover follows it. */
+export interface HeadView {
+  layer: number;
+  head: HeadSelection;
+  hideSpecial: boolean;
+  /** Attention rollout through `layer` instead of one layer's heads. */
+  rollout: boolean;
+}
 
 export class RunState {
   readonly layers: Array<LayerTensor | undefined>;
   readonly grouping: WordGrouping;
-  layer: number;
-  head: HeadSelection = 'mean';
-  hideSpecial = false;
+  view: HeadView;
+  /** Head means per layer, computed on first use by rollout. */
+  private readonly means: Array<Float32Array | undefined>;
 
   constructor(
     readonly runId: number,
@@ -26,7 +36,8 @@ export class RunState {
     readonly version: number,
   ) {
     this.layers = new Array(model.layers).fill(undefined);
-    this.layer = model.layers - 1;
+    this.means = new Array(model.layers).fill(undefined);
+    this.view = { layer: model.layers - 1, head: 'mean', hideSpecial: false, rollout: false };
     this.grouping = groupWords(tokens, { text, offset: range.start });
   }
 
@@ -43,14 +54,25 @@ export class RunState {
     return tokenAt(this.tokens, offset);
   }
 
-  /** Top words token `q` attends to in the focused layer and head (or mean), or null while the layer is still streaming. */
-  attended(q: number, k: number, layer = this.layer, head: HeadSelection = this.head, hideSpecial = this.hideSpecial): AttendedWord[] | null {
-    const tensor = this.layers[layer];
-    if (!tensor) return null;
-    return attendedWords(tensor, head, q, this.tokens, this.grouping, k, hideSpecial);
+  /** Top words token `q` attends to in `view` (default: what the panel focuses), or null while that layer is still streaming. */
+  attended(q: number, k: number, view: HeadView = this.view): AttendedWord[] | null {
+    if (!view.rollout) {
+      const tensor = this.layers[view.layer];
+      return tensor ? attendedWords(tensor, view.head, q, this.tokens, this.grouping, k, view.hideSpecial) : null;
+    }
+    for (let l = 0; l <= view.layer; l++) {
+      const tensor = this.layers[l];
+      if (!tensor) return null;
+      this.means[l] ??= meanHeads(tensor);
+    }
+    const row = rolloutRow(this.means as Float32Array[], this.tokens.length, q, view.layer);
+    if (view.hideSpecial) renormalizeRow(row, keepMask(this.tokens, true));
+    return topAttended(row, this.tokens, this.grouping, k);
   }
 
-  describeHead(layer = this.layer, head: HeadSelection = this.head): string {
-    return `layer ${layer + 1}/${this.model.layers}, ${head === 'mean' ? 'mean of heads' : `head ${head + 1}/${this.model.heads}`}`;
+  describeView(view: HeadView = this.view): string {
+    const layer = `layer ${view.layer + 1}/${this.model.layers}`;
+    if (view.rollout) return `rollout through ${layer}`;
+    return `${layer}, ${view.head === 'mean' ? 'mean of heads' : `head ${view.head + 1}/${this.model.heads}`}`;
   }
 }
