@@ -45,9 +45,30 @@ const builds = [
     outdir: 'out/webview',
     logLevel: 'warning',
   },
+  // The integration suite for the extension host (test/harness/runIntegration.ts); never shipped.
+  ...(production
+    ? []
+    : [
+        {
+          ...nodeCommon,
+          entryPoints: {
+            'suite/index': 'test/integration/runSuite.ts',
+            ...Object.fromEntries(
+              fs
+                .readdirSync('test/integration')
+                .filter((f) => f.endsWith('.test.ts'))
+                .map((f) => [`integration/${f.slice(0, -3)}`, `test/integration/${f}`]),
+            ),
+          },
+          outdir: 'out/test',
+          sourcemap: 'inline',
+          logOverride: { 'require-resolve-not-external': 'silent' }, // mocha's unused parallel mode
+        },
+      ]),
 ].filter((b) => Object.values(b.entryPoints).every((p) => fs.existsSync(p)));
 
 async function main() {
+  fs.rmSync('out/test', { recursive: true, force: true }); // deleted tests must not linger
   fs.mkdirSync('out/webview', { recursive: true });
   if (fs.existsSync('media/panel.css')) fs.copyFileSync('media/panel.css', 'out/webview/panel.css');
   if (watch) {

@@ -16,12 +16,15 @@ const template = fs.readFileSync(path.join(root, '.vscodeignore'), 'utf8');
 fs.writeFileSync(ignoreFile, template.replaceAll('{platform}', platform).replaceAll('{arch}', arch));
 
 const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
+fs.rmSync(path.join(root, 'out'), { recursive: true, force: true }); // no stale dev files (source maps, tests) in the VSIX
 run(process.execPath, ['esbuild.js', '--production']);
 run(process.execPath, [
   require.resolve('@vscode/vsce/vsce'),
   'package',
   '--ignoreFile', ignoreFile,
   '--target', target,
+  // The README's images are relative to the repository; there is no public repository URL to rewrite them to.
+  '--no-rewrite-relative-links',
   '--out', out,
 ]);
 const size = fs.statSync(path.join(root, out)).size;

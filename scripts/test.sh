@@ -10,12 +10,10 @@ cd "$(dirname "$0")/.."
 
 [ -d node_modules ] || npm ci
 bash scripts/setup-tools.sh
-npm run build
-npm run package >/dev/null
+npm run package >/dev/null   # production VSIX for the end-to-end tests (cleans out/)
+npm run build                # then the dev build: source maps and the extension-host test suite
 mkdir -p test-output
 
-files=(test/unit/*.test.ts)
-for suite in webview integration e2e; do
-  compgen -G "test/$suite/*.test.ts" >/dev/null && files+=(test/$suite/*.test.ts)
-done
+# test/integration/*.test.ts run inside the extension host, started by test/e2e/extension-host.test.ts.
+files=(test/unit/*.test.ts test/webview/*.test.ts test/e2e/*.test.ts)
 exec node --import tsx --test --test-concurrency=1 --test-timeout=900000 --test-reporter=spec "${files[@]}"

@@ -21,8 +21,10 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     md.isTrusted = { enabledCommands: ['attentionLens.focusToken'] };
     md.supportHtml = false;
     md.appendMarkdown(`**Attention Lens** · ${run.describeView()}\n\n`);
+    // The source text of the token reads better than its vocabulary spelling (▁Lily, Ġthe, ##ing).
+    const source = document.getText(new vscode.Range(document.positionAt(token.start), document.positionAt(token.end)));
     md.appendMarkdown('Token ');
-    md.appendMarkdown(inlineCode(token.text));
+    md.appendMarkdown(inlineCode(source || token.text));
     if (!words) {
       md.appendMarkdown('\n\nThe attention of this layer is still arriving…');
     } else if (!words.length) {

@@ -37,7 +37,8 @@ export class RunState {
   ) {
     this.layers = new Array(model.layers).fill(undefined);
     this.means = new Array(model.layers).fill(undefined);
-    this.view = { layer: model.layers - 1, head: 'mean', hideSpecial: false, rollout: false };
+    // The panel opens on the first layer's mean; it posts select/head when the user moves.
+    this.view = { layer: 0, head: 'mean', hideSpecial: false, rollout: false };
     this.grouping = groupWords(tokens, { text, offset: range.start });
   }
 

@@ -75,12 +75,12 @@ describe('Show Attention in a real VS Code', function () {
 
   it('the editor hover shows the token\'s top-attended words, as the engine computes them', async () => {
     const run = (await api()).run!;
-    const q = run.tokens.findIndex((t) => !t.special && doc.getText(new vscode.Range(doc.positionAt(t.start), doc.positionAt(t.end))) === 'park');
-    assert.ok(q > 0, 'a token for "park"');
+    const q = run.tokens.findIndex((t) => !t.special && doc.getText(new vscode.Range(doc.positionAt(t.start), doc.positionAt(t.end))) === 'Lily');
+    assert.ok(q > 0, 'a token for "Lily"');
     const hovers = await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', doc.uri, doc.positionAt(run.tokens[q].start + 1));
     const text = hoverText(hovers);
     assert.match(text, /Attention Lens/);
-    assert.match(text, /layer 5\/5, mean of heads/);
+    assert.match(text, /layer 1\/5, mean of heads/);
     assert.match(text, /attends most to/);
     assert.match(text, /command:attentionLens\.focusToken/);
 
@@ -91,10 +91,10 @@ describe('Show Attention in a real VS Code', function () {
     const npy = fs.readFileSync(`${out}.npy`);
     const headerLen = npy.readUInt16LE(8);
     const att = new Float32Array(npy.buffer.slice(npy.byteOffset + 10 + headerLen, npy.byteOffset + npy.byteLength));
-    const [L, H, T] = meta.shape;
+    const [, H, T] = meta.shape;
     assert.equal(T, run.tokens.length);
     const row = new Float32Array(T);
-    for (let h = 0; h < H; h++) for (let k = 0; k < T; k++) row[k] += att[(((L - 1) * H + h) * T + (q)) * T + k] / H;
+    for (let h = 0; h < H; h++) for (let k = 0; k < T; k++) row[k] += att[((0 * H + h) * T + q) * T + k] / H; // layer 1, as the panel opens
     const offset = run.range.start;
     const tokens = meta.tokens.map((t: RunView['tokens'][number]) => (t.special ? t : { ...t, start: t.start + offset, end: t.end + offset }));
     const expected = topAttended(row, tokens, groupWords(tokens, { text: STORY, offset }), 5);
@@ -110,15 +110,17 @@ describe('Show Attention in a real VS Code', function () {
     assert.doesNotMatch(hoverText(hovers), /Attention Lens/);
   });
 
-  it('editing inside the analysed range re-runs, and the hover follows the new text', async () => {
+  it('editing inside the analysed range re-runs on the edited text', async () => {
     const before = (await api()).run!;
     const at = doc.getText().indexOf('dog');
     const edit = new vscode.WorkspaceEdit();
     edit.replace(doc.uri, new vscode.Range(doc.positionAt(at), doc.positionAt(at + 3)), 'cat');
     assert.ok(await vscode.workspace.applyEdit(edit));
     const after = await waitForRun(before.runId);
-    const cat = after.tokens.some((t) => !t.special && doc.getText(new vscode.Range(doc.positionAt(t.start), doc.positionAt(t.end))).includes('cat'));
-    assert.ok(cat, 'the new run covers the edited text');
+    const covered = doc.getText(new vscode.Range(doc.positionAt(after.range.start), doc.positionAt(after.range.end)));
+    assert.ok(covered.endsWith('with her cat.'), `the new run covers the edited text: ${covered}`);
+    const last = after.tokens.filter((t) => !t.special).at(-1)!;
+    assert.equal(last.end, after.range.end, 'its tokens reach the end of the edited range');
   });
 
   it('an empty line is refused with a warning and no run', async () => {

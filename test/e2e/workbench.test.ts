@@ -1,0 +1,88 @@
+// End to end: the extension installed from the VSIX into a real VS Code (code-server), driven by
+// real Chromium as a user would: select, Show Attention from the palette, the panel paints every
+// head, hovering a token in the panel highlights the source, hovering the source shows a hover.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Page } from 'playwright-core';
+import { startCodeServer, type CodeServer } from '../harness/codeServer';
+import { launchBrowser, openWorkbench, screenshot, workbenchUrl, type Browser } from '../harness/browser';
+import { makeTempDir, REPO_ROOT } from '../harness/tools';
+import { STORY, attendedDecorations, hoverEditorWord, hoverPanelToken, modelViewCanvases, showAttentionOn } from '../harness/flow';
+
+const VSIX = path.join(REPO_ROOT, 'attention-lens.vsix');
+const STORIES = path.resolve(REPO_ROOT, '../shared/models/stories260K');
+const XSS = '<img src=x onerror=alert(1)> and <script>alert(2)</script> tokens';
+
+describe('the workbench with the extension installed from the VSIX', () => {
+  let server: CodeServer;
+  let browser: Browser;
+  let page: Page;
+  const dialogs: string[] = [];
+
+  before(async () => {
+    assert.ok(fs.existsSync(VSIX), 'run `npm run package` first');
+    const workspace = makeTempDir('al-e2e-ws');
+    fs.writeFileSync(path.join(workspace, 'story.txt'), `${STORY}\n`);
+    fs.writeFileSync(path.join(workspace, 'evil.html'), `<p>${XSS}</p>\n`);
+    server = await startCodeServer({
+      workspace,
+      name: 'e2e',
+      vsix: [VSIX],
+      settings: { 'attentionLens.model': STORIES, 'attentionLens.offline': true, 'workbench.colorTheme': 'Default Dark Modern' },
+    });
+    browser = await launchBrowser();
+    page = browser.page;
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    await openWorkbench(page, workbenchUrl(server.url, workspace));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('Show Attention from the palette paints all 5 x 8 heads of stories260K', async () => {
+    const frame = await showAttentionOn(page, 'story.txt', STORY);
+    const canvases = await modelViewCanvases(frame);
+    assert.equal(canvases.total, 40, canvases.labels.join('\n'));
+    assert.equal(canvases.nonBlank, 40, 'every heatmap has pixels');
+    assert.match((await frame.locator('.meta').textContent()) ?? '', /5 layers × 8 heads/);
+    await screenshot(page, 'e2e-model-view');
+  });
+
+  test('hovering a token in the panel lists its top words and highlights them in the editor', async () => {
+    const frame = await showAttentionOn(page, 'story.txt', STORY);
+    assert.equal(await attendedDecorations(page), 0, 'no highlights before a hover');
+    const words = await hoverPanelToken(frame, 'Lily');
+    assert.ok(words.length > 0, 'top words listed');
+    assert.ok(words.every((w) => /\d/.test(w)), `each word has a weight: ${words.join(' | ')}`);
+    const deadline = Date.now() + 10_000;
+    let decorated = 0;
+    while (Date.now() < deadline && !(decorated = await attendedDecorations(page))) await page.waitForTimeout(200);
+    assert.ok(decorated > 0, 'the editor shows attended words');
+    await screenshot(page, 'e2e-panel-hover');
+  });
+
+  test('hovering a word in the editor shows its top-attended words', async () => {
+    const text = await hoverEditorWord(page, 'Lily');
+    assert.match(text, /Attention Lens/);
+    assert.match(text, /attends most to/);
+    assert.match(text, /\d+\.\d%/);
+    await screenshot(page, 'e2e-editor-hover');
+  });
+
+  test('a selection holding HTML renders as text and runs nothing', async () => {
+    const frame = await showAttentionOn(page, 'evil.html', XSS);
+    const tokens = await frame.evaluate(() => [...document.querySelectorAll('.tok')].map((t) => t.textContent ?? '').join(''));
+    assert.match(tokens, /img/);
+    assert.equal(await frame.locator('#app img, #app script').count(), 0, 'no element was created from token text');
+    await hoverPanelToken(frame, '<');
+    assert.deepEqual(dialogs, []);
+    await screenshot(page, 'e2e-html-as-text');
+  });
+});
