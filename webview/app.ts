@@ -1,7 +1,7 @@
 // The panel app: layout, controls, the three views, the top-words side box, and the message pump
 // to and from the extension host.
 
-import { PROTOCOL_VERSION, type HeadSelection } from '../src/protocol/webview';
+import { PROTOCOL_VERSION, type HoverTokenMessage, type SelectHeadMessage } from '../src/protocol/webview';
 import { topAttended, type AttendedWord } from '../src/analysis';
 import type { ParsedHostMessage } from './validate';
 import { parseHostMessage } from './validate';
@@ -378,7 +378,7 @@ export class App implements ViewContext {
     if (changed || !this.ui.selected.includes(agg)) this.ui.selected = [agg];
     this.syncControls();
     if (changed) {
-      const msg: { type: 'select/head'; runId: number; layer: number; head: HeadSelection; rollout?: boolean } = {
+      const msg: SelectHeadMessage = {
         type: 'select/head',
         runId: run.runId,
         layer,
@@ -533,15 +533,7 @@ export class App implements ViewContext {
     this.lastPostedToken = idx;
     this.lastPostedRun = run.runId;
     const agg = this.ui.agg;
-    const msg: {
-      type: 'hover/token';
-      runId: number;
-      tokenIndex: number | null;
-      layer: number;
-      head: HeadSelection;
-      hideSpecial: boolean;
-      rollout?: boolean;
-    } = { type: 'hover/token', runId: run.runId, tokenIndex: idx, layer: this.ui.layer, head: agg === 'rollout' ? 'mean' : agg, hideSpecial: this.ui.hideSpecial };
+    const msg: HoverTokenMessage = { type: 'hover/token', runId: run.runId, tokenIndex: idx, layer: this.ui.layer, head: agg === 'rollout' ? 'mean' : agg, hideSpecial: this.ui.hideSpecial };
     if (agg === 'rollout') msg.rollout = true;
     post(msg);
   }

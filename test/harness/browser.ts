@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium, type BrowserContext, type Frame, type Locator, type Page } from 'playwright-core';
-import { CHROMIUM, makeTempDir, outputPath, removeTempDir, sleep } from './tools';
+import { CHROMIUM, CHROMIUM_ARGS, makeTempDir, outputPath, removeTempDir, sleep } from './tools';
 
 export interface Browser {
   context: BrowserContext;
@@ -24,15 +24,7 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<Browse
     executablePath: CHROMIUM,
     headless: options.headless ?? process.env.HEADED !== '1',
     viewport: options.viewport ?? { width: 1400, height: 900 },
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    args: CHROMIUM_ARGS,
   });
   const page = context.pages()[0] ?? (await context.newPage());
   let closed: Promise<void> | undefined;

@@ -19,6 +19,17 @@ export const CODE_SERVER_ENTRY = path.join(TOOLS_DIR, 'cs', 'node_modules', 'cod
 /** Debian's Chromium, driven by playwright-core. */
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
+/** Chromium flags for this offline machine (ENVIRONMENT.md): without the networking ones it keeps dialling out. */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
 /** Gitignored folder for screenshots, logs and reports; CI keeps it as an artifact. */
 export const OUTPUT_DIR = path.join(REPO_ROOT, 'test-output');
 
