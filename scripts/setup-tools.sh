@@ -132,9 +132,15 @@ JSON
   # The compiler output of the native builds is long: it goes to a log file, shown on failure.
   INSTALL_LOG="$TOOLS/code-server-install.log"
   log "code-server: npm output goes to $INSTALL_LOG"
-  if ! PATH="$N24/bin:$PATH" npm_config_nodedir="$N24" JOBS=2 \
-    npm install --prefix "$CS" --no-audit --no-fund --ignore-scripts=false --foreground-scripts \
-    --no-save "code-server@$CODE_SERVER_VERSION" >"$INSTALL_LOG" 2>&1; then
+  # Run from `npm test`, this script inherits the outer npm's npm_* variables; the inner npm would
+  # take them as its own config (npm_config_user_agent says "node/v20", which code-server's
+  # postinstall reads as the Node version), so they are dropped for the install.
+  if ! (
+    for v in $(compgen -e | grep '^npm_'); do unset "$v"; done
+    PATH="$N24/bin:$PATH" npm_config_nodedir="$N24" JOBS=2 \
+      npm install --prefix "$CS" --no-audit --no-fund --ignore-scripts=false --foreground-scripts \
+      --no-save "code-server@$CODE_SERVER_VERSION"
+  ) >"$INSTALL_LOG" 2>&1; then
     tail -n 60 "$INSTALL_LOG" | sed 's/^/    /' >&2
     die "npm install code-server@$CODE_SERVER_VERSION failed (full output: $INSTALL_LOG)"
   fi
