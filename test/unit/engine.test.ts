@@ -1,6 +1,8 @@
 // The engine against PyTorch: every reference case of the BERT and GPT-2 fixtures (batches, right
 // and left padding, explicit position ids, a length-1 input), and the real stories260K Llama.
 import { test, describe, before, after } from 'node:test';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import assert from 'node:assert/strict';
 import { AttentionEngine } from '../../src/engine/engine';
 import { runtimeLoaders } from '../../src/engine/runtime';
@@ -122,6 +124,21 @@ describe('stories260K (real pretrained Llama, grouped-query attention)', () => {
   test('a missing model folder gives MODEL_NOT_FOUND naming the folder', async () => {
     const fresh = new AttentionEngine({ cacheDir: tempDir(), offline: true });
     await assert.rejects(fresh.load('/nonexistent/model-folder'), (e: unknown) => e instanceof EngineError && e.code === 'MODEL_NOT_FOUND' && e.message.includes('/nonexistent/model-folder'));
+  });
+});
+
+describe('dtype picks the ONNX file', () => {
+  test('q8 loads onnx/model_quantized.onnx; fp32 on a folder without model.onnx says which dtype exists', async () => {
+    // A folder holding only a "quantized" file (the fp32 graph under that name: this checks file choice, not quantization).
+    const folder = tempDir();
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(TINY_BERT, f), path.join(folder, f));
+    fs.mkdirSync(path.join(folder, 'onnx'));
+    fs.copyFileSync(path.join(TINY_BERT, 'onnx/model.onnx'), path.join(folder, 'onnx/model_quantized.onnx'));
+    const q8 = new AttentionEngine({ cacheDir: tempDir(), dtype: 'q8' });
+    assert.equal((await q8.load(folder)).file, 'onnx/model_quantized.onnx');
+    await q8.dispose();
+    const fp32 = new AttentionEngine({ cacheDir: tempDir(), dtype: 'fp32' });
+    await assert.rejects(fp32.load(folder), (e: unknown) => e instanceof EngineError && e.code === 'MODEL_NOT_FOUND' && /Try dtype q8/.test(e.message));
   });
 });
 

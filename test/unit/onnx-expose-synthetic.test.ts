@@ -103,6 +103,22 @@ describe('graphs without a usable attention Softmax are refused', () => {
     assertUnsupported(() => exposeAttention(bytes, 'classifier'), 'no attention Softmax');
   });
 
+  test('dynamically quantized probs @ V (DynamicQuantizeLinear -> MatMulInteger) is found, typed FLOAT', () => {
+    const bytes = encodeModel({
+      inputs: [valueInfo('scores', T.FLOAT, [1, 2, 3, 3]), valueInfo('v', T.UINT8, [1, 2, 3, 4])],
+      outputs: [valueInfo('ctx', T.INT32, [1, 2, 3, 4])],
+      nodes: [
+        node({ op: 'Softmax', name: '/encoder/layer.0/attention/self/Softmax', inputs: ['scores'], outputs: ['probs'], attrs: [attrInt('axis', -1)] }),
+        node({ op: 'DynamicQuantizeLinear', inputs: ['probs'], outputs: ['probs_q', 'probs_scale', 'probs_zp'] }),
+        node({ op: 'MatMulInteger', inputs: ['probs_q', 'v', 'probs_zp'], outputs: ['ctx'] }),
+      ],
+    });
+    const exposed = exposeAttention(bytes, 'quantized');
+    assert.deepEqual(exposed.attentionOutputs, ['probs']);
+    const out = graphOf(exposed.bytes).output.find((o) => o.name === 'probs');
+    assert.equal(out?.type?.tensorType?.elemType, T.FLOAT);
+  });
+
   test('attention inside a Loop body cannot be surfaced per layer', () => {
     const block = attentionBlock('/layer.0');
     const body: onnx.IGraphProto = {

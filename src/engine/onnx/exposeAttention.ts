@@ -31,8 +31,13 @@ const FUSED_MS_OPS = new Set([
   'SparseAttention', 'DecoderMaskedMultiHeadAttention', 'DecoderMaskedSelfAttention', 'DecoderAttention',
   'QAttention', 'QOrderedAttention', 'LongformerAttention', 'PagedAttention',
 ]);
-/** Ops the probabilities may pass through between the Softmax and the probs @ V MatMul. */
-const PASS_THROUGH = new Set(['Dropout', 'Cast', 'Identity', 'Where']);
+/**
+ * Ops the probabilities may pass through between the Softmax and the probs @ V MatMul. The
+ * quantize ops appear in dynamically quantized (`*_quantized.onnx`) exports, where that MatMul can
+ * become a MatMulInteger or QLinearMatMul fed by quantized probabilities.
+ */
+const PASS_THROUGH = new Set(['Dropout', 'Cast', 'Identity', 'Where', 'DynamicQuantizeLinear', 'QuantizeLinear']);
+const MATMULS = new Set(['MatMul', 'MatMulInteger', 'QLinearMatMul']);
 /** `layer.3`, `layers.3`, `h.3`, `block_3`, `blocks/3` ... anywhere in a node or tensor name. */
 const LAYER_RE = /(?<![A-Za-z0-9])(?:layers?|h|blocks?)[._/](\d+)(?![0-9])/i;
 
@@ -312,7 +317,7 @@ function consumerMap(graph: ScannedGraph): Consumers {
   return map;
 }
 
-/** Whether `tensor` reaches the left operand of a MatMul, possibly through Dropout/Cast/Identity/Where. */
+/** Whether `tensor` reaches the left operand of a MatMul, possibly through the PASS_THROUGH ops. */
 function feedsProbsMatMul(tensor: string, consumers: Consumers): boolean {
   const queue = [tensor];
   const seen = new Set(queue);
@@ -320,7 +325,7 @@ function feedsProbsMatMul(tensor: string, consumers: Consumers): boolean {
     const name = queue.shift()!;
     for (const { node, index } of consumers.get(name) ?? []) {
       const matmul =
-        (node.opType === 'MatMul' && isDefaultDomain(node.domain)) ||
+        (MATMULS.has(node.opType) && isDefaultDomain(node.domain)) ||
         (node.opType === 'FusedMatMul' && node.domain === 'com.microsoft' && !node.attributes.find((a) => a.name === 'transA')?.i);
       if (matmul && index === 0) return true;
       const passes = isDefaultDomain(node.domain) && PASS_THROUGH.has(node.opType) && (node.opType !== 'Where' || index > 0);
