@@ -61,11 +61,38 @@ export function numberToF16Bits(value: number): number {
   return sign | half;
 }
 
-/** float32 -> float16 bit patterns (the engine's wire format for `f16`). */
+/**
+ * float32 -> float16 bit patterns (the engine's wire format for `f16`), bit-identical to
+ * numberToF16Bits. Float32Array input takes a fast path on the raw bits: every finite result
+ * (normal, subnormal or zero) is computed with integer operations, without a call.
+ */
 export function encodeF16(src: ArrayLike<number>, out?: Uint16Array): Uint16Array {
   const n = src.length;
   const o = out ?? new Uint16Array(n);
-  for (let i = 0; i < n; i++) o[i] = numberToF16Bits(src[i]);
+  if (!(src instanceof Float32Array)) {
+    for (let i = 0; i < n; i++) o[i] = numberToF16Bits(src[i]);
+    return o;
+  }
+  const bits = new Uint32Array(src.buffer, src.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const x = bits[i];
+    const exp = (x >>> 23) & 0xff;
+    if (exp >= 113 && exp <= 142) {
+      // Normal half: re-bias the exponent, round the mantissa to nearest even (a carry correctly
+      // bumps the exponent, up to infinity).
+      const mant = x & 0x7fffff;
+      o[i] = (((x >>> 16) & 0x8000) | ((exp - 112) << 10)) + ((mant + 0xfff + ((mant >>> 13) & 1)) >>> 13);
+    } else if (exp < 102) {
+      o[i] = (x >>> 16) & 0x8000; // below half the smallest subnormal: signed zero
+    } else if (exp < 113) {
+      // Subnormal half: shift the mantissa with its implicit bit, rounding to nearest even.
+      const mant = (x & 0x7fffff) | 0x800000;
+      const shift = 126 - exp;
+      o[i] = ((x >>> 16) & 0x8000) | ((mant + (1 << (shift - 1)) - 1 + ((mant >>> shift) & 1)) >>> shift);
+    } else {
+      o[i] = numberToF16Bits(src[i]); // overflow, infinity, NaN
+    }
+  }
   return o;
 }
 

@@ -182,6 +182,17 @@ describe('float16 encode', () => {
       assert.ok(Math.abs(lut[enc[i]] - x) <= ulp / 2 + 1e-12, `x=${x}`);
     }
   });
+  test("encodeF16's fast path on Float32Array is bit-identical to numberToF16Bits over every float32 range", () => {
+    const r = rng(11);
+    const bits = new Uint32Array(200_000);
+    for (let i = 0; i < bits.length; i++) bits[i] = Math.floor(r() * 2 ** 32) >>> 0; // every exponent, sign, NaN, inf
+    const edges = [0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x33000000, 0x33000001, 0x387fc000, 0x38800000, 0x477fe000, 0x477ff000, 0x3f7ff000, 0x3f7ff001];
+    bits.set(edges);
+    const src = new Float32Array(bits.buffer);
+    const fast = encodeF16(src);
+    const slow = encodeF16(Array.from(src));
+    for (let i = 0; i < src.length; i++) assert.equal(fast[i], slow[i], `0x${bits[i].toString(16)} (${src[i]})`);
+  });
   test('encodeU8 rounds and clamps', () => {
     assert.deepEqual([...encodeU8([0, 1, 0.5, 1 / 255, 2, -1, NaN])], [0, 255, 128, 1, 255, 0, 0]);
   });
