@@ -227,6 +227,7 @@ export class AttentionController implements vscode.Disposable {
     };
     if (msg.type === 'select/head') {
       state.view = view;
+      if (view.rollout) state.prepareRollout();
       return;
     }
     if (msg.type !== 'hover/token' || !editor) return;

@@ -623,6 +623,8 @@ export class App implements ViewContext {
     if (painted === total && total > 0 && run.complete) {
       if (this.root.dataset.paintedRun !== String(run.runId)) {
         this.root.dataset.paintedRun = String(run.runId);
+        // One mark per run would accumulate forever: keep only the latest.
+        performance.clearMarks();
         performance.mark(`attention-lens:painted:${run.runId}`);
       }
     }

@@ -71,6 +71,20 @@ export class RunState {
     return topAttended(row, this.tokens, this.grouping, k);
   }
 
+  /**
+   * Computes the head means rollout needs, one layer per event-loop turn, so that the first
+   * rollout hover does not block the host (12 layers x T=512 is ~300 ms in one go).
+   */
+  prepareRollout(): void {
+    const next = this.means.findIndex((m, l) => !m && this.layers[l]);
+    if (next < 0) return;
+    setImmediate(() => {
+      const tensor = this.layers[next];
+      if (tensor) this.means[next] ??= meanHeads(tensor);
+      this.prepareRollout();
+    });
+  }
+
   describeView(view: HeadView = this.view): string {
     const layer = `layer ${view.layer + 1}/${this.model.layers}`;
     if (view.rollout) return `rollout through ${layer}`;

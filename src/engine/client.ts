@@ -112,7 +112,29 @@ export class EngineClient {
     return worker;
   }
 
+  /**
+   * The worker posts a run's layers back to back and Node delivers them in one event-loop turn;
+   * each handler stores a layer and forwards it to the panel (VS Code copies 6 MB per layer at
+   * T=512). Delivering one message per turn, in order, keeps the host's event loop responsive.
+   */
+  private readonly inbox: WorkerToHost[] = [];
+  private draining = false;
+
   private onMessage(msg: WorkerToHost): void {
+    this.inbox.push(msg);
+    if (this.draining) return;
+    this.draining = true;
+    setImmediate(() => this.drain());
+  }
+
+  private drain(): void {
+    const msg = this.inbox.shift();
+    if (msg) this.deliver(msg);
+    if (this.inbox.length) setImmediate(() => this.drain());
+    else this.draining = false;
+  }
+
+  private deliver(msg: WorkerToHost): void {
     const p = this.pending.get(msg.requestId);
     if (!p) return; // cancelled or superseded: late messages are dropped
     if (msg.type === 'done' || msg.type === 'error') queueMicrotask(() => this.updateRef());

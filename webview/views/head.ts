@@ -12,6 +12,8 @@ import { sizeCanvas } from '../heatmap';
 const ROW_H = 22;
 const OVERSCAN = 6;
 const BUCKETS = 16;
+/** Most lines drawn per aggregate in one paint (the strongest ones). */
+const MAX_LINES = 128;
 /** Above this many tokens, idle lines (no active token) are only drawn for weights >= IDLE_MIN. */
 const DENSE_T = 64;
 const IDLE_MIN = 0.1;
@@ -180,8 +182,14 @@ export class HeadView implements View {
     this.schedule();
   }
 
+  /** Called inside the app's hover animation frame: paint now, not one frame later. */
   renderHover(): void {
-    this.schedule();
+    if (!this.visible) return;
+    if (this.frame) {
+      cancelAnimationFrame(this.frame);
+      this.frame = 0;
+    }
+    this.paint();
   }
 
   private schedule(): void {
@@ -317,7 +325,7 @@ export class HeadView implements View {
     const minW = Math.max(thr, active ? 1e-3 : V > DENSE_T ? IDLE_MIN : 0.05);
     let missing = 0;
     g.lineWidth = 1.5;
-    g.lineCap = 'round';
+    g.lineCap = 'butt';
     for (const agg of ui.selected) {
       const m = this.ctx.matrix(ui.layer, agg);
       if (!m) {
@@ -352,12 +360,17 @@ export class HeadView implements View {
         }
       }
       g.strokeStyle = this.colorOf(agg);
-      for (let b = 0; b < BUCKETS; b++) {
+      // Strongest buckets first, at most MAX_LINES lines: near-uniform attention at T=512 would
+      // otherwise stroke hundreds of faint lines per hover, costing a frame for nothing visible.
+      let budget = MAX_LINES;
+      for (let b = BUCKETS - 1; b >= 0 && budget > 0; b--) {
         const list = this.buckets[b];
         if (list.length === 0) continue;
+        const end = Math.min(list.length, budget * 2);
+        budget -= end / 2;
         g.globalAlpha = (b + 1) / BUCKETS;
         g.beginPath();
-        for (let i = 0; i < list.length; i += 2) {
+        for (let i = 0; i < end; i += 2) {
           g.moveTo(0, list[i]);
           g.lineTo(cw, list[i + 1]);
         }

@@ -94,8 +94,14 @@ export class MatrixView implements View {
     this.schedule();
   }
 
+  /** Called inside the app's hover animation frame: paint now, not one frame later. */
   renderHover(): void {
-    this.schedule();
+    if (!this.visible) return;
+    if (this.frame) {
+      cancelAnimationFrame(this.frame);
+      this.frame = 0;
+    }
+    this.paint();
   }
 
   private schedule(): void {

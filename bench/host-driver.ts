@@ -1,0 +1,246 @@
+// Child process of the `host` and `memory` sections: plays the extension host's part of a run.
+// It drives EngineClient with the built worker (out/worker.js) on the BERT-base-shaped model and,
+// for every run, does what AttentionController does on the host's event loop: builds run/start,
+// wraps each arriving layer in the run state (RunState.addLayer), and hands every message to the
+// webview the way VS Code's extension host serialises it (JSON text with ArrayBuffer references,
+// the buffers copied into the outgoing RPC message). Only the latest run is kept.
+//
+//   node --expose-gc --import tsx bench/host-driver.ts block  <T> <warmRuns>
+//   node --expose-gc --import tsx bench/host-driver.ts memory <T> <runs>
+// Prints one line `RESULT <json>`.
+import * as path from 'node:path';
+import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
+import { EngineClient, type RunStart } from '../src/engine/client';
+import { layerTensor, type LayerTensor } from '../src/analysis/tensor';
+import type { HostToWebview, WireToken } from '../src/protocol/webview';
+import { BENCH_CACHE, SAMPLE_TEXT, serializeLikeVsCode } from './real-run';
+import { MODEL_DIR, ROOT } from './util';
+
+const [mode, tArg, nArg] = process.argv.slice(2);
+const T = Number(tArg ?? 512);
+const N = Number(nArg ?? 3);
+
+/** What VS Code's extension host does with webview.postMessage(message): JSON with buffer references, buffers copied into the RPC message. */
+function postToWebview(message: HostToWebview): number {
+  const { json, buffers } = serializeLikeVsCode(message);
+  const out = Buffer.concat([Buffer.from(json), ...buffers.map((b) => Buffer.from(b))]);
+  return out.byteLength;
+}
+
+interface HostRun {
+  start: RunStart;
+  tokens: WireToken[];
+  layers: Array<LayerTensor | undefined>;
+  /** The extension's own run state (src/editor/runState.ts) when it loads outside VS Code (it only uses vscode's types). */
+  state: { addLayer(layer: number, data: ArrayBuffer): void } | null;
+}
+
+type RunStateCtor = typeof import('../src/editor/runState').RunState;
+let RunStateClass: RunStateCtor | null = null;
+const FAKE_DOCUMENT = { uri: { toString: () => 'file:///notes.md' }, version: 1 } as never;
+
+let latest: HostRun | null = null;
+let runId = 0;
+/** Longest synchronous time spent in one of this process's run handlers, per run, and by handler. */
+let handlerMax = 0;
+let handlerMaxBy: Record<string, number> = {};
+let handlerTotalBy: Record<string, number> = {};
+const timed =
+  <A extends unknown[]>(name: string, fn: (...a: A) => void) =>
+  (...a: A): void => {
+    const t0 = performance.now();
+    fn(...a);
+    const ms = performance.now() - t0;
+    handlerMax = Math.max(handlerMax, ms);
+    handlerMaxBy[name] = Math.max(handlerMaxBy[name] ?? 0, ms);
+    handlerTotalBy[name] = (handlerTotalBy[name] ?? 0) + ms;
+  };
+
+async function oneRun(client: EngineClient): Promise<{ ms: number; sent: number }> {
+  const id = ++runId;
+  let sent = 0;
+  let run: HostRun | null = null;
+  const t0 = performance.now();
+  const handle = client.analyze(
+    { model: MODEL_DIR, text: SAMPLE_TEXT, maxTokens: T, encoding: 'f16' },
+    {
+      onProgress: timed('progress', (p: { message: string }) => {
+        sent += postToWebview({ type: 'status', message: p.message });
+      }),
+      onStart: timed('start', (s: RunStart) => {
+        const tokens: WireToken[] = s.tokens.map((t) => ({ text: t.text, start: t.special ? -1 : t.start, end: t.special ? -1 : t.end, special: t.special }));
+        const model = { id: s.model.id, architecture: s.model.architecture, kind: s.model.kind, layers: s.shape[0], heads: s.shape[1], maxLength: s.model.maxLength };
+        const end = s.truncation ? s.truncation.endOffset : SAMPLE_TEXT.length;
+        const state = RunStateClass ? new RunStateClass(id, FAKE_DOCUMENT, { start: 0, end }, SAMPLE_TEXT.slice(0, end), tokens, model, s.encoding, 1) : null;
+        run = { start: s, tokens, layers: new Array(s.shape[0]).fill(undefined), state };
+        latest = run; // the previous run's state is dropped, as AttentionController.state is replaced
+        sent += postToWebview({
+          type: 'run/start',
+          runId: id,
+          model,
+          tokens,
+          encoding: s.encoding,
+          source: 'notes.md:1-60',
+          sourceText: { offset: 0, text: SAMPLE_TEXT.slice(0, end) },
+          truncation: s.truncation ? { total: s.truncation.total, kept: s.truncation.kept } : null,
+          notices: s.notices,
+        });
+      }),
+      onLayer: timed('layer', (layer: number, data: ArrayBuffer) => {
+        const r = run!;
+        r.layers[layer] = layerTensor(data, r.start.encoding, r.start.shape[1], r.start.shape[2]);
+        r.state?.addLayer(layer, data);
+        sent += postToWebview({ type: 'run/layer', runId: id, layer, data });
+      }),
+    },
+  );
+  const { timings, start } = await handle.done;
+  sent += postToWebview({ type: 'run/done', runId: id, timings: { ...timings }, runtime: start.runtime });
+  sent += postToWebview({ type: 'status', message: null });
+  return { ms: performance.now() - t0, sent };
+}
+
+/** Longest event-loop stall during `fn`: perf_hooks' delay histogram and a 1 ms interval drift probe. */
+async function measureBlock<R>(
+  fn: () => Promise<R>,
+): Promise<{
+  result: R;
+  maxBlockMs: number;
+  histMaxMs: number;
+  driftMaxMs: number;
+  p99Ms: number;
+  gcMaxMs: number;
+  handlerMaxMs: number;
+  handlerMaxBy: Record<string, number>;
+  handlerTotalBy: Record<string, number>;
+}> {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  let gcMax = 0;
+  const gcObs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMax = Math.max(gcMax, e.duration);
+  });
+  gcObs.observe({ entryTypes: ['gc'] });
+  handlerMax = 0;
+  handlerMaxBy = {};
+  handlerTotalBy = {};
+  let last = performance.now();
+  let drift = 0;
+  const probe = setInterval(() => {
+    const now = performance.now();
+    drift = Math.max(drift, now - last - 1);
+    last = now;
+  }, 1);
+  h.enable();
+  let result: R;
+  try {
+    result = await fn();
+    // The last messages of a run (the layers, then done) are often handled in one turn of the
+    // event loop (a MessagePort drains its queue): let the timers run once more, or that stall
+    // would end unobserved.
+    await new Promise((r) => setTimeout(r, 5));
+  } finally {
+    h.disable();
+    clearInterval(probe);
+    gcObs.disconnect();
+  }
+  const histMaxMs = h.max / 1e6;
+  return { result, histMaxMs, driftMaxMs: drift, maxBlockMs: Math.max(histMaxMs, drift), p99Ms: h.percentile(99) / 1e6, gcMaxMs: gcMax, handlerMaxMs: handlerMax, handlerMaxBy: { ...handlerMaxBy }, handlerTotalBy: { ...handlerTotalBy } };
+}
+
+function gc(): void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (!g) throw new Error('run with --expose-gc');
+  g();
+  g();
+}
+
+function heap() {
+  gc();
+  const m = process.memoryUsage();
+  return { heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, rss: m.rss };
+}
+
+/** The host's side of a hover (AttentionController.onPanelMessage -> RunState.attended) at this T, on the latest run. */
+async function hoverOnHost(): Promise<Record<string, number> | { error: string }> {
+  try {
+    const { RunState } = await import('../src/editor/runState');
+    const r = latest!;
+    const s = r.start;
+    const model = { id: s.model.id, architecture: s.model.architecture, kind: s.model.kind, layers: s.shape[0], heads: s.shape[1], maxLength: s.model.maxLength };
+    const document = { uri: { toString: () => 'file:///notes.md' }, version: 1 } as never;
+    const state = new RunState(1, document, { start: 0, end: SAMPLE_TEXT.length }, SAMPLE_TEXT, r.tokens, model, s.encoding, 1);
+    r.layers.forEach((l, i) => {
+      if (l) state.layers[i] = l;
+    });
+    const time = (fn: () => unknown): number => {
+      const t0 = performance.now();
+      fn();
+      return performance.now() - t0;
+    };
+    const q = Math.floor(r.tokens.length / 2);
+    const mean = [0, 1, 2, 3, 4].map((i) => time(() => state.attended(q + i, 5, { layer: 0, head: 'mean', hideSpecial: false, rollout: false })));
+    const head = [0, 1, 2, 3, 4].map((i) => time(() => state.attended(q + i, 5, { layer: 5, head: 3, hideSpecial: true, rollout: false })));
+    const rolloutFirst = time(() => state.attended(q, 5, { layer: model.layers - 1, head: 'mean', hideSpecial: false, rollout: true }));
+    const rolloutNext = time(() => state.attended(q + 1, 5, { layer: model.layers - 1, head: 'mean', hideSpecial: false, rollout: true }));
+    return { mean_ms: Math.max(...mean), head_hidden_specials_ms: Math.max(...head), rollout_first_ms: rolloutFirst, rollout_next_ms: rolloutNext };
+  } catch (e) {
+    return { error: String((e as Error).message ?? e) };
+  }
+}
+
+async function main(): Promise<unknown> {
+  try {
+    RunStateClass = (await import('../src/editor/runState')).RunState;
+  } catch {
+    RunStateClass = null; // it needs vscode at run time now: the emulation above stands in
+  }
+  const client = new EngineClient(path.join(ROOT, 'out', 'worker.js'), { cacheDir: BENCH_CACHE, offline: true, runtime: 'cpu' });
+  try {
+    if (mode === 'block') {
+      const cold = await measureBlock(() => oneRun(client));
+      const warm = [];
+      for (let i = 0; i < N; i++) warm.push(await measureBlock(() => oneRun(client)));
+      const hover = await hoverOnHost();
+      return {
+        T: latest!.tokens.length,
+        runState: RunStateClass ? 'src/editor/runState.ts' : 'emulated (RunState did not load outside VS Code)',
+        cold: { runMs: cold.result.ms, maxBlockMs: cold.maxBlockMs, histMaxMs: cold.histMaxMs, driftMaxMs: cold.driftMaxMs, p99Ms: cold.p99Ms, gcMaxMs: cold.gcMaxMs, handlerMaxMs: cold.handlerMaxMs, handlerMaxBy: cold.handlerMaxBy, handlerTotalBy: cold.handlerTotalBy },
+        warm: warm.map((w) => ({
+          runMs: w.result.ms,
+          sentBytes: w.result.sent,
+          maxBlockMs: w.maxBlockMs,
+          histMaxMs: w.histMaxMs,
+          driftMaxMs: w.driftMaxMs,
+          p99Ms: w.p99Ms,
+          gcMaxMs: w.gcMaxMs,
+          handlerMaxMs: w.handlerMaxMs,
+          handlerMaxBy: w.handlerMaxBy,
+          handlerTotalBy: w.handlerTotalBy,
+        })),
+        hover,
+      };
+    }
+    if (mode === 'memory') {
+      await oneRun(client);
+      const after1 = heap();
+      const runMs: number[] = [];
+      for (let i = 1; i < N; i++) runMs.push((await oneRun(client)).ms);
+      const afterN = heap();
+      return { T: latest!.tokens.length, runs: N, after1, afterN, runMs };
+    }
+    throw new Error(`unknown mode ${mode}`);
+  } finally {
+    await client.dispose();
+  }
+}
+
+main().then(
+  (r) => {
+    console.log(`RESULT ${JSON.stringify(r)}`);
+    process.exit(0);
+  },
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,153 @@
+// The extension host's side:
+// - max_block_ms: the longest the host's event loop stalls during a run at T = 512, in a child
+//   process that drives EngineClient with the built worker (out/worker.js) and handles every
+//   message as the extension does (bench/host-driver.ts); cold (model load) and warm runs;
+// - the host's share of a hover (RunState.attended: mean, one head, rollout) at T = 512;
+// - activation_ms: activate() of the real extension in a real VS Code extension host
+//   (code-server), timed by a mocha suite (bench/ext-suite) bundled with the integration runner.
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { ROOT, median, round, table } from './util';
+import { BENCH_CACHE, ensureBuiltAll } from './real-run';
+import { TARGETS, verdict } from './targets';
+
+const run = promisify(execFile);
+const T = 512;
+const WARM_RUNS = 4;
+const ACTIVATIONS = Number(process.env.BENCH_ACTIVATIONS ?? 1);
+
+/** Runs bench/host-driver.ts in a fresh Node process and returns its RESULT line. */
+export async function runDriver(mode: 'block' | 'memory', t: number, n: number): Promise<any> {
+  const { stdout } = await run(process.execPath, ['--expose-gc', '--import', 'tsx', path.join(ROOT, 'bench/host-driver.ts'), mode, String(t), String(n)], {
+    cwd: ROOT,
+    maxBuffer: 64 * 2 ** 20,
+  });
+  const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  if (!line) throw new Error(`host driver printed no result:\n${stdout.slice(-2000)}`);
+  return JSON.parse(line.slice(7));
+}
+
+/**
+ * Starts code-server with the extension under development and the bench suite as its tests
+ * (the way test/harness/runIntegration.ts does, under its own log name), and returns what the
+ * suite wrote.
+ */
+export async function measureActivation(): Promise<Record<string, unknown>> {
+  const { buildIntegrationSuite } = await import('../test/harness/buildSuite');
+  const { startCodeServer } = await import('../test/harness/codeServer');
+  const { launchBrowser } = await import('../test/harness/browser');
+  const { makeTempDir, removeTempDir } = await import('../test/harness/tools');
+  const outDir = path.join(ROOT, 'bench/out/ext-suite');
+  const testsPath = await buildIntegrationSuite({ outDir, testDirs: [path.join(ROOT, 'bench/ext-suite')] });
+  const resultFile = path.join(outDir, 'activation.json');
+  fs.rmSync(resultFile, { force: true });
+  const workspace = makeTempDir('al-bench-ws');
+  fs.writeFileSync(path.join(workspace, 'notes.md'), 'The quick brown fox jumps over the lazy dog.\n');
+  const started = performance.now();
+  const server = await startCodeServer({ workspace, name: 'bench-activation', env: { ATTENTION_LENS_BENCH_OUT: resultFile, NO_COLOR: '1' } });
+  const browser = await launchBrowser();
+  try {
+    const { page } = browser;
+    let resolveExit: (code: number) => void = () => undefined;
+    const exited = new Promise<number>((resolve) => (resolveExit = resolve));
+    await page.exposeFunction('codeAutomationLog', () => undefined);
+    await page.exposeFunction('codeAutomationExit', (code: unknown) => resolveExit(typeof code === 'number' ? code : 1));
+    const remote = (p: string) => `vscode-remote://${server.authority}${p.split(path.sep).map(encodeURIComponent).join('/')}`;
+    const payload = [
+      ['extensionDevelopmentPath', remote(ROOT)],
+      ['extensionTestsPath', remote(testsPath)],
+    ];
+    await page.goto(`${server.url}/?folder=${encodeURIComponent(workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`, { waitUntil: 'domcontentloaded' });
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([exited, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 180_000)))]);
+    clearTimeout(timer);
+    if (!fs.existsSync(resultFile)) throw new Error(`the activation suite wrote nothing (exit ${code}; logs: test-output/logs/bench-activation)`);
+    const r = JSON.parse(fs.readFileSync(resultFile, 'utf8')) as Record<string, unknown>;
+    // What the extension host logged about activations around ours (who else was busy).
+    return { ...r, session_s: round((performance.now() - started) / 1000, 1) };
+  } finally {
+    await browser.close();
+    await server.stop();
+    removeTempDir(workspace);
+  }
+}
+
+export async function hostSection() {
+  ensureBuiltAll();
+  fs.mkdirSync(BENCH_CACHE, { recursive: true });
+  const block = await runDriver('block', T, WARM_RUNS);
+  const warm = block.warm as Array<{
+    runMs: number;
+    maxBlockMs: number;
+    histMaxMs: number;
+    driftMaxMs: number;
+    p99Ms: number;
+    gcMaxMs: number;
+    handlerMaxMs: number;
+    handlerMaxBy: Record<string, number>;
+    handlerTotalBy: Record<string, number>;
+  }>;
+  const maxBlock = Math.max(...warm.map((w) => w.maxBlockMs));
+  const activations: Array<Record<string, unknown>> = [];
+  let activationError: string | null = null;
+  for (let i = 0; i < ACTIVATIONS; i++) {
+    try {
+      activations.push(await measureActivation());
+    } catch (e) {
+      activationError = String((e as Error).message ?? e).split('\n')[0];
+      break;
+    }
+  }
+  const actMs = activations.map((a) => a.activation_ms as number);
+  const activation = actMs.length ? round(median(actMs), 1) : null;
+  const hover = block.hover as Record<string, number>;
+  const out = {
+    tokens: block.T,
+    run_state: block.runState,
+    max_block_ms: round(maxBlock, 1),
+    max_block_cold_ms: round(block.cold.maxBlockMs, 1),
+    event_loop_p99_ms: round(Math.max(...warm.map((w) => w.p99Ms)), 2),
+    // What the longest stalls are made of: one GC pause, one run handler (onLayer includes the
+    // emulated VS Code serialisation, which copies the layer's 6 MiB into the outgoing message).
+    gc_max_ms: round(Math.max(...warm.map((w) => w.gcMaxMs)), 1),
+    handler_max_ms: round(Math.max(...warm.map((w) => w.handlerMaxMs)), 1),
+    layer_handler_max_ms: round(Math.max(...warm.map((w) => w.handlerMaxBy.layer ?? 0)), 1),
+    // All of a run's layer handlers together: the worker posts the layers back to back and the
+    // host's MessagePort drains them in one turn of the event loop.
+    layer_handlers_total_ms: round(median(warm.map((w) => w.handlerTotalBy.layer ?? 0)), 1),
+    start_handler_max_ms: round(Math.max(...warm.map((w) => w.handlerMaxBy.start ?? 0)), 1),
+    run_ms: round(median(warm.map((w) => w.runMs)), 0),
+    cold_run_ms: round(block.cold.runMs, 0),
+    warm_runs: warm,
+    hover_attended_mean_ms: hover.mean_ms !== undefined ? round(hover.mean_ms, 1) : null,
+    hover_attended_head_ms: hover.head_hidden_specials_ms !== undefined ? round(hover.head_hidden_specials_ms, 1) : null,
+    hover_rollout_first_ms: hover.rollout_first_ms !== undefined ? round(hover.rollout_first_ms, 1) : null,
+    hover_rollout_next_ms: hover.rollout_next_ms !== undefined ? round(hover.rollout_next_ms, 1) : null,
+    hover_error: (hover as { error?: string }).error ?? null,
+    activation_ms: activation,
+    activations,
+    activation_error: activationError,
+  };
+  table(`host (event loop of a process driving EngineClient + out/worker.js at T=${block.T}, ${WARM_RUNS} warm runs; activation in code-server)`, [
+    { measure: 'max event-loop block during a warm run', value: `${out.max_block_ms} ms`, target: TARGETS.hostBlock.label, '': verdict(out.max_block_ms, TARGETS.hostBlock) },
+    {
+      measure: '  made of: 12 run/layer handlers in one loop turn (sum; longest) / run/start / GC',
+      value: `${out.layer_handlers_total_ms}; ${out.layer_handler_max_ms} / ${out.start_handler_max_ms} / ${out.gc_max_ms} ms`,
+      target: '',
+      '': '',
+    },
+    { measure: 'max block during the cold run (model load)', value: `${out.max_block_cold_ms} ms`, target: TARGETS.hostBlock.label, '': verdict(out.max_block_cold_ms, TARGETS.hostBlock) },
+    { measure: 'host hover (RunState.attended), mean of heads', value: `${out.hover_attended_mean_ms} ms`, target: TARGETS.hostBlock.label, '': verdict(out.hover_attended_mean_ms, TARGETS.hostBlock) },
+    { measure: 'host hover, rollout: first / next', value: `${out.hover_rollout_first_ms} / ${out.hover_rollout_next_ms} ms`, target: TARGETS.hostBlock.label, '': verdict(out.hover_rollout_first_ms, TARGETS.hostBlock) },
+    { measure: 'run (request -> last layer), warm / cold', value: `${out.run_ms} / ${out.cold_run_ms} ms`, target: '', '': '' },
+    {
+      measure: 'activation in code-server (activate() of the inactive extension)',
+      value: activation === null ? `failed: ${activationError}` : `${activation} ms${activations[0]?.was_active ? ' (was already active!)' : ''}`,
+      target: TARGETS.activation.label,
+      '': verdict(activation, TARGETS.activation),
+    },
+  ]);
+  return out;
+}

@@ -1,0 +1,140 @@
+// Memory growth over consecutive runs, after forced GC: heap after the last of N runs / heap after
+// the first (N = 50 unless BENCH_MEMORY_RUNS says otherwise), at T = 512 by default (BENCH_MEMORY_T).
+// - host: a Node process driving EngineClient + out/worker.js as the extension does
+//   (bench/host-driver.ts, --expose-gc): process.memoryUsage().heapUsed, and external memory
+//   (the layers' ArrayBuffers) beside it;
+// - webview: the built panel in Chromium fed N runs of real attention (views cycled model -> head
+//   -> matrix with a hover each run, measured in the model view): DevTools protocol
+//   HeapProfiler.collectGarbage + Runtime.getHeapUsage, with ArrayBuffer backing stores and DOM
+//   counters beside it.
+// The two run in parallel (they are independent processes; timings here are not the point).
+import type { Page } from 'playwright-core';
+import { round, table } from './util';
+import { ensureBuiltAll, realRuns } from './real-run';
+import { feedRun, frames, launch, openBenchPanel, pageHeap, stageRun } from './render-page';
+import { runDriver } from './host';
+import { TARGETS, verdict } from './targets';
+
+const T = Number(process.env.BENCH_MEMORY_T ?? 512);
+const RUNS = Number(process.env.BENCH_MEMORY_RUNS ?? 50);
+const VIEWS = ['model', 'head', 'matrix'] as const;
+
+/** Switches the panel's view (the tabs are hidden until the first run: then the view is the default, model). */
+async function clickTab(page: Page, view: string): Promise<void> {
+  await page.evaluate((view) => document.getElementById(`tab-${view}`)?.click(), view);
+}
+
+async function webviewGrowth() {
+  const run = (await realRuns([T])).get(T)!;
+  const browser = await launch();
+  try {
+    const p = await openBenchPanel(browser);
+    const { page } = p;
+    try {
+      await stageRun(page, run);
+      const cdp = await page.context().newCDPSession(page);
+      const measure = async () => {
+        await clickTab(page, 'model');
+        await page.mouse.move(2, 2);
+        await frames(page, 3);
+        // The harness's acquireVsCodeApi stub records every message the panel posts (hover/token,
+        // select/head) in window.__posted; VS Code sends them on. Not the app's memory: emptied.
+        await page.evaluate(() => {
+          (window as unknown as { __posted: unknown[] }).__posted.length = 0;
+        });
+        return pageHeap(cdp);
+      };
+      const series: Array<{ run: number; usedMiB: number; nodes: number | null }> = [];
+      const beforeAny = await pageHeap(cdp);
+      let after1: Awaited<ReturnType<typeof pageHeap>> | null = null;
+      const t0 = performance.now();
+      const exercise = async (view: (typeof VIEWS)[number], i: number) => {
+        await clickTab(page, view);
+        if (view === 'head') {
+          const tok = page.locator(`.tok.q[data-index="${3 + (i % 5)}"]`);
+          if (await tok.count()) await tok.hover();
+        } else if (view === 'matrix') {
+          const box = await page.locator('.mx-heat').boundingBox();
+          if (box) await page.mouse.move(box.x + (box.width * ((i * 37) % 100)) / 100, box.y + (box.height * ((i * 61) % 100)) / 100);
+        }
+        await frames(page, 2);
+      };
+      for (let i = 1; i <= RUNS; i++) {
+        const view = VIEWS[(i - 1) % VIEWS.length];
+        await clickTab(page, view);
+        await feedRun(page, i);
+        await exercise(view, i);
+        if (i === 1) {
+          // The baseline has shown every view once (their one-time DOM and buffers are not growth).
+          await exercise('head', i);
+          await exercise('matrix', i);
+          after1 = await measure();
+          series.push({ run: 1, usedMiB: round(after1.usedSize / 2 ** 20, 3), nodes: after1.nodes });
+        } else if (i % 10 === 0 && i < RUNS) {
+          const h = await measure();
+          series.push({ run: i, usedMiB: round(h.usedSize / 2 ** 20, 3), nodes: h.nodes });
+        }
+      }
+      const afterN = await measure();
+      series.push({ run: RUNS, usedMiB: round(afterN.usedSize / 2 ** 20, 3), nodes: afterN.nodes });
+      return { beforeAny, after1: after1!, afterN, series, seconds: round((performance.now() - t0) / 1000, 1), errors: p.errors.slice(0, 5) };
+    } finally {
+      await p.close();
+    }
+  } finally {
+    await browser.close();
+  }
+}
+
+export async function memorySection() {
+  ensureBuiltAll();
+  // Real attention first (the engine, in this process), so the host driver does not compete with it.
+  await realRuns([T]);
+  const [host, webview] = await Promise.all([runDriver('memory', T, RUNS), webviewGrowth()]);
+  const ratio = (a: number, b: number) => round(b / a, 3);
+  const hostGrowth = ratio(host.after1.heapUsed, host.afterN.heapUsed);
+  const hostExternal = ratio(host.after1.external, host.afterN.external);
+  const webGrowth = ratio(webview.after1.usedSize, webview.afterN.usedSize);
+  const webBacking = webview.after1.backingStorageSize && webview.afterN.backingStorageSize ? ratio(webview.after1.backingStorageSize, webview.afterN.backingStorageSize) : null;
+  const mib = (n: number) => round(n / 2 ** 20, 1);
+  const s10 = webview.series.find((s) => s.run === 10);
+  const steady = s10 && RUNS > 10 ? ratio(s10.usedMiB, webview.afterN.usedSize / 2 ** 20) : null;
+  const steadyPerRun = s10 && RUNS > 10 ? Math.round(((webview.afterN.usedSize / 2 ** 20 - s10.usedMiB) * 2 ** 20) / (RUNS - 10)) : null;
+  const out = {
+    tokens: T,
+    runs: RUNS,
+    host_growth: hostGrowth,
+    webview_growth: webGrowth,
+    // From run 10 to the last: after the one-time costs (JIT code, the views' DOM) are paid.
+    webview_growth_steady: steady,
+    webview_bytes_per_run_steady: steadyPerRun,
+    host_external_growth: hostExternal,
+    webview_array_buffers_growth: webBacking,
+    host: { after1: host.after1, afterN: host.afterN, run_ms_last: host.runMs.slice(-3).map((x: number) => round(x, 0)) },
+    webview: webview,
+  };
+  table(`memory (heap after ${RUNS} runs / after 1, forced GC, T=${T})`, [
+    {
+      side: 'host (EngineClient process)',
+      'after 1 MiB': mib(host.after1.heapUsed),
+      [`after ${RUNS} MiB`]: mib(host.afterN.heapUsed),
+      growth: hostGrowth,
+      target: TARGETS.heapGrowth.label,
+      '': verdict(hostGrowth, TARGETS.heapGrowth),
+      'external (ArrayBuffers) MiB: after 1 -> N': `${mib(host.after1.external)} -> ${mib(host.afterN.external)}`,
+      'DOM nodes / listeners: after 1 -> N': '',
+    },
+    {
+      side: 'webview (Chromium page)',
+      'after 1 MiB': mib(webview.after1.usedSize),
+      [`after ${RUNS} MiB`]: mib(webview.afterN.usedSize),
+      growth: `${webGrowth}${steady === null ? '' : ` (run 10 -> ${RUNS}: ${steady}, ${steadyPerRun} B/run)`}`,
+      target: TARGETS.heapGrowth.label,
+      '': verdict(webGrowth, TARGETS.heapGrowth),
+      'external (ArrayBuffers) MiB: after 1 -> N':
+        webview.after1.backingStorageSize === null ? 'n/a' : `${mib(webview.after1.backingStorageSize)} -> ${mib(webview.afterN.backingStorageSize ?? 0)}`,
+      'DOM nodes / listeners: after 1 -> N': `${webview.after1.nodes} / ${webview.after1.listeners} -> ${webview.afterN.nodes} / ${webview.afterN.listeners}`,
+    },
+  ]);
+  return out;
+}

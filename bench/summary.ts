@@ -1,0 +1,48 @@
+// Last section: every target of the issue ("Fluid at 512 tokens") beside its measured value, from
+// this run's sections (or, for sections not run this time, from the previous bench/out/latest.json).
+import * as fs from 'node:fs';
+import { OUT, table } from './util';
+import { TARGETS, loadAvg, verdict, type Target } from './targets';
+
+type Results = Record<string, any>;
+
+export function summarize(current: Results) {
+  const previous: Results = fs.existsSync(OUT) ? JSON.parse(fs.readFileSync(OUT, 'utf8')) : {};
+  const get = (section: string, ...keys: string[]): { value: number | null; stale: boolean } => {
+    for (const [src, stale] of [[current, false], [previous, true]] as const) {
+      let v: any = src[section];
+      for (const k of keys) v = v?.[k];
+      if (typeof v === 'number') return { value: v, stale };
+    }
+    return { value: null, stale: false };
+  };
+  const rows: Array<{ target: string; key: string; value: number | null; stale: boolean; t: Target }> = [];
+  const add = (label: string, t: Target, section: string, ...keys: string[]) => {
+    const { value, stale } = get(section, ...keys);
+    rows.push({ target: label, key: `${section}.${keys.join('.')}`, value, stale, t });
+  };
+  add('exposed/plain forward, T=128', TARGETS.ratioT128, 'engine', 'T128', 'ratio');
+  add('exposed/plain forward, T=512', TARGETS.ratioT512, 'engine', 'T512', 'ratio');
+  add('bytes per attention cell sent, T=512', TARGETS.bytesPerCell, 'transfer', 'T512', 'bytes_per_cell');
+  add('all layers painted, T=128 (re-run)', TARGETS.allLayersT128, 'render', 'T128', 'all_layers_ms');
+  add('all layers painted, T=128 (fresh panel)', TARGETS.allLayersT128, 'render', 'T128', 'cold_all_layers_ms');
+  add('all layers painted, T=512 (re-run)', TARGETS.allLayersT512, 'render', 'T512', 'all_layers_ms');
+  add('all layers painted, T=512 (fresh panel)', TARGETS.allLayersT512, 'render', 'T512', 'cold_all_layers_ms');
+  add('hover p95, T=512, head view', TARGETS.hoverP95T512, 'render', 'T512', 'hover_head_p95_ms');
+  add('hover p95, T=512, matrix view', TARGETS.hoverP95T512, 'render', 'T512', 'hover_matrix_p95_ms');
+  add('host event-loop block during a run (warm)', TARGETS.hostBlock, 'host', 'max_block_ms');
+  add('host event-loop block, first run (model load)', TARGETS.hostBlock, 'host', 'max_block_cold_ms');
+  add('activation (code-server)', TARGETS.activation, 'host', 'activation_ms');
+  add('host heap growth, 50 runs', TARGETS.heapGrowth, 'memory', 'host_growth');
+  add('webview heap growth, 50 runs', TARGETS.heapGrowth, 'memory', 'webview_growth');
+  table('targets (PASS/MISS; values marked * come from an earlier run)', rows.map((r) => ({
+    target: r.target,
+    measured: r.value === null ? 'n/a' : `${r.value}${r.stale ? ' *' : ''}`,
+    goal: r.t.label,
+    '': verdict(r.value, r.t),
+    key: r.key,
+  })));
+  const out: Record<string, unknown> = { load_avg_end: loadAvg() };
+  for (const r of rows) out[r.key] = { value: r.value, target: r.t.label, verdict: verdict(r.value, r.t), from_earlier_run: r.stale };
+  return out;
+}
