@@ -2,13 +2,13 @@
 // as the worker runs it) on the BERT-base-shaped model for a real prose + code text, cut to T
 // tokens, and the exact host -> webview message sequence the extension sends for it
 // (src/controller.ts: run/start, run/layer x L, run/done, status). Computed once per process.
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AttentionEngine } from '../src/engine/engine';
 import type { AttentionResult } from '../src/engine/types';
 import type { HostToWebview, RunDoneMessage, RunStartMessage, WireToken } from '../src/protocol/webview';
 import { ROOT, ensureModel } from './util';
+import { ensureBuilt } from '../test/webview/harness';
 
 /** Persistent cache of the rewritten (attention-exposed) graph for the bench's engine runs (gitignored). */
 export const BENCH_CACHE = path.join(ROOT, 'bench/out/cache');
@@ -180,22 +180,5 @@ export function wireBytes(message: unknown): { json: number; binary: number } {
 
 /** Rebuilds out/ (extension, worker, webview) with `node esbuild.js` when missing or older than its sources. */
 export function ensureBuiltAll(): void {
-  const newest = (dir: string): number => {
-    let t = 0;
-    const walk = (d: string): void => {
-      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-        const p = path.join(d, e.name);
-        if (e.isDirectory()) walk(p);
-        else t = Math.max(t, fs.statSync(p).mtimeMs);
-      }
-    };
-    if (fs.existsSync(dir)) walk(dir);
-    return t;
-  };
-  const srcTime = Math.max(...['src', 'webview', 'media'].map((d) => newest(path.join(ROOT, d))));
-  const outputs = ['out/extension.js', 'out/worker.js', 'out/webview/main.js', 'out/webview/panel.css'].map((f) => path.join(ROOT, f));
-  if (outputs.some((f) => !fs.existsSync(f) || fs.statSync(f).mtimeMs < srcTime)) {
-    console.log('Building out/ (node esbuild.js)…');
-    execFileSync(process.execPath, ['esbuild.js'], { cwd: ROOT, stdio: 'inherit' });
-  }
+  ensureBuilt(['src', 'webview', 'media'], ['out/extension.js', 'out/worker.js', 'out/webview/main.js', 'out/webview/panel.css']);
 }

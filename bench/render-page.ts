@@ -3,7 +3,9 @@
 // feeding the extension's exact message sequence and timing it to painted frames, hover latency,
 // and the page's heap through the DevTools protocol.
 import type { Browser, CDPSession, Page } from 'playwright-core';
-import { ensureBuilt, launch, openPanel, type PanelPage } from '../test/webview/harness';
+import { ensureBuilt, frames, launch, openPanel, type PanelPage } from '../test/webview/harness';
+
+export { frames };
 import type { RealRun } from './real-run';
 
 export { launch };
@@ -152,22 +154,6 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
         const postMs = performance.now() - t0;
       }),
     [runId, timeoutMs] as const,
-  );
-}
-
-/** Waits until `n` animation frames have run. */
-export async function frames(page: Page, n = 2): Promise<void> {
-  await page.evaluate(
-    (n) =>
-      new Promise<void>((resolve) => {
-        let i = 0;
-        const tick = (): void => {
-          if (++i >= n) resolve();
-          else requestAnimationFrame(tick);
-        };
-        requestAnimationFrame(tick);
-      }),
-    n,
   );
 }
 

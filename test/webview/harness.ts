@@ -134,9 +134,15 @@ const COMMON_VARS: Record<string, string> = {
   'editor-font-size': '13px',
 };
 
-/** Rebuilds the webview bundle when it is missing or older than its sources (npm test builds first anyway). */
-export function ensureBuilt(): void {
-  const bundle = path.join(OUT, 'main.js');
+/**
+ * Runs `node esbuild.js` when any of `outputs` is missing or older than the newest file under
+ * `sources` (paths relative to the repository). Defaults: the webview bundle and its sources
+ * (npm test builds first anyway).
+ */
+export function ensureBuilt(
+  sources = ['webview', 'src/analysis', 'src/protocol', 'media'],
+  outputs = ['out/webview/main.js', 'out/webview/panel.css'],
+): void {
   const newest = (dir: string): number => {
     let t = 0;
     const walk = (d: string): void => {
@@ -149,14 +155,9 @@ export function ensureBuilt(): void {
     if (fs.existsSync(dir)) walk(dir);
     return t;
   };
-  const srcTime = Math.max(
-    newest(path.join(ROOT, 'webview')),
-    newest(path.join(ROOT, 'src/analysis')),
-    newest(path.join(ROOT, 'src/protocol')),
-    newest(path.join(ROOT, 'media')),
-  );
+  const srcTime = Math.max(...sources.map((d) => newest(path.join(ROOT, d))));
   const stale = (f: string): boolean => !fs.existsSync(f) || fs.statSync(f).mtimeMs < srcTime;
-  if (stale(bundle) || stale(path.join(OUT, 'panel.css'))) {
+  if (outputs.some((f) => stale(path.join(ROOT, f)))) {
     execFileSync(process.execPath, ['esbuild.js'], { cwd: ROOT, stdio: 'inherit' });
   }
 }
