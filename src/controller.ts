@@ -21,7 +21,8 @@ export class AttentionController implements vscode.Disposable {
   private liveTimer: NodeJS.Timeout | undefined;
   private readonly decorations = new AttentionDecorations();
   private readonly disposables: vscode.Disposable[] = [];
-  private readonly runningContext = 'attentionLens.running';
+  /** Cancels the run in flight, if any; `attentionLens.running` (a when-clause context) mirrors it. */
+  private currentCancel: (() => void) | null = null;
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.disposables.push(
@@ -89,8 +90,6 @@ export class AttentionController implements vscode.Disposable {
 
   // ------------------------------------------------------------------ runs
 
-  private currentCancel: (() => void) | null = null;
-
   private async analyze(document: vscode.TextDocument, range: { start: number; end: number }, interactive: boolean): Promise<boolean> {
     const settings = readSettings(this.context);
     if (!settings.model) {
@@ -149,9 +148,10 @@ export class AttentionController implements vscode.Disposable {
           },
         },
       );
-      this.currentCancel = () => handle.cancel();
-      token?.onCancellationRequested(() => handle.cancel());
-      void vscode.commands.executeCommand('setContext', this.runningContext, true);
+      const cancel = () => handle.cancel();
+      this.currentCancel = cancel;
+      token?.onCancellationRequested(cancel);
+      void vscode.commands.executeCommand('setContext', 'attentionLens.running', true);
       try {
         const { timings, start } = await handle.done;
         void panel.post({ type: 'run/done', runId, timings: { ...timings }, runtime: start.runtime });
@@ -168,8 +168,11 @@ export class AttentionController implements vscode.Disposable {
         void this.showError(err);
         return false;
       } finally {
-        if (this.currentCancel) this.currentCancel = null;
-        void vscode.commands.executeCommand('setContext', this.runningContext, false);
+        // A newer run may have started meanwhile: only the run in flight clears its own state.
+        if (this.currentCancel === cancel) {
+          this.currentCancel = null;
+          void vscode.commands.executeCommand('setContext', 'attentionLens.running', false);
+        }
       }
     };
 
