@@ -100,11 +100,8 @@ async function oneRun(client: EngineClient): Promise<{ ms: number; sent: number 
   return { ms: performance.now() - t0, sent };
 }
 
-/** Longest event-loop stall during `fn`: perf_hooks' delay histogram and a 1 ms interval drift probe. */
-async function measureBlock<R>(
-  fn: () => Promise<R>,
-): Promise<{
-  result: R;
+/** What measureBlock reports for one run (host.ts reads these from the driver's output). */
+export interface BlockMeasure {
   maxBlockMs: number;
   histMaxMs: number;
   driftMaxMs: number;
@@ -113,7 +110,10 @@ async function measureBlock<R>(
   handlerMaxMs: number;
   handlerMaxBy: Record<string, number>;
   handlerTotalBy: Record<string, number>;
-}> {
+}
+
+/** Longest event-loop stall during `fn`: perf_hooks' delay histogram and a 1 ms interval drift probe. */
+async function measureBlock<R>(fn: () => Promise<R>): Promise<BlockMeasure & { result: R }> {
   const h = monitorEventLoopDelay({ resolution: 1 });
   let gcMax = 0;
   const gcObs = new PerformanceObserver((list) => {

@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { ROOT, median, round, table } from './util';
 import { BENCH_CACHE, ensureBuiltAll } from './real-run';
 import { TARGETS, verdict } from './targets';
+import type { BlockMeasure } from './host-driver';
 
 const run = promisify(execFile);
 const T = 512;
@@ -78,17 +79,7 @@ export async function hostSection() {
   ensureBuiltAll();
   fs.mkdirSync(BENCH_CACHE, { recursive: true });
   const block = await runDriver('block', T, WARM_RUNS);
-  const warm = block.warm as Array<{
-    runMs: number;
-    maxBlockMs: number;
-    histMaxMs: number;
-    driftMaxMs: number;
-    p99Ms: number;
-    gcMaxMs: number;
-    handlerMaxMs: number;
-    handlerMaxBy: Record<string, number>;
-    handlerTotalBy: Record<string, number>;
-  }>;
+  const warm = block.warm as Array<BlockMeasure & { runMs: number }>;
   const maxBlock = Math.max(...warm.map((w) => w.maxBlockMs));
   const activations: Array<Record<string, unknown>> = [];
   let activationError: string | null = null;

@@ -21,14 +21,9 @@ const VIEWS: { name: ViewName; label: string }[] = [
   { name: 'matrix', label: 'Matrix' },
 ];
 
-interface Saved {
+/** What getState/setState keep: the UI state, versioned. */
+interface Saved extends UiState {
   v: 1;
-  view: ViewName;
-  layer: number;
-  agg: Agg;
-  selected: Agg[];
-  hideSpecial: boolean;
-  threshold: number;
 }
 
 function readSaved(): Partial<UiState> {

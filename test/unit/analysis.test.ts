@@ -3,6 +3,7 @@
 
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { rng } from '../webview/synthetic';
 import {
   f16BitsToNumber,
   f16Lut,
@@ -35,18 +36,6 @@ import {
 } from '../../src/analysis';
 
 // ------------------------------------------------------------------ helpers
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Row-wise softmax of random scores; causal masks keys after the query. */
 function randomAttention(T: number, seed: number, causal: boolean): Float32Array {
