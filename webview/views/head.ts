@@ -17,10 +17,14 @@ const MAX_LINES = 128;
 /** Above this many tokens, idle lines (no active token) are only drawn for weights >= IDLE_MIN. */
 const DENSE_T = 64;
 const IDLE_MIN = 0.1;
+/** Buckets at or above this (weights >= 0.25) are drawn 2 px wide. */
+const STRONG_BUCKET = BUCKETS / 2;
 
 interface Slot {
   q: HTMLElement;
   k: HTMLElement;
+  /** What each element last showed (see layoutRows); '' forces an update. */
+  keys: { q: string; k: string };
 }
 
 export class HeadView implements View {
@@ -206,6 +210,8 @@ export class HeadView implements View {
     if (!run) return;
     // Column geometry: token columns at both edges, the line canvas between them.
     const width = this.scroller.clientWidth;
+    const height = this.scroller.clientHeight;
+    const top = this.scroller.scrollTop;
     const colW = Math.round(Math.max(60, Math.min(220, width * 0.3)));
     if (colW !== this.colW) {
       this.colW = colW;
@@ -214,20 +220,20 @@ export class HeadView implements View {
     const cs = this.canvas.style;
     const cw = `${Math.max(1, width - 2 * colW)}px`;
     const lx = `${colW}px`;
-    const chh = `${this.scroller.clientHeight}px`;
+    const chh = `${height}px`;
     if (cs.left !== lx) cs.left = lx;
     if (cs.width !== cw) cs.width = cw;
     if (cs.height !== chh) cs.height = chh;
-    this.layoutRows();
-    this.drawLines();
+    // Geometry is read once, above: reading it again after layoutRows' writes would force a
+    // second style and layout pass inside the hover frame.
+    this.layoutRows(top, height);
+    this.drawLines(Math.max(1, width - 2 * colW), Math.max(1, height), top);
   }
 
-  private layoutRows(): void {
+  private layoutRows(top: number, h: number): void {
     const run = this.ctx.run!;
     const vis = run.vis;
     const V = vis.length;
-    const top = this.scroller.scrollTop;
-    const h = this.scroller.clientHeight;
     this.first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
     this.last = Math.min(V - 1, Math.ceil((top + h) / ROW_H) + OVERSCAN);
     const n = this.last - this.first + 1;
@@ -235,7 +241,7 @@ export class HeadView implements View {
       const q = el('div', { class: 'tok q', role: 'option', 'data-side': 'q' });
       const k = el('div', { class: 'tok k', role: 'option', 'data-side': 'k' });
       this.spacer.append(q, k);
-      this.slots.push({ q, k });
+      this.slots.push({ q, k, keys: { q: '', k: '' } });
     }
     const active = this.ctx.active();
     const cursor = this.ctx.cursor;
@@ -245,6 +251,7 @@ export class HeadView implements View {
       if (s >= n) {
         slot.q.hidden = true;
         slot.k.hidden = true;
+        slot.keys = { q: '', k: '' };
         continue;
       }
       const vi = this.first + s;
@@ -253,6 +260,17 @@ export class HeadView implements View {
       const text = run.display[ti];
       for (const side of ['q', 'k'] as const) {
         const e = slot[side];
+        const isActive = active !== null && active.index === ti && active.side === side;
+        const isCursor = cursor !== null && cursor.index === ti && cursor.side === side;
+        const isPinned = isCursor && this.ctx.pinned;
+        // Tint the other column by the active token's weights.
+        const tint = w !== null && active !== null && side !== active.side ? Math.sqrt(Math.min(1, w[ti])) : 0;
+        const tintCss = tint > 0.15 ? tint.toFixed(2) : '0';
+        // A hover changes a handful of rows; untouched rows keep their styles, so the frame's
+        // style recalculation stays small.
+        const key = `${run.runId}:${ti}:${vi}:${+isActive}${+isCursor}${+isPinned}:${tintCss}`;
+        if (slot.keys[side] === key) continue;
+        slot.keys[side] = key;
         e.hidden = false;
         if (e.dataset.index !== String(ti)) {
           e.dataset.index = String(ti);
@@ -263,15 +281,11 @@ export class HeadView implements View {
         if (e.style.top !== topPx) e.style.top = topPx;
         setText(e, text);
         e.classList.toggle('special', tok.special);
-        const isActive = active !== null && active.index === ti && active.side === side;
-        const isCursor = cursor !== null && cursor.index === ti && cursor.side === side;
         e.classList.toggle('active', isActive);
         e.classList.toggle('cursor', isCursor);
-        e.classList.toggle('pinned', isCursor && this.ctx.pinned);
+        e.classList.toggle('pinned', isPinned);
         e.setAttribute('aria-selected', isCursor ? 'true' : 'false');
-        // Tint the other column by the active token's weights.
-        const tint = w !== null && active !== null && side !== active.side ? Math.sqrt(Math.min(1, w[ti])) : 0;
-        e.style.setProperty('--w', tint > 0.15 ? tint.toFixed(2) : '0');
+        e.style.setProperty('--w', tintCss);
       }
     }
     if (cursor) this.scroller.setAttribute('aria-activedescendant', `hv-${cursor.side}-${cursor.index}`);
@@ -303,13 +317,10 @@ export class HeadView implements View {
     return w;
   }
 
-  private drawLines(): void {
+  private drawLines(cw: number, ch: number, top: number): void {
     const run = this.ctx.run!;
     const ui = this.ctx.ui;
     const dpr = window.devicePixelRatio || 1;
-    const body = this.scroller;
-    const cw = Math.max(1, this.canvas.clientWidth);
-    const ch = Math.max(1, body.clientHeight);
     sizeCanvas(this.canvas, Math.round(cw * dpr), Math.round(ch * dpr));
     const g = this.g;
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -318,13 +329,11 @@ export class HeadView implements View {
     const vis = run.vis;
     const V = vis.length;
     const pos = this.positions();
-    const top = body.scrollTop;
     const y = (vi: number): number => vi * ROW_H + ROW_H / 2 - top;
     const active = this.ctx.active();
     const thr = ui.threshold;
     const minW = Math.max(thr, active ? 1e-3 : V > DENSE_T ? IDLE_MIN : 0.05);
     let missing = 0;
-    g.lineWidth = 1.5;
     g.lineCap = 'butt';
     for (const agg of ui.selected) {
       const m = this.ctx.matrix(ui.layer, agg);
@@ -369,6 +378,9 @@ export class HeadView implements View {
         const end = Math.min(list.length, budget * 2);
         budget -= end / 2;
         g.globalAlpha = (b + 1) / BUCKETS;
+        // Faint lines are 1 px hairlines, which rasterise several times faster than wider strokes
+        // (128 of them at 1.5 px cost 6 ms a hover at T = 512); the few strong ones stay bold.
+        g.lineWidth = b >= STRONG_BUCKET ? 2 : 1;
         g.beginPath();
         for (let i = 0; i < end; i += 2) {
           g.moveTo(0, list[i]);
