@@ -11,7 +11,7 @@
 import type { Page } from 'playwright-core';
 import { round, table } from './util';
 import { ensureBuiltAll, realRuns } from './real-run';
-import { feedRun, frames, launch, openBenchPanel, pageHeap, stageRun } from './render-page';
+import { feedRun, frames, heapBreakdown, launch, openBenchPanel, pageHeap, stageRun, type HeapBreakdown } from './render-page';
 import { runDriver } from './host';
 import { TARGETS, verdict } from './targets';
 
@@ -47,6 +47,7 @@ async function webviewGrowth() {
       const series: Array<{ run: number; usedMiB: number; nodes: number | null }> = [];
       const beforeAny = await pageHeap(cdp);
       let after1: Awaited<ReturnType<typeof pageHeap>> | null = null;
+      let snap1: HeapBreakdown | null = null;
       const t0 = performance.now();
       const exercise = async (view: (typeof VIEWS)[number], i: number) => {
         await clickTab(page, view);
@@ -69,6 +70,7 @@ async function webviewGrowth() {
           await exercise('head', i);
           await exercise('matrix', i);
           after1 = await measure();
+          snap1 = await heapBreakdown(cdp);
           series.push({ run: 1, usedMiB: round(after1.usedSize / 2 ** 20, 3), nodes: after1.nodes });
         } else if (i % 10 === 0 && i < RUNS) {
           const h = await measure();
@@ -76,8 +78,9 @@ async function webviewGrowth() {
         }
       }
       const afterN = await measure();
+      const snapN = await heapBreakdown(cdp);
       series.push({ run: RUNS, usedMiB: round(afterN.usedSize / 2 ** 20, 3), nodes: afterN.nodes });
-      return { beforeAny, after1: after1!, afterN, series, seconds: round((performance.now() - t0) / 1000, 1), errors: p.errors.slice(0, 5) };
+      return { beforeAny, after1: after1!, afterN, snap1: snap1!, snapN, series, seconds: round((performance.now() - t0) / 1000, 1), errors: p.errors.slice(0, 5) };
     } finally {
       await p.close();
     }
@@ -99,6 +102,11 @@ export async function memorySection() {
   const mib = (n: number) => round(n / 2 ** 20, 1);
   const s10 = webview.series.find((s) => s.run === 10);
   const steady = s10 && RUNS > 10 ? ratio(s10.usedMiB, webview.afterN.usedSize / 2 ** 20) : null;
+  // Where the growth is (heap snapshots after run 1 and run N): the panel's own objects vs V8's
+  // compiled code and Chromium's performance timeline, which grow to bounded sizes on their own.
+  const grew = (k: keyof HeapBreakdown) => webview.snapN[k] - webview.snap1[k];
+  const breakdown = { code_bytes: grew('code'), timeline_bytes: grew('timeline'), other_bytes: grew('other'), total_bytes: grew('total') };
+  const webGrowthOwn = round((webview.after1.usedSize + breakdown.other_bytes) / webview.after1.usedSize, 3);
   const steadyPerRun = s10 && RUNS > 10 ? Math.round(((webview.afterN.usedSize / 2 ** 20 - s10.usedMiB) * 2 ** 20) / (RUNS - 10)) : null;
   const out = {
     tokens: T,
@@ -107,6 +115,9 @@ export async function memorySection() {
     webview_growth: webGrowth,
     // From run 10 to the last: after the one-time costs (JIT code, the views' DOM) are paid.
     webview_growth_steady: steady,
+    // Growth of everything but V8 code/feedback and the performance timeline (see breakdown).
+    webview_growth_own_objects: webGrowthOwn,
+    webview_growth_breakdown: breakdown,
     webview_bytes_per_run_steady: steadyPerRun,
     host_external_growth: hostExternal,
     webview_array_buffers_growth: webBacking,
@@ -134,6 +145,16 @@ export async function memorySection() {
       'external (ArrayBuffers) MiB: after 1 -> N':
         webview.after1.backingStorageSize === null ? 'n/a' : `${mib(webview.after1.backingStorageSize)} -> ${mib(webview.afterN.backingStorageSize ?? 0)}`,
       'DOM nodes / listeners: after 1 -> N': `${webview.after1.nodes} / ${webview.after1.listeners} -> ${webview.afterN.nodes} / ${webview.afterN.listeners}`,
+    },
+  ]);
+  const kb = (n: number) => `${round(n / 1024, 1)} KB`;
+  table(`webview heap growth from run 1 to ${RUNS}, by heap snapshot (self sizes)`, [
+    {
+      'V8 code + feedback': kb(breakdown.code_bytes),
+      'performance timeline': kb(breakdown.timeline_bytes),
+      'everything else (panel objects, DOM, styles)': kb(breakdown.other_bytes),
+      total: kb(breakdown.total_bytes),
+      'growth of everything else': webGrowthOwn,
     },
   ]);
   return out;

@@ -331,6 +331,45 @@ export async function pageHeap(cdp: CDPSession): Promise<{ usedSize: number; tot
   return { usedSize: h.usedSize, totalSize: h.totalSize, backingStorageSize: h.backingStorageSize ?? null, nodes, listeners };
 }
 
+/**
+ * Self sizes from a heap snapshot (after a forced GC), split into what the page's own code can
+ * grow and what it cannot: V8's compiled code and type feedback (tiering up over many runs), and
+ * the performance timeline Chromium keeps by itself (long-animation-frame entries, up to 200).
+ */
+export interface HeapBreakdown {
+  total: number;
+  code: number;
+  timeline: number;
+  other: number;
+}
+
+export async function heapBreakdown(cdp: CDPSession): Promise<HeapBreakdown> {
+  await cdp.send('HeapProfiler.collectGarbage');
+  const chunks: string[] = [];
+  const onChunk = (p: { chunk: string }) => chunks.push(p.chunk);
+  cdp.on('HeapProfiler.addHeapSnapshotChunk', onChunk);
+  try {
+    await cdp.send('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+  } finally {
+    cdp.off('HeapProfiler.addHeapSnapshotChunk', onChunk);
+  }
+  const snap = JSON.parse(chunks.join('')) as { snapshot: { meta: { node_fields: string[]; node_types: [string[]] } }; nodes: number[]; strings: string[] };
+  const fields = snap.snapshot.meta.node_fields;
+  const types = snap.snapshot.meta.node_types[0];
+  const [typeAt, nameAt, sizeAt, stride] = [fields.indexOf('type'), fields.indexOf('name'), fields.indexOf('self_size'), fields.length];
+  const out: HeapBreakdown = { total: 0, code: 0, timeline: 0, other: 0 };
+  for (let i = 0; i < snap.nodes.length; i += stride) {
+    const size = snap.nodes[i + sizeAt];
+    const type = types[snap.nodes[i + typeAt]];
+    const name = type === 'native' ? snap.strings[snap.nodes[i + nameAt]] : '';
+    out.total += size;
+    if (type === 'code') out.code += size;
+    else if (name.startsWith('Performance') || name.includes('ScriptTimingInfo') || name.includes('<blink::Performance')) out.timeline += size;
+    else out.other += size;
+  }
+  return out;
+}
+
 function lcg(seed: number): () => number {
   let s = seed >>> 0 || 1;
   return () => {
