@@ -1,11 +1,13 @@
 // Real runs for the benchmark sections after `engine`: the engine (AttentionEngine, encoding f16,
 // as the worker runs it) on the BERT-base-shaped model for a real prose + code text, cut to T
 // tokens, and the exact host -> webview message sequence the extension sends for it
-// (src/controller.ts: run/start, run/layer x L, run/done, status). Computed once per process.
+// (src/controller.ts: run/start, run/layer x L bit-packed as the worker packs them, run/done,
+// status). Computed once per process.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AttentionEngine } from '../src/engine/engine';
 import type { AttentionResult } from '../src/engine/types';
+import { packF14 } from '../src/analysis/f16';
 import type { HostToWebview, RunDoneMessage, RunStartMessage, WireToken } from '../src/protocol/webview';
 import { ROOT, ensureModel } from './util';
 import { ensureBuilt } from '../test/webview/harness';
@@ -80,6 +82,8 @@ export interface RealRun {
   start: RunStartMessage;
   /** One f16 layer each, [heads][T][T] (views into fresh buffers, byteOffset 0). */
   layers: Uint16Array[];
+  /** Each layer as the host posts it to the panel: bit-packed (packF14) when possible, as the worker packs it. */
+  wire: Array<{ data: Uint16Array | Uint32Array; packed: boolean }>;
   done: RunDoneMessage;
   /** The whole warm-run sequence the host posts, in order (layers as ArrayBuffers). */
   messages(runId: number): HostToWebview[];
@@ -112,15 +116,20 @@ export function toMessages(result: AttentionResult, text: string): Omit<RealRun,
   const stride = H * T * T;
   const all = result.attention as Uint16Array;
   const layers = Array.from({ length: L }, (_, l) => all.slice(l * stride, (l + 1) * stride));
+  const wire = layers.map((d) => {
+    const packed = packF14(d);
+    return packed ? { data: packed, packed: true } : { data: d, packed: false };
+  });
   const done: RunDoneMessage = { type: 'run/done', runId: 0, timings: { ...result.timings }, runtime: result.runtime };
   return {
     start,
     layers,
+    wire,
     done,
     messages(runId: number): HostToWebview[] {
       return [
         { ...start, runId },
-        ...layers.map((d, layer) => ({ type: 'run/layer' as const, runId, layer, data: d.slice().buffer as ArrayBuffer })),
+        ...wire.map((w, layer) => ({ type: 'run/layer' as const, runId, layer, data: w.data.slice().buffer as ArrayBuffer, ...(w.packed ? { packed: true } : {}) })),
         { ...done, runId },
         { type: 'status' as const, message: null },
       ];

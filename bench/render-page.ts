@@ -31,15 +31,17 @@ export async function openPlainPage(browser: Browser): Promise<{ page: Page; clo
 }
 
 /**
- * Copies the run's layers into the page as ArrayBuffers (window.__stage[l]) and its run/start and
- * run/done into window.__runStart / __runDone. Base64 crosses the DevTools protocol fastest.
+ * Copies the run's layers as the host posts them into the page as ArrayBuffers (window.__stage[l],
+ * window.__stagePacked[l] saying whether it is bit-packed) and its run/start and run/done into
+ * window.__runStart / __runDone. Base64 crosses the DevTools protocol fastest.
  */
 export async function stageRun(page: Page, run: RealRun): Promise<void> {
-  await page.evaluate(() => {
+  await page.evaluate((packed) => {
     (window as unknown as { __stage: ArrayBuffer[] }).__stage = [];
-  });
-  for (let l = 0; l < run.layers.length; l++) {
-    const d = run.layers[l];
+    (window as unknown as { __stagePacked: boolean[] }).__stagePacked = packed;
+  }, run.wire.map((w) => w.packed));
+  for (let l = 0; l < run.wire.length; l++) {
+    const d = run.wire[l].data;
     const b64 = Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('base64');
     await page.evaluate(
       ([slot, s]) => {
@@ -101,7 +103,7 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
   return page.evaluate(
     ([runId, timeoutMs]) =>
       new Promise<FeedTiming>((resolve, reject) => {
-        const w = window as unknown as { __stage: ArrayBuffer[]; __runStart: Record<string, unknown>; __runDone: Record<string, unknown> };
+        const w = window as unknown as { __stage: ArrayBuffer[]; __stagePacked: boolean[]; __runStart: Record<string, unknown>; __runDone: Record<string, unknown> };
         const app = document.getElementById('app')!;
         const id = String(runId);
         let t0 = 0;
@@ -148,7 +150,7 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
         }, timeoutMs);
         t0 = performance.now();
         window.postMessage({ ...w.__runStart, runId }, '*');
-        w.__stage.forEach((data, layer) => window.postMessage({ type: 'run/layer', runId, layer, data }, '*'));
+        w.__stage.forEach((data, layer) => window.postMessage({ type: 'run/layer', runId, layer, data, packed: w.__stagePacked[layer] }, '*'));
         window.postMessage({ ...w.__runDone, runId }, '*');
         window.postMessage({ type: 'status', message: null }, '*');
         const postMs = performance.now() - t0;

@@ -174,10 +174,10 @@ async function viaChromium(run: RealRun): Promise<{ iframe: number[]; self: numb
     const { page, close } = await openPlainPage(browser);
     await stageRun(page, run);
     const result = await page.evaluate(async (reps) => {
-      const w = window as unknown as { __stage: ArrayBuffer[]; __runStart: Record<string, unknown>; __runDone: Record<string, unknown> };
+      const w = window as unknown as { __stage: ArrayBuffer[]; __stagePacked: boolean[]; __runStart: Record<string, unknown>; __runDone: Record<string, unknown> };
       const msgs = (): unknown[] => [
         { ...w.__runStart, runId: 1 },
-        ...w.__stage.map((data, layer) => ({ type: 'run/layer', runId: 1, layer, data })),
+        ...w.__stage.map((data, layer) => ({ type: 'run/layer', runId: 1, layer, data, packed: w.__stagePacked[layer] })),
         { ...w.__runDone, runId: 1 },
         { type: 'status', message: null },
       ];

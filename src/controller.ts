@@ -142,9 +142,10 @@ export class AttentionController implements vscode.Disposable {
             for (const notice of s.notices) void vscode.window.showInformationMessage(`Attention Lens: ${notice}`);
             this.paintRange(state);
           },
-          onLayer: (layer, data) => {
+          onLayer: (layer, data, packed) => {
             state?.addLayer(layer, data);
-            void panel.post({ type: 'run/layer', runId, layer, data });
+            // The panel gets the bit-packed copy (1.75 instead of 2 bytes per cell) when there is one.
+            void panel.post(packed ? { type: 'run/layer', runId, layer, data: packed, packed: true } : { type: 'run/layer', runId, layer, data });
           },
         },
       );

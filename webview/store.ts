@@ -73,11 +73,14 @@ export class RunData {
     this.visCache = visibleIndices(this.keepCache);
   }
 
-  /** Stores one layer; throws (caught by the caller) when its size is wrong. Returns false for duplicates. */
-  addLayer(layer: number, data: ArrayBuffer | ArrayBufferView): boolean {
+  /**
+   * Stores one layer (`packed`: bit-packed f16, unpacked here); throws (caught by the caller) when
+   * its size is wrong. Returns false for duplicates.
+   */
+  addLayer(layer: number, data: ArrayBuffer | ArrayBufferView, packed = false): boolean {
     if (layer >= this.L) throw new Error(`layer ${layer} out of range (model has ${this.L})`);
     if (this.layers[layer]) return false;
-    this.layers[layer] = layerTensor(data, this.encoding, this.H, this.T);
+    this.layers[layer] = layerTensor(data, this.encoding, this.H, this.T, packed);
     this.arrived++;
     return true;
   }

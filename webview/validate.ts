@@ -77,7 +77,7 @@ function asBuffer(v: unknown): ArrayBuffer | ArrayBufferView | null {
 
 export type ParsedHostMessage =
   | Exclude<HostToWebview, { type: 'run/layer' }>
-  | { type: 'run/layer'; runId: number; layer: number; data: ArrayBuffer | ArrayBufferView };
+  | { type: 'run/layer'; runId: number; layer: number; data: ArrayBuffer | ArrayBufferView; packed: boolean };
 
 export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
   if (!isObj(raw)) return null;
@@ -87,7 +87,7 @@ export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
     case 'run/layer': {
       const data = asBuffer(raw.data);
       if (!isInt(raw.runId) || !isInt(raw.layer, 0, MAX_LAYERS - 1) || !data) return null;
-      return { type: 'run/layer', runId: raw.runId, layer: raw.layer, data };
+      return { type: 'run/layer', runId: raw.runId, layer: raw.layer, data, packed: raw.packed === true };
     }
     case 'run/done': {
       if (!isInt(raw.runId)) return null;

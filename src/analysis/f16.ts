@@ -106,3 +106,85 @@ export function encodeU8(src: ArrayLike<number>, out?: Uint8Array): Uint8Array {
   }
   return o;
 }
+
+// ---------------------------------------------------------------- 14-bit packing for the panel
+// Attention probabilities lie in [0, 1], so their half-precision patterns always have a zero sign
+// bit and a zero top exponent bit (every half below 2.0 is < 0x4000). Dropping those two bits
+// loses nothing: 16 patterns of 14 bits fill exactly 7 uint32 words, 1.75 bytes per value.
+
+/** Values per packed group and uint32 words per group. */
+const GROUP = 16;
+const GROUP_WORDS = 7;
+const M14 = 0x3fff;
+
+/** Bytes `packF14` produces for `n` values (the last group is zero-padded). */
+export function f14ByteLength(n: number): number {
+  return Math.ceil(n / GROUP) * GROUP_WORDS * 4;
+}
+
+/**
+ * Packs half-precision patterns 16 per 7 words; null when any pattern is 0x4000 or above (a value
+ * outside [0, 2): negative, >= 2, infinite or NaN), which must then travel unpacked.
+ */
+export function packF14(codes: Uint16Array): Uint32Array | null {
+  const n = codes.length;
+  const out = new Uint32Array(f14ByteLength(n) / 4);
+  const full = Math.floor(n / GROUP);
+  let any = 0;
+  for (let g = 0; g < full; g++) any |= packGroup(codes, g * GROUP, out, g * GROUP_WORDS);
+  if (full * GROUP < n) {
+    const tail = new Uint16Array(GROUP);
+    tail.set(codes.subarray(full * GROUP));
+    any |= packGroup(tail, 0, out, full * GROUP_WORDS);
+  }
+  return any > M14 ? null : out;
+}
+
+/** Inverse of packF14: the first `n` patterns, into `out` when given. */
+export function unpackF14(words: Uint32Array, n: number, out?: Uint16Array): Uint16Array {
+  if (words.length * 4 < f14ByteLength(n)) throw new Error(`packed data holds ${words.length * 4} bytes, ${f14ByteLength(n)} needed for ${n} values`);
+  const o = out ?? new Uint16Array(n);
+  const full = Math.floor(n / GROUP);
+  for (let g = 0; g < full; g++) unpackGroup(words, g * GROUP_WORDS, o, g * GROUP);
+  if (full * GROUP < n) {
+    const tail = new Uint16Array(GROUP);
+    unpackGroup(words, full * GROUP_WORDS, tail, 0);
+    o.set(tail.subarray(0, n - full * GROUP), full * GROUP);
+  }
+  return o;
+}
+
+/** Writes 16 patterns from c[i..] into o[p..p+7); returns their OR (to detect patterns >= 0x4000). */
+function packGroup(c: Uint16Array, i: number, o: Uint32Array, p: number): number {
+  const v0 = c[i], v1 = c[i + 1], v2 = c[i + 2], v3 = c[i + 3], v4 = c[i + 4], v5 = c[i + 5], v6 = c[i + 6], v7 = c[i + 7];
+  const v8 = c[i + 8], v9 = c[i + 9], v10 = c[i + 10], v11 = c[i + 11], v12 = c[i + 12], v13 = c[i + 13], v14 = c[i + 14], v15 = c[i + 15];
+  // Bit k*14 of the group's 224-bit little-endian stream holds pattern k.
+  o[p] = v0 | (v1 << 14) | (v2 << 28);
+  o[p + 1] = (v2 >>> 4) | (v3 << 10) | (v4 << 24);
+  o[p + 2] = (v4 >>> 8) | (v5 << 6) | (v6 << 20);
+  o[p + 3] = (v6 >>> 12) | (v7 << 2) | (v8 << 16) | (v9 << 30);
+  o[p + 4] = (v9 >>> 2) | (v10 << 12) | (v11 << 26);
+  o[p + 5] = (v11 >>> 6) | (v12 << 8) | (v13 << 22);
+  o[p + 6] = (v13 >>> 10) | (v14 << 4) | (v15 << 18);
+  return v0 | v1 | v2 | v3 | v4 | v5 | v6 | v7 | v8 | v9 | v10 | v11 | v12 | v13 | v14 | v15;
+}
+
+function unpackGroup(w: Uint32Array, p: number, c: Uint16Array, i: number): void {
+  const w0 = w[p], w1 = w[p + 1], w2 = w[p + 2], w3 = w[p + 3], w4 = w[p + 4], w5 = w[p + 5], w6 = w[p + 6];
+  c[i] = w0 & M14;
+  c[i + 1] = (w0 >>> 14) & M14;
+  c[i + 2] = (w0 >>> 28) | ((w1 << 4) & M14);
+  c[i + 3] = (w1 >>> 10) & M14;
+  c[i + 4] = (w1 >>> 24) | ((w2 << 8) & M14);
+  c[i + 5] = (w2 >>> 6) & M14;
+  c[i + 6] = (w2 >>> 20) | ((w3 << 12) & M14);
+  c[i + 7] = (w3 >>> 2) & M14;
+  c[i + 8] = (w3 >>> 16) & M14;
+  c[i + 9] = (w3 >>> 30) | ((w4 << 2) & M14);
+  c[i + 10] = (w4 >>> 12) & M14;
+  c[i + 11] = (w4 >>> 26) | ((w5 << 6) & M14);
+  c[i + 12] = (w5 >>> 8) & M14;
+  c[i + 13] = (w5 >>> 22) | ((w6 << 10) & M14);
+  c[i + 14] = (w6 >>> 4) & M14;
+  c[i + 15] = w6 >>> 18;
+}

@@ -1,7 +1,7 @@
 // Typed views over one layer of attention: [heads][T][T], row = query, column = key, in one of the
 // wire encodings. Everything here works on flat row-major typed arrays; no per-cell objects.
 
-import { f16Lut } from './f16';
+import { f14ByteLength, f16Lut, unpackF14 } from './f16';
 
 export type Encoding = 'f32' | 'f16' | 'u8';
 
@@ -34,6 +34,7 @@ export function layerByteLength(encoding: Encoding, heads: number, T: number): n
 
 /**
  * Wraps a layer's bytes without copying (unless the bytes are misaligned for the element size).
+ * `packed` (f16 only): the bytes are packF14 output, unpacked here into a new array.
  * Throws when the size does not match [heads][T][T].
  */
 export function layerTensor(
@@ -41,9 +42,21 @@ export function layerTensor(
   encoding: Encoding,
   heads: number,
   T: number,
+  packed = false,
 ): LayerTensor {
   const bytes = BYTES_PER_ELEMENT[encoding];
   if (bytes === undefined) throw new Error(`unknown attention encoding ${String(encoding)}`);
+  if (packed) {
+    if (encoding !== 'f16') throw new Error(`only f16 layers can be packed, not ${encoding}`);
+    const n = heads * T * T;
+    const view = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
+    if (view.byteLength !== f14ByteLength(n)) {
+      throw new Error(`packed layer has ${view.byteLength} bytes, expected ${f14ByteLength(n)} for ${heads} heads x ${T}x${T}`);
+    }
+    const aligned = view.byteOffset % 4 === 0 ? view : view.slice();
+    const words = new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
+    return { encoding, heads, T, raw: unpackF14(words, n), lut: f16Lut() };
+  }
   let buffer: ArrayBufferLike;
   let offset: number;
   let length: number;

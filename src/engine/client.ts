@@ -10,7 +10,8 @@ export type RunStart = Extract<WorkerToHost, { type: 'start' }>;
 export interface RunHandlers {
   onProgress?: (p: LoadProgress) => void;
   onStart?: (start: RunStart) => void;
-  onLayer?: (layer: number, data: ArrayBuffer) => void;
+  /** `packed`: the same f16 layer bit-packed for the panel (see the worker protocol), when possible. */
+  onLayer?: (layer: number, data: ArrayBuffer, packed?: ArrayBuffer) => void;
 }
 
 export interface RunHandle {
@@ -147,7 +148,7 @@ export class EngineClient {
         p.handlers.onStart?.(msg);
         break;
       case 'layer':
-        p.handlers.onLayer?.(msg.layer, msg.data);
+        p.handlers.onLayer?.(msg.layer, msg.data, msg.packed);
         break;
       case 'done':
         this.pending.delete(msg.requestId);

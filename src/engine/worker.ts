@@ -2,6 +2,7 @@
 // results back layer by layer. The newest analyze request supersedes any still running.
 import { parentPort, workerData } from 'node:worker_threads';
 import { AttentionEngine } from './engine';
+import { packF14 } from '../analysis/f16';
 import { EngineError, type EngineOptions } from './types';
 import type { HostToWorker, WorkerToHost } from '../protocol/worker';
 
@@ -56,8 +57,11 @@ async function analyze(msg: Extract<HostToWorker, { type: 'analyze' }>): Promise
     });
     const stride = H * T * T;
     for (let l = 0; l < L; l++) {
-      const data = result.attention.slice(l * stride, (l + 1) * stride).buffer as ArrayBuffer;
-      post({ type: 'layer', requestId: msg.requestId, layer: l, data }, [data]);
+      const layer = result.attention.slice(l * stride, (l + 1) * stride);
+      // Packed here, off the extension host's thread, for the host to forward to the panel.
+      const packed = layer instanceof Uint16Array ? (packF14(layer)?.buffer as ArrayBuffer | undefined) : undefined;
+      const data = layer.buffer as ArrayBuffer;
+      post({ type: 'layer', requestId: msg.requestId, layer: l, data, packed }, packed ? [data, packed] : [data]);
     }
     post({ type: 'done', requestId: msg.requestId, timings: result.timings });
   } catch (e) {

@@ -53,6 +53,12 @@ export interface RunLayerMessage {
   runId: number;
   layer: number;
   data: ArrayBuffer;
+  /**
+   * Optional (f16 runs): `data` holds the half-precision patterns bit-packed 14 bits each
+   * (analysis/f16.ts packF14, 1.75 bytes per cell). Absent when a value of this layer lies outside
+   * [0, 2) and the layer travels as plain f16.
+   */
+  packed?: boolean;
 }
 
 export interface RunDoneMessage {

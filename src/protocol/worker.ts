@@ -29,7 +29,10 @@ export type WorkerToHost =
       notices: string[];
       runtime: string;
     }
-  /** One layer, [heads][T][T] in the request's encoding (buffer transferred, not copied). */
-  | { type: 'layer'; requestId: number; layer: number; data: ArrayBuffer }
+  /**
+   * One layer, [heads][T][T] in the request's encoding (buffers transferred, not copied). For f16,
+   * `packed` is the same layer bit-packed for the panel (packF14), absent if it cannot be packed.
+   */
+  | { type: 'layer'; requestId: number; layer: number; data: ArrayBuffer; packed?: ArrayBuffer }
   | { type: 'done'; requestId: number; timings: Timings }
   | { type: 'error'; requestId: number; code: EngineErrorCode; message: string };

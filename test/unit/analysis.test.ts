@@ -10,6 +10,9 @@ import {
   numberToF16Bits,
   encodeF16,
   encodeU8,
+  packF14,
+  unpackF14,
+  f14ByteLength,
   layerTensor,
   decodeHead,
   decodeRow,
@@ -184,6 +187,62 @@ describe('float16 encode', () => {
   });
   test('encodeU8 rounds and clamps', () => {
     assert.deepEqual([...encodeU8([0, 1, 0.5, 1 / 255, 2, -1, NaN])], [0, 255, 128, 1, 255, 0, 0]);
+  });
+});
+
+// ------------------------------------------------------------------ 14-bit packing
+
+describe('14-bit packing of probabilities', () => {
+  test('every half pattern below 2.0 survives, at every length (tails included)', () => {
+    const all = Uint16Array.from({ length: 0x4000 }, (_, i) => i);
+    for (const n of [0, 1, 15, 16, 17, 31, 33, 0x4000 - 5, 0x4000]) {
+      const codes = all.subarray(0, n);
+      const packed = packF14(codes);
+      assert.ok(packed, `n=${n} packs`);
+      assert.equal(packed.byteLength, f14ByteLength(n));
+      assert.equal(packed.byteLength, Math.ceil(n / 16) * 28, '16 values per 28 bytes');
+      assert.deepEqual(unpackF14(packed, n), codes, `n=${n}`);
+    }
+  });
+  test('random probabilities round-trip bit for bit, 1.75 bytes per value', () => {
+    const rand = rng(7);
+    const n = 12 * 37 * 37; // not a multiple of 16
+    const codes = encodeF16(Float32Array.from({ length: n }, () => rand() ** 4));
+    const packed = packF14(codes)!;
+    assert.deepEqual(unpackF14(packed, n), codes);
+    assert.ok(Math.abs(packed.byteLength / n - 1.75) < 0.01);
+    // Neighbouring patterns must not bleed into each other: flip one value and only it changes.
+    const changed = codes.slice();
+    changed[100] ^= 0x2aaa;
+    const back = unpackF14(packF14(changed)!, n);
+    for (let i = 0; i < n; i++) assert.equal(back[i], changed[i], `index ${i}`);
+  });
+  test('values outside [0, 2) refuse to pack', () => {
+    for (const v of [2, 1e4, -0.5, -0, Infinity, NaN]) {
+      const codes = encodeF16(new Float32Array([0.25, v, 0.5]));
+      assert.equal(packF14(codes), null, `value ${v}`);
+    }
+    assert.ok(packF14(encodeF16(new Float32Array([0, 1, 1.999]))));
+  });
+  test('unpacking rejects data too short for the count', () => {
+    assert.throws(() => unpackF14(new Uint32Array(7), 17), /56 needed/);
+  });
+  test('a packed layer decodes like the plain f16 layer; wrong sizes and non-f16 are refused', () => {
+    const rand = rng(3);
+    const H = 3;
+    const T = 5;
+    const codes = encodeF16(Float32Array.from({ length: H * T * T }, () => rand()));
+    const plain = layerTensor(codes.buffer, 'f16', H, T);
+    const packed = packF14(codes)!;
+    const fromPacked = layerTensor(packed.buffer, 'f16', H, T, true);
+    assert.deepEqual(fromPacked.raw, plain.raw);
+    assert.deepEqual(meanHeads(fromPacked), meanHeads(plain));
+    // A misaligned view of the packed bytes works too.
+    const shifted = new Uint8Array(packed.byteLength + 1);
+    shifted.set(new Uint8Array(packed.buffer), 1);
+    assert.deepEqual(layerTensor(shifted.subarray(1), 'f16', H, T, true).raw, plain.raw);
+    assert.throws(() => layerTensor(packed.buffer.slice(4), 'f16', H, T, true), /packed layer has/);
+    assert.throws(() => layerTensor(packed.buffer, 'f32', H, T, true), /only f16/);
   });
 });
 

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineClient } from '../../src/engine/client';
 import { EngineError } from '../../src/engine/types';
+import { f14ByteLength, unpackF14 } from '../../src/analysis/f16';
 import { tempDir, STORIES } from './helpers/shared';
 
 const WORKER = path.resolve(__dirname, '../../out/worker.js');
@@ -20,17 +21,21 @@ describe('engine worker', () => {
   });
   after(() => client.dispose());
 
-  test('streams a start message, one transferred buffer per layer, then done', async () => {
-    const layers: Array<[number, ArrayBuffer]> = [];
+  test('streams a start message, one transferred buffer per layer (plus its packed copy), then done', async () => {
+    const layers: Array<[number, ArrayBuffer, ArrayBuffer | undefined]> = [];
     let starts = 0;
-    const run = client.analyze({ model: STORIES, text }, { onStart: () => starts++, onLayer: (l, d) => layers.push([l, d]) });
+    const run = client.analyze({ model: STORIES, text }, { onStart: () => starts++, onLayer: (l, d, p) => layers.push([l, d, p]) });
     const { start, timings } = await run.done;
     const [L, H, T] = start.shape;
     assert.equal(starts, 1);
     assert.deepEqual(layers.map(([l]) => l), [0, 1, 2, 3, 4]);
-    for (const [, data] of layers) {
+    for (const [, data, packed] of layers) {
       assert.ok(data instanceof ArrayBuffer);
       assert.equal(data.byteLength, H * T * T * 2, 'float16 by default');
+      // The panel's copy: the same half patterns, 14 bits each.
+      assert.ok(packed instanceof ArrayBuffer, 'probabilities always pack');
+      assert.equal(packed.byteLength, f14ByteLength(H * T * T));
+      assert.deepEqual(unpackF14(new Uint32Array(packed), H * T * T), new Uint16Array(data));
     }
     assert.equal(L, 5);
     assert.equal(start.tokens.length, T);

@@ -289,7 +289,7 @@ export async function postMessages(page: Page, messages: unknown[]): Promise<voi
  * Copies bytes into the page as an ArrayBuffer stored at window.__stage[slot]. (Base64 strings
  * cross the DevTools protocol about 3x faster than Playwright's typed-array serialisation.)
  */
-export async function stageBuffer(page: Page, slot: number, data: Uint16Array | Uint8Array | Float32Array): Promise<void> {
+export async function stageBuffer(page: Page, slot: number, data: Uint16Array | Uint8Array | Float32Array | Uint32Array): Promise<void> {
   const b64 = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
   await page.evaluate(
     ([slot, s]) => {
@@ -303,16 +303,19 @@ export async function stageBuffer(page: Page, slot: number, data: Uint16Array | 
   );
 }
 
-/** Posts one run/layer message whose data is an ArrayBuffer (transferred, as VS Code delivers it). */
-export async function postLayer(page: Page, runId: number, layer: number, data: Uint16Array | Uint8Array | Float32Array): Promise<void> {
+/**
+ * Posts one run/layer message whose data is an ArrayBuffer (transferred, as VS Code delivers it);
+ * `packed`: the data is bit-packed f16 (packF14), as the extension sends it.
+ */
+export async function postLayer(page: Page, runId: number, layer: number, data: Uint16Array | Uint8Array | Float32Array | Uint32Array, packed = false): Promise<void> {
   await stageBuffer(page, 0, data);
   await page.evaluate(
-    ([runId, layer]) => {
+    ([runId, layer, packed]) => {
       const w = window as unknown as { __stage: ArrayBuffer[] };
       const buf = w.__stage[0];
-      window.postMessage({ type: 'run/layer', runId, layer, data: buf }, '*', [buf]);
+      window.postMessage({ type: 'run/layer', runId, layer, data: buf, ...(packed ? { packed: true } : {}) }, '*', [buf]);
     },
-    [runId, layer] as const,
+    [runId, layer, packed] as const,
   );
 }
 

@@ -25,6 +25,7 @@ import {
   type ThemeName,
 } from './harness';
 import { syntheticRun, tokensOfLength, type SyntheticRun } from './synthetic';
+import { packF14 } from '../../src/analysis/f16';
 
 let browser: Browser;
 
@@ -151,6 +152,39 @@ describe('attention panel in Chromium', () => {
       }
     });
   }
+
+  test('bit-packed layers (as the extension sends them) paint and hover exactly like plain f16', async () => {
+    const run = syntheticRun({ layers: 3, heads: 4 });
+    const look = async (packed: boolean) => {
+      const p = await openPanel(browser);
+      try {
+        await postMessages(p.page, [run.start]);
+        for (let l = 0; l < run.layers.length; l++) {
+          const data = packed ? packF14(run.layers[l] as Uint16Array) : run.layers[l];
+          assert.ok(data, 'synthetic probabilities pack');
+          await postLayer(p.page, run.start.runId, l, data, packed);
+        }
+        await waitPainted(p.page, run.layers.length);
+        const pixels = await p.page.evaluate(() =>
+          [...document.querySelectorAll<HTMLCanvasElement>('.model-grid canvas.thumb')].map((c) => Array.from(c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data).join(',')),
+        );
+        await p.page.click('#tab-head');
+        await p.page.locator('.tok.q[data-index="2"]').hover();
+        await p.page.waitForSelector('.top-words li:not([hidden])');
+        const words = await p.page.locator('.top-words li:not([hidden])').allTextContents();
+        noErrors(p);
+        return { pixels, words };
+      } finally {
+        await p.close();
+      }
+    };
+    const plain = await look(false);
+    const packed = await look(true);
+    assert.equal(packed.pixels.length, 3 * 5);
+    assert.deepEqual(packed.pixels, plain.pixels, 'same thumbnails, pixel for pixel');
+    assert.ok(plain.words.length > 0);
+    assert.deepEqual(packed.words, plain.words, 'same top words and weights');
+  });
 
   test('hovering a token shows its top words and posts hover/token', async () => {
     const p = await openPanel(browser);
