@@ -194,7 +194,7 @@ async function main(): Promise<unknown> {
   } catch {
     RunStateClass = null; // it needs vscode at run time now: the emulation above stands in
   }
-  const client = new EngineClient(path.join(ROOT, 'out', 'worker.js'), { cacheDir: BENCH_CACHE, offline: true, runtime: 'cpu' });
+  const client = new EngineClient(path.join(ROOT, 'out', 'worker.js'), { cacheDir: BENCH_CACHE, offline: true, runtime: 'cpu', attentionPrecision: 'float16' });
   try {
     if (mode === 'block') {
       const cold = await measureBlock(() => oneRun(client));

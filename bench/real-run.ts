@@ -1,4 +1,4 @@
-// Real runs for the benchmark sections after `engine`: the engine (AttentionEngine, encoding f16,
+// Real runs for the benchmark sections after `engine`: the engine (AttentionEngine, float16 graph,
 // as the worker runs it) on the BERT-base-shaped model for a real prose + code text, cut to T
 // tokens, and the exact host -> webview message sequence the extension sends for it
 // (src/controller.ts: run/start, run/layer x L bit-packed as the worker packs them, run/done,
@@ -148,7 +148,7 @@ export async function realRuns(sizes: number[]): Promise<Map<number, RealRun>> {
   if (missing.length) {
     const modelDir = ensureModel();
     fs.mkdirSync(BENCH_CACHE, { recursive: true });
-    const engine = new AttentionEngine({ cacheDir: BENCH_CACHE, offline: true, runtime: 'cpu' });
+    const engine = new AttentionEngine({ cacheDir: BENCH_CACHE, offline: true, runtime: 'cpu', attentionPrecision: 'float16' });
     try {
       for (const T of missing) {
         const result = await engine.analyze(modelDir, SAMPLE_TEXT, { maxTokens: T, encoding: 'f16' });

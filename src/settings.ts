@@ -26,6 +26,8 @@ export function readSettings(context: vscode.ExtensionContext): Settings {
       offline: c.get<boolean>('offline', false),
       runtime: c.get<RuntimeChoice>('runtime', 'auto'),
       dtype: c.get<DtypeChoice>('dtype', 'fp32'),
+      // The panel and the hovers show float16 anyway: let the graph produce it.
+      attentionPrecision: 'float16',
     },
     maxTokens: c.get<number>('maxTokens', 512),
     liveUpdate: c.get<boolean>('liveUpdate', true),

@@ -74,7 +74,7 @@ export class AttentionEngine {
   }
 
   private async ensureLoaded(ref: string, opts: LoadOptions): Promise<LoadedModel> {
-    const key = JSON.stringify([ref, this.options.dtype ?? 'fp32', this.options.runtime ?? 'auto']);
+    const key = JSON.stringify([ref, this.options.dtype ?? 'fp32', this.options.runtime ?? 'auto', this.options.attentionPrecision ?? 'float32']);
     if (this.model?.key === key) return this.model;
     if (this.loading?.key !== key) {
       const promise = this.doLoad(ref, key, opts);
@@ -110,7 +110,9 @@ export class AttentionEngine {
     }
 
     onProgress?.({ phase: 'rewrite', message: 'Exposing attention in the ONNX graph' });
-    const exposed = await loadExposedGraph(path.join(resolved.folder, resolved.onnxFile), this.options.cacheDir, ref);
+    const exposed = await loadExposedGraph(path.join(resolved.folder, resolved.onnxFile), this.options.cacheDir, ref, {
+      float16: this.options.attentionPrecision === 'float16',
+    });
     checkAborted(signal, 'Model loading');
 
     const runtime = loadRuntime(this.options.runtime ?? 'auto', this.options.threads);
@@ -244,14 +246,17 @@ export class AttentionEngine {
     const L = layerData.length;
     const H = layerData[0].length / (T * T);
     const encoding = opts.encoding ?? 'f32';
-    // Each layer is encoded straight into its slot of the one [L][H][T][T] array.
+    // Each layer is encoded straight into its slot of the one [L][H][T][T] array (float16 graph
+    // outputs are already the f16 wire format).
     const stride = H * T * T;
     const attention = encoding === 'f16' ? new Uint16Array(L * stride) : encoding === 'u8' ? new Uint8Array(L * stride) : new Float32Array(L * stride);
     layerData.forEach((d, l) => {
       const slot = attention.subarray(l * stride, (l + 1) * stride);
-      if (slot instanceof Uint16Array) encodeF16(d, slot);
-      else if (slot instanceof Uint8Array) encodeU8(d, slot);
-      else slot.set(d);
+      if (slot instanceof Uint16Array) {
+        if (d instanceof Uint16Array) slot.set(d);
+        else encodeF16(d, slot);
+      } else if (slot instanceof Uint8Array) encodeU8(toFloat32(d), slot);
+      else toFloat32(d, slot);
     });
     const packMs = performance.now() - t2;
 
@@ -274,10 +279,11 @@ export class AttentionEngine {
   }
 
   /**
-   * Runs a batch of token ids and returns, per batch row, the attention of each layer as a
-   * Float32Array [heads][q][k] (q = k = the row's full padded length; callers trim padding).
+   * Runs a batch of token ids and returns, per batch row, the attention of each layer [heads][q][k]
+   * (q = k = the row's full padded length; callers trim padding): a Float32Array, or with
+   * attentionPrecision float16 a Uint16Array of half-precision bit patterns.
    */
-  async forward(batch: IdBatch): Promise<Float32Array[][]> {
+  async forward(batch: IdBatch): Promise<AttentionData[][]> {
     const model = this.requireModel();
     const { ort } = model.runtime;
     const B = batch.input_ids.length;
@@ -319,7 +325,8 @@ export class AttentionEngine {
       throw new EngineError('INTERNAL', `The forward pass of ${model.info.id} failed: ${(e as Error).message}`);
     }
 
-    const perRow: Float32Array[][] = Array.from({ length: B }, () => []);
+    const half = this.options.attentionPrecision === 'float16';
+    const perRow: AttentionData[][] = Array.from({ length: B }, () => []);
     for (const name of model.attentionOutputs) {
       const tensor = outputs[name] as OrtTypes.Tensor;
       const [b, h, q, k] = tensor.dims;
@@ -329,7 +336,7 @@ export class AttentionEngine {
           `${model.info.id}: attention output ${name} has shape [${tensor.dims.join(', ')}], expected [${B}, heads, ${T}, ${T}].`,
         );
       }
-      const data = tensor.type === 'float16' ? halfTensorToFloat32(tensor) : (tensor.data as Float32Array);
+      const data: AttentionData = tensor.type !== 'float16' ? (tensor.data as Float32Array) : half ? halfBits(tensor) : toFloat32(halfBits(tensor));
       const stride = h * q * k;
       // Views, not copies: at T=512 a 12x12 model returns 150 MB of attention.
       for (let r = 0; r < B; r++) perRow[r].push(data.subarray(r * stride, (r + 1) * stride));
@@ -350,10 +357,23 @@ export class AttentionEngine {
   }
 }
 
-function halfTensorToFloat32(tensor: OrtTypes.Tensor): Float32Array {
-  const src = tensor.data as Uint16Array;
+/** One layer of attention from the graph: floats, or half-precision bit patterns. */
+export type AttentionData = Float32Array | Uint16Array;
+
+/** A float16 tensor's bit patterns (ONNX Runtime hands them out as Uint16Array, or Float16Array where that exists). */
+function halfBits(tensor: OrtTypes.Tensor): Uint16Array {
+  const d = tensor.data as ArrayBufferView & { length: number };
+  return d instanceof Uint16Array ? d : new Uint16Array(d.buffer, d.byteOffset, d.length);
+}
+
+function toFloat32(d: AttentionData, out?: Float32Array): Float32Array {
+  if (d instanceof Float32Array) {
+    if (!out) return d;
+    out.set(d);
+    return out;
+  }
   const lut = f16Lut();
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = lut[src[i]];
-  return out;
+  const o = out ?? new Float32Array(d.length);
+  for (let i = 0; i < d.length; i++) o[i] = lut[d[i]];
+  return o;
 }

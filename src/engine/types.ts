@@ -19,6 +19,12 @@ export interface EngineOptions {
   remotePathTemplate?: string;
   /** ONNX Runtime intra-op threads (default: runtime's choice). */
   threads?: number;
+  /**
+   * Precision in which the graph hands out attention (default float32). float16 casts inside the
+   * graph: ONNX Runtime converts natively and copies out half the bytes, and f16 results need no
+   * packing; float32 keeps full precision for exact comparisons (the CLI, the reference tests).
+   */
+  attentionPrecision?: 'float32' | 'float16';
 }
 
 export interface ModelInfo {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { AttentionEngine } from '../../src/engine/engine';
 import { runtimeLoaders } from '../../src/engine/runtime';
 import { EngineError } from '../../src/engine/types';
-import { f16BitsToNumber } from '../../src/analysis/f16';
+import { encodeF16, f16BitsToNumber } from '../../src/analysis/f16';
 import { readCases, tempDir, TINY_BERT, TINY_GPT2, STORIES } from './helpers/shared';
 
 /** Max |a - b| over the real (unpadded) query/key positions of batch row `b`. */
@@ -15,7 +15,7 @@ function maxDiffForRow(
   reference: Float32Array,
   shape: [number, number, number, number, number],
   b: number,
-  layers: Float32Array[],
+  layers: ArrayLike<number>[],
   mask: number[],
 ): number {
   const [L, B, H, Q, K] = shape;
@@ -55,6 +55,45 @@ for (const [name, fixture] of [
     }
   });
 }
+
+describe('attentionPrecision float16: the graph casts, ONNX Runtime hands out half precision', () => {
+  const cacheDir = tempDir();
+  for (const [name, model] of [
+    ['tiny-bert', TINY_BERT],
+    ['tiny-gpt2', TINY_GPT2],
+    ['stories260K', STORIES],
+  ] as const) {
+    test(`${name}: the same bits as encoding the float32 attention, and the same analysis`, async () => {
+      const full = new AttentionEngine({ cacheDir, runtime: 'cpu', offline: true });
+      const half = new AttentionEngine({ cacheDir, runtime: 'cpu', offline: true, attentionPrecision: 'float16' });
+      try {
+        await full.load(model);
+        await half.load(model);
+        if (model !== STORIES) {
+          const c = readCases(model)[0];
+          const [f32Rows, f16Rows] = [await full.forward(c), await half.forward(c)];
+          for (let l = 0; l < f32Rows[0].length; l++) {
+            assert.ok(f16Rows[0][l] instanceof Uint16Array, 'half-precision bit patterns');
+            assert.deepEqual(f16Rows[0][l], encodeF16(f32Rows[0][l] as Float32Array), `layer ${l}`);
+          }
+        }
+        const text = 'Once upon a time, there was a little girl named Lily.';
+        const a = await full.analyze(model, text, { encoding: 'f16' });
+        const b = await half.analyze(model, text, { encoding: 'f16' });
+        assert.deepEqual(b.tokens, a.tokens);
+        assert.deepEqual(b.attention, a.attention, 'f16 results are bit-identical');
+        // float32 and u8 results from the half graph are the decoded halves.
+        const f32 = (await half.analyze(model, text)).attention as Float32Array;
+        assert.ok(f32 instanceof Float32Array);
+        assert.deepEqual(Array.from(f32.subarray(0, 64)), Array.from(b.attention.subarray(0, 64), f16BitsToNumber));
+        assert.ok((await half.analyze(model, text, { encoding: 'u8' })).attention instanceof Uint8Array);
+      } finally {
+        await full.dispose();
+        await half.dispose();
+      }
+    });
+  }
+});
 
 describe('stories260K (real pretrained Llama, grouped-query attention)', () => {
   const engine = new AttentionEngine({ cacheDir: tempDir(), runtime: 'cpu', offline: true });
@@ -164,6 +203,16 @@ describe('runtime fallback', () => {
       for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - expected[i]));
       assert.ok(worst < 1e-4, `wasm vs native ${worst}`);
       await fallback.dispose();
+
+      // The extension's float16 graph runs on WASM too, and its halves are the float32 values rounded.
+      const half = new AttentionEngine({ cacheDir: tempDir(), runtime: 'auto', attentionPrecision: 'float16' });
+      const h = await half.analyze(STORIES, text, { encoding: 'f16' });
+      assert.equal(h.runtime, 'onnxruntime-web wasm');
+      const halves = h.attention as Uint16Array;
+      let worstHalf = 0;
+      for (let i = 0; i < halves.length; i++) worstHalf = Math.max(worstHalf, Math.abs(f16BitsToNumber(halves[i]) - expected[i]));
+      assert.ok(worstHalf < 5e-4, `wasm float16 vs native float32 ${worstHalf}`);
+      await half.dispose();
 
       const strict = new AttentionEngine({ cacheDir: tempDir(), runtime: 'cpu' });
       await assert.rejects(strict.load(STORIES), (e: unknown) => e instanceof EngineError && e.code === 'RUNTIME_UNAVAILABLE' && /wasm/.test(e.message));

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { onnx } from 'onnx-proto';
 import { exposeAttention, layerIndexOf } from '../../src/engine/onnx/exposeAttention';
+import { encodeF16 } from '../../src/analysis/f16';
 import { EngineError } from '../../src/engine/types';
 import * as path from 'node:path';
 import { T, attrGraph, attrInt, encodeModel, floatTensor, graphOf, node, readBytes, valueInfo } from './helpers/onnx-build';
@@ -297,5 +298,54 @@ describe('ordering, pass-through ops and typing', () => {
     const exposed = exposeAttention(bytes, 'future');
     assert.ok(Buffer.from(exposed.bytes).includes(Buffer.from(unknown)));
     assert.deepEqual(Buffer.from(exposed.bytes.subarray(exposed.bytes.length - unknown.length)), Buffer.from(unknown));
+  });
+});
+
+describe('float16 outputs', () => {
+  const halves = (t: ort.Tensor) => {
+    const d = t.data as ArrayBufferView & { length: number };
+    return new Uint16Array(d.buffer, d.byteOffset, d.length);
+  };
+
+  test('a Cast right after each Softmax (or the If that surfaces it); same bits as encoding the float32 output', async () => {
+    const blocks = [attentionBlock('/h.1/attn', { between: 'Dropout' }), attentionBlock('/h.0/attn')];
+    const leaf = (p: string): onnx.IGraphProto => {
+      const b = attentionBlock(`${p}/h.2/attn`);
+      return { name: p, input: [], output: [valueInfo(b.out, T.FLOAT)], node: b.nodes };
+    };
+    const bytes = encodeModel({
+      inputs: [...qkvInputs(), valueInfo('c', T.BOOL, [1])],
+      outputs: [...blocks.map((b) => valueInfo(b.out, T.FLOAT)), valueInfo('y', T.FLOAT)],
+      nodes: [
+        ...blocks[0].nodes,
+        node({ op: 'If', name: 'branch', inputs: ['c'], outputs: ['y'], attrs: [attrGraph('then_branch', leaf('T')), attrGraph('else_branch', leaf('E'))] }),
+        ...blocks[1].nodes,
+      ],
+    });
+    const full = exposeAttention(bytes, 'model');
+    const half = exposeAttention(bytes, 'model', { float16: true });
+    assert.equal(half.attentionOutputs.length, 3);
+    assert.deepEqual(half.attentionOutputs.slice(0, 2), ['/h.0/attn/Softmax_output_0.float16', '/h.1/attn/Softmax_output_0.float16']);
+
+    const g = onnx.ModelProto.decode(half.bytes).graph!;
+    const nodes = g.node!;
+    for (const out of half.attentionOutputs) {
+      const at = nodes.findIndex((n) => n.output?.[0] === out);
+      assert.equal(nodes[at].opType, 'Cast');
+      assert.ok(nodes[at - 1].output?.includes(nodes[at].input![0]), `${out} is cast right after its producer`);
+      assert.equal(g.output!.find((o) => o.name === out)?.type?.tensorType?.elemType, T.FLOAT16);
+    }
+    assert.ok(!g.output!.some((o) => o.name?.endsWith('Softmax_output_0')), 'the float32 probabilities are not outputs');
+
+    const [s32, s16] = await Promise.all([ort.InferenceSession.create(full.bytes), ort.InferenceSession.create(half.bytes)]);
+    for (const c of [true, false]) {
+      const feeds = { ...qkvFeeds(), c: new ort.Tensor('bool', [c], [1]) };
+      const [r32, r16] = [await s32.run(feeds, full.attentionOutputs), await s16.run(feeds, half.attentionOutputs)];
+      full.attentionOutputs.forEach((name, i) => {
+        assert.equal(r16[half.attentionOutputs[i]].type, 'float16');
+        assert.deepEqual(halves(r16[half.attentionOutputs[i]]), encodeF16(r32[name].data as Float32Array), `${name} (c=${c})`);
+      });
+    }
+    await Promise.all([s32.release(), s16.release()]);
   });
 });

@@ -1,6 +1,7 @@
 // Makes the attention probabilities of an ordinary ONNX export observable: the Softmax that ends each
 // attention block (the one whose output is the left operand of the probs @ V MatMul) becomes a graph
-// output of shape [batch, heads, q, k].
+// output of shape [batch, heads, q, k]. With `float16`, a Cast to float16 of it becomes the output
+// instead: ONNX Runtime then converts in native code and copies out half the bytes.
 //
 // The model is never decoded as a whole: modelScan walks the protobuf wire format (skipping tensor
 // payloads) and the edits are spliced in with wire.rebuild, so the cost is one pass over the node list
@@ -8,7 +9,7 @@
 
 import { EngineError } from '../types';
 import { DT, ScannedGraph, ScannedModel, ScannedNode, allGraphs, scanModel } from './modelScan';
-import { MessagePatch, WireError, childPatch, lenField, newPatch, rebuild, stringField, encodeVarint } from './wire';
+import { MessagePatch, WireError, childPatch, insertAfter, lenField, newPatch, rebuild, stringField, encodeVarint } from './wire';
 
 export interface ExposedGraph {
   bytes: Uint8Array;
@@ -49,14 +50,19 @@ export function layerIndexOf(name: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
+export interface ExposeOptions {
+  /** Output the probabilities as float16 (cast in the graph when they are computed in another type). */
+  float16?: boolean;
+}
+
 /** Rewrites the model so each layer's attention probabilities are graph outputs. See the file comment. */
-export function exposeAttention(modelBytes: Uint8Array, modelLabel: string): ExposedGraph {
-  const { chunks, length, attentionOutputs } = exposeAttentionChunks(modelBytes, modelLabel);
+export function exposeAttention(modelBytes: Uint8Array, modelLabel: string, options: ExposeOptions = {}): ExposedGraph {
+  const { chunks, length, attentionOutputs } = exposeAttentionChunks(modelBytes, modelLabel, options);
   return { bytes: Buffer.concat(chunks, length), attentionOutputs };
 }
 
 /** exposeAttention without the final concatenation (lets callers stream a big model to disk). */
-export function exposeAttentionChunks(modelBytes: Uint8Array, modelLabel: string): ExposedChunks {
+export function exposeAttentionChunks(modelBytes: Uint8Array, modelLabel: string, options: ExposeOptions = {}): ExposedChunks {
   let model: ScannedModel;
   try {
     model = scanModel(modelBytes);
@@ -84,11 +90,28 @@ export function exposeAttentionChunks(modelBytes: Uint8Array, modelLabel: string
     );
   }
   const existing = new Set(graph.outputs.map((o) => o.name));
-  for (const e of exposures) {
+  const outputs = exposures.map((e) => {
+    if (options.float16 && e.elemType !== DT.FLOAT16) {
+      // Right after the node that produces the probabilities: ONNX Runtime runs nodes in list
+      // order where it can, so the float32 buffer is released at once instead of all layers'
+      // staying alive until the end of the graph.
+      const cast = ctx.freshName(`${e.name}.float16`);
+      insertAfter(graphPatch(), e.producer.field, castNodeField(e.name, cast, DT.FLOAT16));
+      graphPatch().append.push(...valueInfoField(cast, DT.FLOAT16));
+      return cast;
+    }
     if (!existing.has(e.name)) graphPatch().append.push(...valueInfoField(e.name, e.elemType));
-  }
+    return e.name;
+  });
   const { chunks, length } = rebuild(modelBytes, 0, modelBytes.length, modelPatch);
-  return { chunks, length, attentionOutputs: exposures.map((e) => e.name), externalDataLocations: model.externalDataLocations };
+  return { chunks, length, attentionOutputs: outputs, externalDataLocations: model.externalDataLocations };
+}
+
+/** NodeProto { input, output, name, op_type: "Cast", attribute { name: "to", i, type: INT } } as a GraphProto.node (field 1). */
+function castNodeField(input: string, output: string, to: number): Uint8Array[] {
+  const attr = Buffer.concat([...stringField(1, 'to'), encodeVarint(3 * 8), encodeVarint(to), encodeVarint(20 * 8), encodeVarint(2)]);
+  const node = Buffer.concat([...stringField(1, input), ...stringField(2, output), ...stringField(3, output), ...stringField(4, 'Cast'), ...lenField(5, attr)]);
+  return lenField(1, node);
 }
 
 /** Throws ATTENTION_UNSUPPORTED if any graph, subgraph or local function uses a fused attention kernel. */
@@ -114,6 +137,8 @@ interface Exposure {
   name: string;
   layer: number | null;
   elemType: number;
+  /** The node of the enclosing graph that outputs it (the Softmax, or the If that surfaces it). */
+  producer: ScannedNode;
 }
 
 /** ValueInfoProto { name, type { tensor_type { elem_type } } } as a GraphProto.output (field 12) occurrence. */
@@ -150,6 +175,7 @@ class Context {
             name: node.outputs[0],
             layer: layerIndexOf(node.name) ?? layerIndexOf(node.outputs[0]),
             elemType: this.elemTypeOf(node.outputs[0], graph),
+            producer: node,
           });
         }
         continue;
@@ -197,7 +223,7 @@ class Context {
       const layer = t.layer ?? e.layer;
       const name = this.freshName(`attentions.${layer ?? k}`);
       nodePatch().append.push(...stringField(2, name));
-      out.push({ name, layer, elemType: t.elemType || e.elemType });
+      out.push({ name, layer, elemType: t.elemType || e.elemType, producer: node });
     });
     return out;
   }
@@ -221,7 +247,7 @@ class Context {
     }
   }
 
-  private freshName(base: string): string {
+  freshName(base: string): string {
     let name = base;
     for (let i = 1; this.usedNames.has(name); i++) name = `${base}_${i}`;
     this.usedNames.add(name);

@@ -1,10 +1,10 @@
 // On-disk cache of attention-exposed graphs, keyed by the SHA-256 of the source model's bytes.
 //
-// Layout under <cacheDir>/exposed/:
-//   <sha>.onnx          the rewritten model
-//   <sha>.json          manifest (format version, attention outputs, size); written last, so its
+// Layout under <cacheDir>/exposed/ (<entry> is <sha>, or <sha>.f16 for float16 attention outputs):
+//   <entry>.onnx        the rewritten model
+//   <entry>.json        manifest (format version, attention outputs, size); written last, so its
 //                       presence means the entry is complete
-//   <sha>.d/            instead of <sha>.onnx for models with external data: the rewritten model plus
+//   <entry>.d/          instead of <entry>.onnx for models with external data: the rewritten model plus
 //                       hard links (or copies) of the source's data files, since ONNX resolves
 //                       `location` relative to the model file
 //   by-path/<h>.json    pre-key: source path + size + mtime + inode -> sha, so a hit on an unchanged
@@ -16,7 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../types';
-import { exposeAttentionChunks } from './exposeAttention';
+import { exposeAttentionChunks, type ExposeOptions } from './exposeAttention';
 
 /** Bump when the rewrite changes in a way that invalidates old entries. */
 export const EXPOSED_FORMAT_VERSION = 1;
@@ -53,8 +53,9 @@ export interface LoadedExposedGraph {
  * Returns a copy of the model at `sourcePath` whose attention probabilities are graph outputs,
  * rewriting it on first use and reusing the cached copy afterwards.
  */
-export async function loadExposedGraph(sourcePath: string, cacheDir: string, modelLabel: string): Promise<LoadedExposedGraph> {
+export async function loadExposedGraph(sourcePath: string, cacheDir: string, modelLabel: string, options: ExposeOptions = {}): Promise<LoadedExposedGraph> {
   const started = performance.now();
+  const entryOf = (sha: string) => (options.float16 ? `${sha}.f16` : sha);
   const source = path.resolve(sourcePath);
   const dir = path.join(cacheDir, 'exposed');
   const stat = await statSource(source);
@@ -62,11 +63,11 @@ export async function loadExposedGraph(sourcePath: string, cacheDir: string, mod
   const preKeyFile = path.join(dir, 'by-path', `${sha256Hex(source)}.json`);
   let sha = await readPreKey(preKeyFile, source, stat);
   if (sha) {
-    const hit = await readEntry(dir, sha);
+    const hit = await readEntry(dir, sha, entryOf(sha));
     if (hit) return { path: path.join(dir, hit.file), attentionOutputs: hit.attentionOutputs, rewriteMs: performance.now() - started, cached: true };
   }
   sha = await hashFile(source);
-  const hit = await readEntry(dir, sha);
+  const hit = await readEntry(dir, sha, entryOf(sha));
   if (hit) {
     await writePreKey(preKeyFile, source, stat, sha);
     return { path: path.join(dir, hit.file), attentionOutputs: hit.attentionOutputs, rewriteMs: performance.now() - started, cached: true };
@@ -79,7 +80,7 @@ export async function loadExposedGraph(sourcePath: string, cacheDir: string, mod
 
   let exposed: ReturnType<typeof exposeAttentionChunks>;
   try {
-    exposed = exposeAttentionChunks(bytes, modelLabel);
+    exposed = exposeAttentionChunks(bytes, modelLabel, options);
   } catch (err) {
     if (err instanceof EngineError && err.code === 'MODEL_CORRUPT') {
       throw new EngineError('MODEL_CORRUPT', `${err.message} File: ${source}`);
@@ -91,10 +92,10 @@ export async function loadExposedGraph(sourcePath: string, cacheDir: string, mod
   try {
     await fs.promises.mkdir(dir, { recursive: true });
     if (exposed.externalDataLocations.length === 0) {
-      file = `${sha}.onnx`;
+      file = `${entryOf(sha)}.onnx`;
       await writeAtomic(path.join(dir, file), exposed.chunks);
     } else {
-      file = await writeWithExternalData(dir, sha, source, exposed.chunks, exposed.externalDataLocations, modelLabel);
+      file = await writeWithExternalData(dir, entryOf(sha), source, exposed.chunks, exposed.externalDataLocations, modelLabel);
     }
     const manifest: ExposedManifest = {
       version: EXPOSED_FORMAT_VERSION,
@@ -105,7 +106,7 @@ export async function loadExposedGraph(sourcePath: string, cacheDir: string, mod
       externalData: exposed.externalDataLocations,
       createdAt: new Date().toISOString(),
     };
-    await writeAtomic(path.join(dir, `${sha}.json`), [Buffer.from(JSON.stringify(manifest, null, 2))]);
+    await writeAtomic(path.join(dir, `${entryOf(sha)}.json`), [Buffer.from(JSON.stringify(manifest, null, 2))]);
   } catch (err) {
     if (err instanceof EngineError) throw err;
     throw new EngineError('INTERNAL', `Cannot write the rewritten model for ${modelLabel} into ${dir}: ${(err as Error).message}`);
@@ -151,9 +152,9 @@ export async function hashFile(file: string): Promise<string> {
 }
 
 /** The manifest of a complete, current entry, or null (missing, old format, unreadable, or wrong size). */
-async function readEntry(dir: string, sha: string): Promise<ExposedManifest | null> {
+async function readEntry(dir: string, sha: string, entry: string): Promise<ExposedManifest | null> {
   try {
-    const manifest = JSON.parse(await fs.promises.readFile(path.join(dir, `${sha}.json`), 'utf8')) as ExposedManifest;
+    const manifest = JSON.parse(await fs.promises.readFile(path.join(dir, `${entry}.json`), 'utf8')) as ExposedManifest;
     if (manifest.version !== EXPOSED_FORMAT_VERSION || manifest.sha256 !== sha || !Array.isArray(manifest.attentionOutputs)) return null;
     if (typeof manifest.file !== 'string' || path.isAbsolute(manifest.file) || manifest.file.split(/[\\/]/).includes('..')) return null;
     const stat = await fs.promises.stat(path.join(dir, manifest.file));
@@ -211,7 +212,7 @@ async function writeAtomic(target: string, chunks: Uint8Array[], sync = true): P
  * Returns the model's path relative to `dir`.
  */
 async function writeWithExternalData(
-  dir: string, sha: string, source: string, chunks: Uint8Array[], locations: string[], label: string,
+  dir: string, entry: string, source: string, chunks: Uint8Array[], locations: string[], label: string,
 ): Promise<string> {
   const sourceDir = path.dirname(source);
   for (const loc of locations) {
@@ -219,7 +220,7 @@ async function writeWithExternalData(
       throw new EngineError('MODEL_CORRUPT', `${label}: external data location "${loc}" points outside the model folder. File: ${source}`);
     }
   }
-  const folder = `${sha}.d`;
+  const folder = `${entry}.d`;
   const final = path.join(dir, folder);
   const modelName = path.basename(source);
   const tmp = tempName(final);

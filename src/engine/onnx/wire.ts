@@ -124,17 +124,26 @@ export function stringField(no: number, s: string): Uint8Array[] {
 
 /**
  * A set of edits to one LEN-delimited message, applied by `rebuild`: child messages (identified by the
- * tagStart of their field) are rebuilt recursively, and extra fields are appended at the end.
- * Protobuf keeps the relative order of repeated fields, so appending a repeated field's occurrence
- * adds elements after the existing ones.
+ * tagStart of their field) are rebuilt recursively, extra fields are inserted right after a given
+ * field (keyed by that field's end offset), and others appended at the end. Protobuf keeps the
+ * relative order of repeated fields, so inserting a repeated field's occurrence after another
+ * places the new element right after it.
  */
 export interface MessagePatch {
   children: Map<number, { field: WireField; patch: MessagePatch }>;
+  insertAfter: Map<number, Uint8Array[]>;
   append: Uint8Array[];
 }
 
 export function newPatch(): MessagePatch {
-  return { children: new Map(), append: [] };
+  return { children: new Map(), insertAfter: new Map(), append: [] };
+}
+
+/** Queues `chunks` to be written right after `field` (an untouched field of the patched message). */
+export function insertAfter(patch: MessagePatch, field: WireField, chunks: Uint8Array[]): void {
+  const list = patch.insertAfter.get(field.end);
+  if (list) list.push(...chunks);
+  else patch.insertAfter.set(field.end, [...chunks]);
 }
 
 /** The patch for the child message in `field`, created on first use. */
@@ -161,10 +170,24 @@ export function rebuild(buf: Uint8Array, start: number, end: number, patch: Mess
     }
   };
   let cursor = start;
-  const children = [...patch.children.values()].sort((a, b) => a.field.tagStart - b.field.tagStart);
-  for (const { field, patch: sub } of children) {
-    if (field.tagStart < cursor || field.end > end) throw new Error('overlapping or out-of-range patch');
-    push(buf.subarray(cursor, field.tagStart));
+  // Edits in byte order. An insertion keyed by field A's end comes before a child that starts
+  // there (the field after A), and after A itself even when A is a rebuilt child (its end is
+  // reached before the insertion's offset is).
+  type Edit = { at: number; child?: { field: WireField; patch: MessagePatch }; insert?: Uint8Array[] };
+  const edits: Edit[] = [
+    ...[...patch.children.values()].map((child): Edit => ({ at: child.field.tagStart, child })),
+    ...[...patch.insertAfter].map(([at, insert]): Edit => ({ at, insert })),
+  ].sort((a, b) => a.at - b.at || (a.insert ? -1 : 1));
+  for (const { at, child, insert } of edits) {
+    if (at < cursor || at > end) throw new Error('overlapping or out-of-range patch');
+    push(buf.subarray(cursor, at));
+    cursor = at;
+    if (insert) {
+      for (const c of insert) push(c);
+      continue;
+    }
+    const { field, patch: sub } = child!;
+    if (field.end > end) throw new Error('overlapping or out-of-range patch');
     const inner = rebuild(buf, field.dataStart, field.end, sub);
     push(buf.subarray(field.tagStart, field.tagEnd)); // the original tag bytes
     push(encodeVarint(inner.length));
