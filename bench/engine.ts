@@ -68,6 +68,9 @@ export async function engineSection() {
     for (let i = 0; i < RUNS[T]; i++) {
       // Interleaved, alternating the order, so drift on a shared machine hits all alike.
       for (const k of i % 2 ? [...keys].reverse() : keys) {
+        // Each session has its own thread pool, whose threads spin for a while after a run: on two
+        // cores they would slow whichever session runs next. Let them settle first.
+        await new Promise((r) => setTimeout(r, 30));
         const t0 = performance.now();
         await runs[k]();
         times[k].push(performance.now() - t0);

@@ -86,11 +86,11 @@ async function oneRun(client: EngineClient): Promise<{ ms: number; sent: number 
           notices: s.notices,
         });
       }),
-      onLayer: timed('layer', (layer: number, data: ArrayBuffer) => {
+      onLayer: timed('layer', (layer: number, data: ArrayBuffer, packed?: ArrayBuffer) => {
         const r = run!;
         r.layers[layer] = layerTensor(data, r.start.encoding, r.start.shape[1], r.start.shape[2]);
         r.state?.addLayer(layer, data);
-        sent += postToWebview({ type: 'run/layer', runId: id, layer, data });
+        sent += postToWebview(packed ? { type: 'run/layer', runId: id, layer, data: packed, packed: true } : { type: 'run/layer', runId: id, layer, data });
       }),
     },
   );
