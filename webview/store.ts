@@ -1,9 +1,10 @@
 // One run's data in the panel: tokens, words, the layers as they arrive (kept in their wire
-// encoding, decoded on demand), head-means, and processed matrices (special tokens hidden and
+// encoding, decoded on demand; bit-packed layers are unpacked on first use), head-means, and processed matrices (special tokens hidden and
 // rows renormalised) in a small LRU cache. Rollout is computed incrementally, one layer per task.
 
 import type { RunStartMessage, WireToken, WireModel, AttentionEncoding } from '../src/protocol/webview';
 import {
+  f14ByteLength,
   layerTensor,
   decodeHead,
   meanHeads,
@@ -41,7 +42,10 @@ export class RunData {
   readonly words: WordGrouping;
   /** Text shown for each token. */
   readonly display: string[];
-  readonly layers: (LayerTensor | undefined)[];
+  /** Decoded layers; see layer(). */
+  private readonly layers: (LayerTensor | undefined)[];
+  /** Bit-packed layers not unpacked yet: unpacking waits until a view first needs the layer. */
+  private readonly packedLayers: (ArrayBuffer | ArrayBufferView | undefined)[];
   readonly means: (Float32Array | undefined)[];
   arrived = 0;
   done = false;
@@ -66,6 +70,7 @@ export class RunData {
     this.L = m.model.layers;
     this.H = m.model.heads;
     this.layers = new Array(this.L).fill(undefined);
+    this.packedLayers = new Array(this.L).fill(undefined);
     this.means = new Array(this.L).fill(undefined);
     this.words = groupWords(m.tokens, m.sourceText ?? null);
     this.display = m.tokens.map((t, i) => displayToken(t, i > 0 ? m.tokens[i - 1] : null, m.sourceText));
@@ -79,14 +84,35 @@ export class RunData {
    */
   addLayer(layer: number, data: ArrayBuffer | ArrayBufferView, packed = false): boolean {
     if (layer >= this.L) throw new Error(`layer ${layer} out of range (model has ${this.L})`);
-    if (this.layers[layer]) return false;
-    this.layers[layer] = layerTensor(data, this.encoding, this.H, this.T, packed);
+    if (this.hasLayer(layer)) return false;
+    if (packed) {
+      // Checked now, unpacked later: the message handler stays short while a run streams in.
+      const expected = f14ByteLength(this.H * this.T * this.T);
+      if (this.encoding !== 'f16' || data.byteLength !== expected) {
+        throw new Error(`packed layer has ${data.byteLength} bytes, expected ${expected} for ${this.H} heads x ${this.T}x${this.T} f16`);
+      }
+      this.packedLayers[layer] = data;
+    } else {
+      this.layers[layer] = layerTensor(data, this.encoding, this.H, this.T);
+    }
     this.arrived++;
     return true;
   }
 
   hasLayer(l: number): boolean {
-    return this.layers[l] !== undefined;
+    return this.layers[l] !== undefined || this.packedLayers[l] !== undefined;
+  }
+
+  /** Layer `l`, unpacking it on first use; undefined while it has not arrived. */
+  layer(l: number): LayerTensor | undefined {
+    const have = this.layers[l];
+    if (have) return have;
+    const packed = this.packedLayers[l];
+    if (!packed) return undefined;
+    const tensor = layerTensor(packed, this.encoding, this.H, this.T, true);
+    this.layers[l] = tensor;
+    this.packedLayers[l] = undefined;
+    return tensor;
   }
 
   get complete(): boolean {
@@ -120,7 +146,7 @@ export class RunData {
   mean(l: number): Float32Array | null {
     const m = this.means[l];
     if (m) return m;
-    const layer = this.layers[l];
+    const layer = this.layer(l);
     if (!layer) return null;
     const out = meanHeads(layer);
     this.means[l] = out;
@@ -149,7 +175,7 @@ export class RunData {
       const r = this.rollouts.get(this.hide)?.get(l);
       return r ?? null; // rollout matrices live in their own store
     }
-    const layer = this.layers[l];
+    const layer = this.layer(l);
     if (!layer) return null;
     const T = this.T;
     // Evicted arrays are not recycled: a view may still hold one for the paint in progress.
@@ -200,7 +226,7 @@ export class RunData {
 
   /** Decodes one head (processed like matrix()) into `out` without caching: for thumbnails. */
   headInto(l: number, agg: number | 'mean', out: Float32Array): Float32Array | null {
-    const layer = this.layers[l];
+    const layer = this.layer(l);
     if (!layer) return null;
     if (agg === 'mean') {
       const mean = this.mean(l);

@@ -145,10 +145,31 @@ export function unpackF14(words: Uint32Array, n: number, out?: Uint16Array): Uin
   if (words.length * 4 < f14ByteLength(n)) throw new Error(`packed data holds ${words.length * 4} bytes, ${f14ByteLength(n)} needed for ${n} values`);
   const o = out ?? new Uint16Array(n);
   const full = Math.floor(n / GROUP);
-  for (let g = 0; g < full; g++) unpackGroup(words, g * GROUP_WORDS, o, g * GROUP);
+  // The group body is written out in the loop (no call per group): the panel unpacks a layer the
+  // first time it paints it, often before the code is optimised, and a call per 16 values costs
+  // several times more there.
+  for (let g = 0, p = 0, i = 0; g < full; g++, p += GROUP_WORDS, i += GROUP) {
+    const w0 = words[p], w1 = words[p + 1], w2 = words[p + 2], w3 = words[p + 3], w4 = words[p + 4], w5 = words[p + 5], w6 = words[p + 6];
+    o[i] = w0 & M14;
+    o[i + 1] = (w0 >>> 14) & M14;
+    o[i + 2] = (w0 >>> 28) | ((w1 << 4) & M14);
+    o[i + 3] = (w1 >>> 10) & M14;
+    o[i + 4] = (w1 >>> 24) | ((w2 << 8) & M14);
+    o[i + 5] = (w2 >>> 6) & M14;
+    o[i + 6] = (w2 >>> 20) | ((w3 << 12) & M14);
+    o[i + 7] = (w3 >>> 2) & M14;
+    o[i + 8] = (w3 >>> 16) & M14;
+    o[i + 9] = (w3 >>> 30) | ((w4 << 2) & M14);
+    o[i + 10] = (w4 >>> 12) & M14;
+    o[i + 11] = (w4 >>> 26) | ((w5 << 6) & M14);
+    o[i + 12] = (w5 >>> 8) & M14;
+    o[i + 13] = (w5 >>> 22) | ((w6 << 10) & M14);
+    o[i + 14] = (w6 >>> 4) & M14;
+    o[i + 15] = w6 >>> 18;
+  }
   if (full * GROUP < n) {
-    const tail = new Uint16Array(GROUP);
-    unpackGroup(words, full * GROUP_WORDS, tail, 0);
+    // The zero-padded last group, through a packed copy of itself.
+    const tail = unpackF14(words.subarray(full * GROUP_WORDS, (full + 1) * GROUP_WORDS), GROUP);
     o.set(tail.subarray(0, n - full * GROUP), full * GROUP);
   }
   return o;
@@ -167,24 +188,4 @@ function packGroup(c: Uint16Array, i: number, o: Uint32Array, p: number): number
   o[p + 5] = (v11 >>> 6) | (v12 << 8) | (v13 << 22);
   o[p + 6] = (v13 >>> 10) | (v14 << 4) | (v15 << 18);
   return v0 | v1 | v2 | v3 | v4 | v5 | v6 | v7 | v8 | v9 | v10 | v11 | v12 | v13 | v14 | v15;
-}
-
-function unpackGroup(w: Uint32Array, p: number, c: Uint16Array, i: number): void {
-  const w0 = w[p], w1 = w[p + 1], w2 = w[p + 2], w3 = w[p + 3], w4 = w[p + 4], w5 = w[p + 5], w6 = w[p + 6];
-  c[i] = w0 & M14;
-  c[i + 1] = (w0 >>> 14) & M14;
-  c[i + 2] = (w0 >>> 28) | ((w1 << 4) & M14);
-  c[i + 3] = (w1 >>> 10) & M14;
-  c[i + 4] = (w1 >>> 24) | ((w2 << 8) & M14);
-  c[i + 5] = (w2 >>> 6) & M14;
-  c[i + 6] = (w2 >>> 20) | ((w3 << 12) & M14);
-  c[i + 7] = (w3 >>> 2) & M14;
-  c[i + 8] = (w3 >>> 16) & M14;
-  c[i + 9] = (w3 >>> 30) | ((w4 << 2) & M14);
-  c[i + 10] = (w4 >>> 12) & M14;
-  c[i + 11] = (w4 >>> 26) | ((w5 << 6) & M14);
-  c[i + 12] = (w5 >>> 8) & M14;
-  c[i + 13] = (w5 >>> 22) | ((w6 << 10) & M14);
-  c[i + 14] = (w6 >>> 4) & M14;
-  c[i + 15] = w6 >>> 18;
 }

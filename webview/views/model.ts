@@ -181,7 +181,7 @@ export class ModelView implements View {
     const size = thumbSize(vis.length);
     sizeCanvas(cell.canvas, size, size);
     const { img, u32 } = imageFor(cell.ctx, size, size);
-    const layer = run.layers[cell.layer];
+    const layer = run.layer(cell.layer);
     if (!layer) return;
     const heat = this.ctx.theme.heat;
     const thr = this.ctx.ui.threshold;
