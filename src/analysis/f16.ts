@@ -131,11 +131,27 @@ export function packF14(codes: Uint16Array): Uint32Array | null {
   const out = new Uint32Array(f14ByteLength(n) / 4);
   const full = Math.floor(n / GROUP);
   let any = 0;
-  for (let g = 0; g < full; g++) any |= packGroup(codes, g * GROUP, out, g * GROUP_WORDS);
+  // One loop with the group written out, like unpackF14 (see there).
+  for (let g = 0, i = 0, p = 0; g < full; g++, i += GROUP, p += GROUP_WORDS) {
+    const v0 = codes[i], v1 = codes[i + 1], v2 = codes[i + 2], v3 = codes[i + 3], v4 = codes[i + 4], v5 = codes[i + 5], v6 = codes[i + 6], v7 = codes[i + 7];
+    const v8 = codes[i + 8], v9 = codes[i + 9], v10 = codes[i + 10], v11 = codes[i + 11], v12 = codes[i + 12], v13 = codes[i + 13], v14 = codes[i + 14], v15 = codes[i + 15];
+    any |= v0 | v1 | v2 | v3 | v4 | v5 | v6 | v7 | v8 | v9 | v10 | v11 | v12 | v13 | v14 | v15;
+    // Bit k*14 of the group's 224-bit little-endian stream holds pattern k.
+    out[p] = v0 | (v1 << 14) | (v2 << 28);
+    out[p + 1] = (v2 >>> 4) | (v3 << 10) | (v4 << 24);
+    out[p + 2] = (v4 >>> 8) | (v5 << 6) | (v6 << 20);
+    out[p + 3] = (v6 >>> 12) | (v7 << 2) | (v8 << 16) | (v9 << 30);
+    out[p + 4] = (v9 >>> 2) | (v10 << 12) | (v11 << 26);
+    out[p + 5] = (v11 >>> 6) | (v12 << 8) | (v13 << 22);
+    out[p + 6] = (v13 >>> 10) | (v14 << 4) | (v15 << 18);
+  }
   if (full * GROUP < n) {
+    // The last group, zero-padded, through a packed copy of itself.
     const tail = new Uint16Array(GROUP);
     tail.set(codes.subarray(full * GROUP));
-    any |= packGroup(tail, 0, out, full * GROUP_WORDS);
+    const packed = packF14(tail);
+    if (!packed) return null;
+    out.set(packed, full * GROUP_WORDS);
   }
   return any > M14 ? null : out;
 }
@@ -173,19 +189,4 @@ export function unpackF14(words: Uint32Array, n: number, out?: Uint16Array): Uin
     o.set(tail.subarray(0, n - full * GROUP), full * GROUP);
   }
   return o;
-}
-
-/** Writes 16 patterns from c[i..] into o[p..p+7); returns their OR (to detect patterns >= 0x4000). */
-function packGroup(c: Uint16Array, i: number, o: Uint32Array, p: number): number {
-  const v0 = c[i], v1 = c[i + 1], v2 = c[i + 2], v3 = c[i + 3], v4 = c[i + 4], v5 = c[i + 5], v6 = c[i + 6], v7 = c[i + 7];
-  const v8 = c[i + 8], v9 = c[i + 9], v10 = c[i + 10], v11 = c[i + 11], v12 = c[i + 12], v13 = c[i + 13], v14 = c[i + 14], v15 = c[i + 15];
-  // Bit k*14 of the group's 224-bit little-endian stream holds pattern k.
-  o[p] = v0 | (v1 << 14) | (v2 << 28);
-  o[p + 1] = (v2 >>> 4) | (v3 << 10) | (v4 << 24);
-  o[p + 2] = (v4 >>> 8) | (v5 << 6) | (v6 << 20);
-  o[p + 3] = (v6 >>> 12) | (v7 << 2) | (v8 << 16) | (v9 << 30);
-  o[p + 4] = (v9 >>> 2) | (v10 << 12) | (v11 << 26);
-  o[p + 5] = (v11 >>> 6) | (v12 << 8) | (v13 << 22);
-  o[p + 6] = (v13 >>> 10) | (v14 << 4) | (v15 << 18);
-  return v0 | v1 | v2 | v3 | v4 | v5 | v6 | v7 | v8 | v9 | v10 | v11 | v12 | v13 | v14 | v15;
 }
