@@ -11,7 +11,6 @@
 import * as path from 'node:path';
 import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { EngineClient, type RunStart } from '../src/engine/client';
-import { layerTensor, type LayerTensor } from '../src/analysis/tensor';
 import type { HostToWebview, WireToken } from '../src/protocol/webview';
 import { BENCH_CACHE, SAMPLE_TEXT, serializeLikeVsCode } from './real-run';
 import { MODEL_DIR, ROOT } from './util';
@@ -30,9 +29,10 @@ function postToWebview(message: HostToWebview): number {
 interface HostRun {
   start: RunStart;
   tokens: WireToken[];
-  layers: Array<LayerTensor | undefined>;
+  /** Each layer as it arrived (bytes, bit-packed or not). */
+  layers: Array<{ data: ArrayBuffer; packed: boolean } | undefined>;
   /** The extension's own run state (src/editor/runState.ts) when it loads outside VS Code (it only uses vscode's types). */
-  state: { addLayer(layer: number, data: ArrayBuffer): void } | null;
+  state: { addLayer(layer: number, data: ArrayBuffer, packed: boolean): void } | null;
 }
 
 type RunStateCtor = typeof import('../src/editor/runState').RunState;
@@ -86,11 +86,11 @@ async function oneRun(client: EngineClient): Promise<{ ms: number; sent: number 
           notices: s.notices,
         });
       }),
-      onLayer: timed('layer', (layer: number, data: ArrayBuffer, packed?: ArrayBuffer) => {
+      onLayer: timed('layer', (layer: number, data: ArrayBuffer, packed: boolean) => {
         const r = run!;
-        r.layers[layer] = layerTensor(data, r.start.encoding, r.start.shape[1], r.start.shape[2]);
-        r.state?.addLayer(layer, data);
-        sent += postToWebview(packed ? { type: 'run/layer', runId: id, layer, data: packed, packed: true } : { type: 'run/layer', runId: id, layer, data });
+        r.layers[layer] = { data, packed };
+        r.state?.addLayer(layer, data, packed);
+        sent += postToWebview({ type: 'run/layer', runId: id, layer, data, ...(packed ? { packed: true } : {}) });
       }),
     },
   );
@@ -170,7 +170,7 @@ async function hoverOnHost(): Promise<Record<string, number> | { error: string }
     const document = { uri: { toString: () => 'file:///notes.md' }, version: 1 } as never;
     const state = new RunState(1, document, { start: 0, end: SAMPLE_TEXT.length }, SAMPLE_TEXT, r.tokens, model, s.encoding, 1);
     r.layers.forEach((l, i) => {
-      if (l) state.layers[i] = l;
+      if (l) state.addLayer(i, l.data, l.packed);
     });
     const time = (fn: () => unknown): number => {
       const t0 = performance.now();

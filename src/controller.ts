@@ -143,9 +143,9 @@ export class AttentionController implements vscode.Disposable {
             this.paintRange(state);
           },
           onLayer: (layer, data, packed) => {
-            state?.addLayer(layer, data);
-            // The panel gets the bit-packed copy (1.75 instead of 2 bytes per cell) when there is one.
-            void panel.post(packed ? { type: 'run/layer', runId, layer, data: packed, packed: true } : { type: 'run/layer', runId, layer, data });
+            // The same bytes for the hovers and the panel: bit-packed (1.75 bytes per cell) when they fit.
+            state?.addLayer(layer, data, packed);
+            void panel.post({ type: 'run/layer', runId, layer, data, ...(packed ? { packed: true } : {}) });
           },
         },
       );

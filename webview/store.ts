@@ -4,8 +4,7 @@
 
 import type { RunStartMessage, WireToken, WireModel, AttentionEncoding } from '../src/protocol/webview';
 import {
-  f14ByteLength,
-  layerTensor,
+  LayerStore,
   decodeHead,
   meanHeads,
   renormalizeRows,
@@ -42,10 +41,8 @@ export class RunData {
   readonly words: WordGrouping;
   /** Text shown for each token. */
   readonly display: string[];
-  /** Decoded layers; see layer(). */
-  private readonly layers: (LayerTensor | undefined)[];
-  /** Bit-packed layers not unpacked yet: unpacking waits until a view first needs the layer. */
-  private readonly packedLayers: (ArrayBuffer | ArrayBufferView | undefined)[];
+  /** The layers as they arrive (bit-packed ones unpacked on first use). */
+  private readonly store: LayerStore;
   readonly means: (Float32Array | undefined)[];
   arrived = 0;
   done = false;
@@ -69,8 +66,7 @@ export class RunData {
     this.T = m.tokens.length;
     this.L = m.model.layers;
     this.H = m.model.heads;
-    this.layers = new Array(this.L).fill(undefined);
-    this.packedLayers = new Array(this.L).fill(undefined);
+    this.store = new LayerStore(this.encoding, this.L, this.H, this.T);
     this.means = new Array(this.L).fill(undefined);
     this.words = groupWords(m.tokens, m.sourceText ?? null);
     this.display = m.tokens.map((t, i) => displayToken(t, i > 0 ? m.tokens[i - 1] : null, m.sourceText));
@@ -79,40 +75,22 @@ export class RunData {
   }
 
   /**
-   * Stores one layer (`packed`: bit-packed f16, unpacked here); throws (caught by the caller) when
-   * its size is wrong. Returns false for duplicates.
+   * Stores one layer (`packed`: bit-packed f16, unpacked when first needed); throws (caught by
+   * the caller) when its size is wrong. Returns false for duplicates.
    */
   addLayer(layer: number, data: ArrayBuffer | ArrayBufferView, packed = false): boolean {
-    if (layer >= this.L) throw new Error(`layer ${layer} out of range (model has ${this.L})`);
-    if (this.hasLayer(layer)) return false;
-    if (packed) {
-      // Checked now, unpacked later: the message handler stays short while a run streams in.
-      const expected = f14ByteLength(this.H * this.T * this.T);
-      if (this.encoding !== 'f16' || data.byteLength !== expected) {
-        throw new Error(`packed layer has ${data.byteLength} bytes, expected ${expected} for ${this.H} heads x ${this.T}x${this.T} f16`);
-      }
-      this.packedLayers[layer] = data;
-    } else {
-      this.layers[layer] = layerTensor(data, this.encoding, this.H, this.T);
-    }
+    if (!this.store.add(layer, data, packed)) return false;
     this.arrived++;
     return true;
   }
 
   hasLayer(l: number): boolean {
-    return this.layers[l] !== undefined || this.packedLayers[l] !== undefined;
+    return this.store.has(l);
   }
 
-  /** Layer `l`, unpacking it on first use; undefined while it has not arrived. */
+  /** Layer `l`, or undefined while it has not arrived. */
   layer(l: number): LayerTensor | undefined {
-    const have = this.layers[l];
-    if (have) return have;
-    const packed = this.packedLayers[l];
-    if (!packed) return undefined;
-    const tensor = layerTensor(packed, this.encoding, this.H, this.T, true);
-    this.layers[l] = tensor;
-    this.packedLayers[l] = undefined;
-    return tensor;
+    return this.store.get(l);
   }
 
   get complete(): boolean {

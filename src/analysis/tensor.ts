@@ -221,3 +221,55 @@ export function rowSums(m: Float32Array, T: number): Float64Array {
   }
   return s;
 }
+
+/**
+ * A run's layers as they arrive: plain ones are wrapped at once, bit-packed ones (packF14) are
+ * checked at once and unpacked when first asked for, so a handler receiving a layer stays short.
+ */
+export class LayerStore {
+  private readonly tensors: (LayerTensor | undefined)[];
+  private readonly packed: (ArrayBufferLike | ArrayBufferView | undefined)[];
+
+  constructor(
+    readonly encoding: Encoding,
+    readonly layers: number,
+    readonly heads: number,
+    readonly T: number,
+  ) {
+    this.tensors = new Array(layers).fill(undefined);
+    this.packed = new Array(layers).fill(undefined);
+  }
+
+  /** Stores layer `l`; throws when it is out of range or its size is wrong. Returns false for a duplicate. */
+  add(l: number, data: ArrayBufferLike | ArrayBufferView, packed = false): boolean {
+    if (!(l >= 0 && l < this.layers)) throw new Error(`layer ${l} out of range (model has ${this.layers})`);
+    if (this.has(l)) return false;
+    if (packed) {
+      const expected = f14ByteLength(this.heads * this.T * this.T);
+      if (this.encoding !== 'f16') throw new Error(`only f16 layers can be packed, not ${this.encoding}`);
+      if (data.byteLength !== expected) {
+        throw new Error(`packed layer has ${data.byteLength} bytes, expected ${expected} for ${this.heads} heads x ${this.T}x${this.T}`);
+      }
+      this.packed[l] = data;
+    } else {
+      this.tensors[l] = layerTensor(data, this.encoding, this.heads, this.T);
+    }
+    return true;
+  }
+
+  has(l: number): boolean {
+    return this.tensors[l] !== undefined || this.packed[l] !== undefined;
+  }
+
+  /** Layer `l` (unpacking it on first use), or undefined while it has not arrived. */
+  get(l: number): LayerTensor | undefined {
+    const have = this.tensors[l];
+    if (have) return have;
+    const packed = this.packed[l];
+    if (!packed) return undefined;
+    const tensor = layerTensor(packed, this.encoding, this.heads, this.T, true);
+    this.tensors[l] = tensor;
+    this.packed[l] = undefined;
+    return tensor;
+  }
+}

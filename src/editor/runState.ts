@@ -3,7 +3,7 @@
 import * as vscode from 'vscode';
 import { attendedWords, tokenAt } from '../analysis/attended';
 import { rolloutRow } from '../analysis/rollout';
-import { keepMask, layerTensor, meanHeads, renormalizeRow, type LayerTensor } from '../analysis/tensor';
+import { LayerStore, keepMask, meanHeads, renormalizeRow, type LayerTensor } from '../analysis/tensor';
 import { groupWords, topAttended, type AttendedWord, type WordGrouping } from '../analysis/words';
 import type { HeadSelection, WireModel, WireToken } from '../protocol/webview';
 import type { AttentionEncoding } from '../engine/types';
@@ -18,7 +18,8 @@ export interface HeadView {
 }
 
 export class RunState {
-  readonly layers: Array<LayerTensor | undefined>;
+  /** The layers as they arrive (bit-packed ones unpacked on first use). */
+  private readonly store: LayerStore;
   readonly grouping: WordGrouping;
   view: HeadView;
   /** Head means per layer, computed on first use by rollout. */
@@ -35,15 +36,20 @@ export class RunState {
     readonly encoding: AttentionEncoding,
     readonly version: number,
   ) {
-    this.layers = new Array(model.layers).fill(undefined);
+    this.store = new LayerStore(encoding, model.layers, model.heads, tokens.length);
     this.means = new Array(model.layers).fill(undefined);
     // The panel opens on the first layer's mean; it posts select/head when the user moves.
     this.view = { layer: 0, head: 'mean', hideSpecial: false, rollout: false };
     this.grouping = groupWords(tokens, { text, offset: range.start });
   }
 
-  addLayer(layer: number, data: ArrayBuffer): void {
-    this.layers[layer] = layerTensor(data, this.encoding, this.model.heads, this.tokens.length);
+  /** `packed`: bit-packed f16 (as the worker sends it), unpacked the first time a hover needs it. */
+  addLayer(layer: number, data: ArrayBuffer, packed = false): void {
+    this.store.add(layer, data, packed);
+  }
+
+  layer(l: number): LayerTensor | undefined {
+    return this.store.get(l);
   }
 
   /** Whether `document` still has the text this run analysed (hovers on stale text would lie). */
@@ -58,11 +64,11 @@ export class RunState {
   /** Top words token `q` attends to in `view` (default: what the panel focuses), or null while that layer is still streaming. */
   attended(q: number, k: number, view: HeadView = this.view): AttendedWord[] | null {
     if (!view.rollout) {
-      const tensor = this.layers[view.layer];
+      const tensor = this.layer(view.layer);
       return tensor ? attendedWords(tensor, view.head, q, this.tokens, this.grouping, k, view.hideSpecial) : null;
     }
     for (let l = 0; l <= view.layer; l++) {
-      const tensor = this.layers[l];
+      const tensor = this.layer(l);
       if (!tensor) return null;
       this.means[l] ??= meanHeads(tensor);
     }
@@ -76,10 +82,10 @@ export class RunState {
    * rollout hover does not block the host (12 layers x T=512 is ~300 ms in one go).
    */
   prepareRollout(): void {
-    const next = this.means.findIndex((m, l) => !m && this.layers[l]);
+    const next = this.means.findIndex((m, l) => !m && this.store.has(l));
     if (next < 0) return;
     setImmediate(() => {
-      const tensor = this.layers[next];
+      const tensor = this.layer(next);
       if (tensor) this.means[next] ??= meanHeads(tensor);
       this.prepareRollout();
     });

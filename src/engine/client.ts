@@ -10,8 +10,8 @@ export type RunStart = Extract<WorkerToHost, { type: 'start' }>;
 export interface RunHandlers {
   onProgress?: (p: LoadProgress) => void;
   onStart?: (start: RunStart) => void;
-  /** `packed`: the same f16 layer bit-packed for the panel (see the worker protocol), when possible. */
-  onLayer?: (layer: number, data: ArrayBuffer, packed?: ArrayBuffer) => void;
+  /** `packed`: `data` is the f16 layer bit-packed (packF14), as the panel takes it. */
+  onLayer?: (layer: number, data: ArrayBuffer, packed: boolean) => void;
 }
 
 export interface RunHandle {
@@ -148,7 +148,7 @@ export class EngineClient {
         p.handlers.onStart?.(msg);
         break;
       case 'layer':
-        p.handlers.onLayer?.(msg.layer, msg.data, msg.packed);
+        p.handlers.onLayer?.(msg.layer, msg.data, msg.packed === true);
         break;
       case 'done':
         this.pending.delete(msg.requestId);

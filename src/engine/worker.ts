@@ -57,11 +57,11 @@ async function analyze(msg: Extract<HostToWorker, { type: 'analyze' }>): Promise
     });
     const stride = H * T * T;
     for (let l = 0; l < L; l++) {
-      const layer = result.attention.slice(l * stride, (l + 1) * stride);
-      // Packed here, off the extension host's thread, for the host to forward to the panel.
-      const packed = layer instanceof Uint16Array ? (packF14(layer)?.buffer as ArrayBuffer | undefined) : undefined;
-      const data = layer.buffer as ArrayBuffer;
-      post({ type: 'layer', requestId: msg.requestId, layer: l, data, packed }, packed ? [data, packed] : [data]);
+      const layer = result.attention.subarray(l * stride, (l + 1) * stride);
+      // Packed here, off the extension host's thread: the host keeps these bytes and forwards them to the panel.
+      const packed = layer instanceof Uint16Array ? packF14(layer) : null;
+      const data = (packed ?? layer.slice()).buffer as ArrayBuffer;
+      post({ type: 'layer', requestId: msg.requestId, layer: l, data, ...(packed ? { packed: true } : {}) }, [data]);
     }
     post({ type: 'done', requestId: msg.requestId, timings: result.timings });
   } catch (e) {

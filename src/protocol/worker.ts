@@ -30,9 +30,9 @@ export type WorkerToHost =
       runtime: string;
     }
   /**
-   * One layer, [heads][T][T] in the request's encoding (buffers transferred, not copied). For f16,
-   * `packed` is the same layer bit-packed for the panel (packF14), absent if it cannot be packed.
+   * One layer, [heads][T][T] in the request's encoding (buffer transferred, not copied). `packed`:
+   * f16 bit-packed (packF14), as the host forwards it to the panel; absent when a value did not fit.
    */
-  | { type: 'layer'; requestId: number; layer: number; data: ArrayBuffer; packed?: ArrayBuffer }
+  | { type: 'layer'; requestId: number; layer: number; data: ArrayBuffer; packed?: boolean }
   | { type: 'done'; requestId: number; timings: Timings }
   | { type: 'error'; requestId: number; code: EngineErrorCode; message: string };

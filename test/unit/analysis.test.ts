@@ -14,6 +14,7 @@ import {
   unpackF14,
   f14ByteLength,
   layerTensor,
+  LayerStore,
   decodeHead,
   decodeRow,
   meanHeads,
@@ -243,6 +244,35 @@ describe('14-bit packing of probabilities', () => {
     assert.deepEqual(layerTensor(shifted.subarray(1), 'f16', H, T, true).raw, plain.raw);
     assert.throws(() => layerTensor(packed.buffer.slice(4), 'f16', H, T, true), /packed layer has/);
     assert.throws(() => layerTensor(packed.buffer, 'f32', H, T, true), /only f16/);
+  });
+});
+
+describe('LayerStore', () => {
+  const H = 2;
+  const T = 3;
+  const rand = rng(11);
+  const codes = () => encodeF16(Float32Array.from({ length: H * T * T }, () => rand()));
+  test('plain and packed layers read back the same; packed ones unpack on first use only', () => {
+    const store = new LayerStore('f16', 3, H, T);
+    const a = codes();
+    const b = codes();
+    assert.equal(store.add(0, a.buffer), true);
+    assert.equal(store.add(2, packF14(b)!.buffer, true), true);
+    assert.deepEqual([store.has(0), store.has(1), store.has(2)], [true, false, true]);
+    assert.equal(store.get(1), undefined);
+    assert.deepEqual(store.get(0)!.raw, a);
+    const unpacked = store.get(2)!;
+    assert.deepEqual(unpacked.raw, b);
+    assert.equal(store.get(2), unpacked, 'unpacked once, then kept');
+    assert.equal(store.add(2, packF14(b)!.buffer, true), false, 'a duplicate is ignored');
+  });
+  test('a wrong size, a packed non-f16 layer or a layer out of range is refused when it arrives', () => {
+    const store = new LayerStore('f16', 2, H, T);
+    assert.throws(() => store.add(0, new ArrayBuffer(8), true), /packed layer has 8 bytes/);
+    assert.throws(() => store.add(0, new ArrayBuffer(8)), /expected 36/);
+    assert.throws(() => store.add(2, codes().buffer), /out of range/);
+    assert.throws(() => new LayerStore('f32', 1, H, T).add(0, packF14(codes())!.buffer, true), /only f16/);
+    assert.equal(store.has(0), false);
   });
 });
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineClient } from '../../src/engine/client';
+import { AttentionEngine } from '../../src/engine/engine';
 import { EngineError } from '../../src/engine/types';
 import { f14ByteLength, unpackF14 } from '../../src/analysis/f16';
 import { tempDir, STORIES } from './helpers/shared';
@@ -21,21 +22,23 @@ describe('engine worker', () => {
   });
   after(() => client.dispose());
 
-  test('streams a start message, one transferred buffer per layer (plus its packed copy), then done', async () => {
-    const layers: Array<[number, ArrayBuffer, ArrayBuffer | undefined]> = [];
+  test('streams a start message, one transferred buffer per layer (bit-packed f16), then done', async () => {
+    const layers: Array<[number, ArrayBuffer, boolean]> = [];
     let starts = 0;
     const run = client.analyze({ model: STORIES, text }, { onStart: () => starts++, onLayer: (l, d, p) => layers.push([l, d, p]) });
     const { start, timings } = await run.done;
     const [L, H, T] = start.shape;
     assert.equal(starts, 1);
     assert.deepEqual(layers.map(([l]) => l), [0, 1, 2, 3, 4]);
-    for (const [, data, packed] of layers) {
+    // The same half patterns the engine produces in process, 14 bits each.
+    const local = new AttentionEngine({ cacheDir: tempDir(), runtime: 'cpu', offline: true });
+    const expected = (await local.analyze(STORIES, text, { encoding: 'f16' })).attention as Uint16Array;
+    await local.dispose();
+    for (const [l, data, packed] of layers) {
       assert.ok(data instanceof ArrayBuffer);
-      assert.equal(data.byteLength, H * T * T * 2, 'float16 by default');
-      // The panel's copy: the same half patterns, 14 bits each.
-      assert.ok(packed instanceof ArrayBuffer, 'probabilities always pack');
-      assert.equal(packed.byteLength, f14ByteLength(H * T * T));
-      assert.deepEqual(unpackF14(new Uint32Array(packed), H * T * T), new Uint16Array(data));
+      assert.equal(packed, true, 'probabilities always pack');
+      assert.equal(data.byteLength, f14ByteLength(H * T * T), 'float16 by default, 14 bits per value');
+      assert.deepEqual(unpackF14(new Uint32Array(data), H * T * T), expected.subarray(l * H * T * T, (l + 1) * H * T * T));
     }
     assert.equal(L, 5);
     assert.equal(start.tokens.length, T);
