@@ -48,6 +48,10 @@ export class RunState {
     this.store.add(layer, data, packed);
   }
 
+  hasLayer(l: number): boolean {
+    return this.store.has(l);
+  }
+
   layer(l: number): LayerTensor | undefined {
     return this.store.get(l);
   }
