@@ -3,7 +3,7 @@
 // feeding the extension's exact message sequence and timing it to painted frames, hover latency,
 // and the page's heap through the DevTools protocol.
 import type { Browser, CDPSession, Page } from 'playwright-core';
-import { ensureBuilt, frames, launch, openPanel, type PanelPage } from '../test/webview/harness';
+import { ensureBuilt, frames, launch, openPanel, stageBuffer, type PanelPage } from '../test/webview/harness';
 
 export { frames };
 import type { RealRun } from './real-run';
@@ -40,19 +40,7 @@ export async function stageRun(page: Page, run: RealRun): Promise<void> {
     (window as unknown as { __stage: ArrayBuffer[] }).__stage = [];
     (window as unknown as { __stagePacked: boolean[] }).__stagePacked = packed;
   }, run.wire.map((w) => w.packed));
-  for (let l = 0; l < run.wire.length; l++) {
-    const d = run.wire[l].data;
-    const b64 = Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('base64');
-    await page.evaluate(
-      ([slot, s]) => {
-        const bin = atob(s);
-        const u = new Uint8Array(bin.length);
-        for (let i = 0; i < bin.length; i++) u[i] = bin.charCodeAt(i);
-        (window as unknown as { __stage: ArrayBuffer[] }).__stage[slot] = u.buffer;
-      },
-      [l, b64] as const,
-    );
-  }
+  for (let l = 0; l < run.wire.length; l++) await stageBuffer(page, l, run.wire[l].data);
   await page.evaluate(
     ([start, done]) => {
       const w = window as unknown as { __runStart: unknown; __runDone: unknown };
@@ -271,23 +259,14 @@ export async function hoverHeadView(page: Page, count: number, seed = 1): Promis
   });
   if (targets.length < 2) throw new Error('head view: no hoverable tokens found');
   const rnd = lcg(seed);
-  const samples: HoverSample[] = [];
-  let timeouts = 0;
   let prev = -1;
-  await frameClock(page, true);
-  for (let i = 0; i < count; i++) {
+  return timeHovers(page, count, () => {
     let k = Math.floor(rnd() * targets.length);
     if (k === prev) k = (k + 1) % targets.length;
     prev = k;
     const t = targets[k];
-    await armHover(page, '.hv-lines', `.tok.${t.side}.active[data-index="${t.index}"]`);
-    await page.mouse.move(t.x, t.y);
-    const s = await takeHover(page);
-    if (s) samples.push(s);
-    else timeouts++;
-  }
-  await frameClock(page, false);
-  return { samples, timeouts };
+    return { x: t.x, y: t.y, canvas: '.hv-lines', active: `.tok.${t.side}.active[data-index="${t.index}"]` };
+  });
 }
 
 /** Hovers `count` cells of the matrix view with real (CDP) mouse moves. */
@@ -300,14 +279,25 @@ export async function hoverMatrixView(page: Page, count: number, seed = 2): Prom
     return { x: r.left, y: r.top, w: r.width, h: r.height };
   });
   const rnd = lcg(seed);
+  return timeHovers(page, count, () => ({ x: box.x + 1 + rnd() * (box.w - 2), y: box.y + 1 + rnd() * (box.h - 2), canvas: '.mx-overlay', active: null }));
+}
+
+/**
+ * `count` real mouse moves to the points `next` gives, each timed from the pointer event to the
+ * frame that repaints `canvas` (and shows `active`, when given; see armHover).
+ */
+async function timeHovers(
+  page: Page,
+  count: number,
+  next: () => { x: number; y: number; canvas: string; active: string | null },
+): Promise<{ samples: HoverSample[]; timeouts: number }> {
   const samples: HoverSample[] = [];
   let timeouts = 0;
   await frameClock(page, true);
   for (let i = 0; i < count; i++) {
-    const x = box.x + 1 + rnd() * (box.w - 2);
-    const y = box.y + 1 + rnd() * (box.h - 2);
-    await armHover(page, '.mx-overlay', null);
-    await page.mouse.move(x, y);
+    const t = next();
+    await armHover(page, t.canvas, t.active);
+    await page.mouse.move(t.x, t.y);
     const s = await takeHover(page);
     if (s) samples.push(s);
     else timeouts++;

@@ -32,6 +32,13 @@ export function layerByteLength(encoding: Encoding, heads: number, T: number): n
   return heads * T * T * BYTES_PER_ELEMENT[encoding];
 }
 
+/** Throws unless `byteLength` is a packF14 layer of [heads][T][T] f16 values. */
+function checkPacked(byteLength: number, encoding: Encoding, heads: number, T: number): void {
+  if (encoding !== 'f16') throw new Error(`only f16 layers can be packed, not ${encoding}`);
+  const expected = f14ByteLength(heads * T * T);
+  if (byteLength !== expected) throw new Error(`packed layer has ${byteLength} bytes, expected ${expected} for ${heads} heads x ${T}x${T}`);
+}
+
 /**
  * Wraps a layer's bytes without copying (unless the bytes are misaligned for the element size).
  * `packed` (f16 only): the bytes are packF14 output, unpacked here into a new array.
@@ -47,12 +54,9 @@ export function layerTensor(
   const bytes = BYTES_PER_ELEMENT[encoding];
   if (bytes === undefined) throw new Error(`unknown attention encoding ${String(encoding)}`);
   if (packed) {
-    if (encoding !== 'f16') throw new Error(`only f16 layers can be packed, not ${encoding}`);
+    checkPacked(data.byteLength, encoding, heads, T);
     const n = heads * T * T;
     const view = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
-    if (view.byteLength !== f14ByteLength(n)) {
-      throw new Error(`packed layer has ${view.byteLength} bytes, expected ${f14ByteLength(n)} for ${heads} heads x ${T}x${T}`);
-    }
     const aligned = view.byteOffset % 4 === 0 ? view : view.slice();
     const words = new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
     return { encoding, heads, T, raw: unpackF14(words, n), lut: f16Lut() };
@@ -245,11 +249,7 @@ export class LayerStore {
     if (!(l >= 0 && l < this.layers)) throw new Error(`layer ${l} out of range (model has ${this.layers})`);
     if (this.has(l)) return false;
     if (packed) {
-      const expected = f14ByteLength(this.heads * this.T * this.T);
-      if (this.encoding !== 'f16') throw new Error(`only f16 layers can be packed, not ${this.encoding}`);
-      if (data.byteLength !== expected) {
-        throw new Error(`packed layer has ${data.byteLength} bytes, expected ${expected} for ${this.heads} heads x ${this.T}x${this.T}`);
-      }
+      checkPacked(data.byteLength, this.encoding, this.heads, this.T);
       this.packed[l] = data;
     } else {
       this.tensors[l] = layerTensor(data, this.encoding, this.heads, this.T);
