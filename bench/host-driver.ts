@@ -11,7 +11,7 @@
 import * as path from 'node:path';
 import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { EngineClient, type RunStart } from '../src/engine/client';
-import type { HostToWebview, WireToken } from '../src/protocol/webview';
+import { layerMessages, type HostToWebview, type WireToken } from '../src/protocol/webview';
 import { BENCH_CACHE, SAMPLE_TEXT, serializeLikeVsCode } from './real-run';
 import { MODEL_DIR, ROOT } from './util';
 
@@ -90,7 +90,7 @@ async function oneRun(client: EngineClient): Promise<{ ms: number; sent: number 
         const r = run!;
         r.layers[layer] = { data, packed };
         r.state?.addLayer(layer, data, packed);
-        sent += postToWebview({ type: 'run/layer', runId: id, layer, data, ...(packed ? { packed: true } : {}) });
+        for (const m of layerMessages(id, layer, data, packed, r.start.encoding)) sent += postToWebview(m);
       }),
     },
   );

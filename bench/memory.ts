@@ -8,10 +8,11 @@
 //   HeapProfiler.collectGarbage + Runtime.getHeapUsage, with ArrayBuffer backing stores and DOM
 //   counters beside it.
 // The two run in parallel (they are independent processes; timings here are not the point).
-import type { Page } from 'playwright-core';
+import type { CDPSession, Page } from 'playwright-core';
 import { round, table } from './util';
 import { ensureBuiltAll, realRuns } from './real-run';
-import { feedRun, frames, heapBreakdown, launch, openBenchPanel, pageHeap, stageRun, type HeapBreakdown } from './render-page';
+import { frames, heapBreakdown, launch, pageHeap, stageRun, type HeapBreakdown, type StagedLayer } from './render-page';
+import { ensureBuilt, openFramedPanel } from '../test/webview/harness';
 import { runDriver } from './host';
 import { TARGETS, verdict } from './targets';
 
@@ -19,26 +20,89 @@ const T = Number(process.env.BENCH_MEMORY_T ?? 512);
 const RUNS = Number(process.env.BENCH_MEMORY_RUNS ?? 50);
 const VIEWS = ['model', 'head', 'matrix'] as const;
 
-/** Switches the panel's view (the tabs are hidden until the first run: then the view is the default, model). */
-async function clickTab(page: Page, view: string): Promise<void> {
-  await page.evaluate((view) => document.getElementById(`tab-${view}`)?.click(), view);
+/**
+ * The panel seen from outside its process, with DevTools protocol DOM calls (C++ only: they run no
+ * script in the panel's heap): attributes of #app, and centres of elements to point at.
+ */
+function panelDom(cdp: CDPSession) {
+  let root: number | null = null;
+  const node = async (selector: string): Promise<number> => {
+    root ??= ((await cdp.send('DOM.getDocument', { depth: 0 })) as { root: { nodeId: number } }).root.nodeId;
+    const { nodeId } = (await cdp.send('DOM.querySelector', { nodeId: root, selector })) as { nodeId: number };
+    if (!nodeId) throw new Error(`panel: no ${selector}`);
+    return nodeId;
+  };
+  return {
+    async attribute(selector: string, name: string): Promise<string | null> {
+      const { attributes } = (await cdp.send('DOM.getAttributes', { nodeId: await node(selector) })) as { attributes: string[] };
+      const i = attributes.findIndex((a, k) => k % 2 === 0 && a === name);
+      return i < 0 ? null : attributes[i + 1];
+    },
+    /** Content box in the frame's coordinates (the frame fills the page from its top-left corner). */
+    async box(selector: string): Promise<{ x: number; y: number; width: number; height: number }> {
+      const { model } = (await cdp.send('DOM.getBoxModel', { nodeId: await node(selector) })) as { model: { content: number[]; width: number; height: number } };
+      return { x: model.content[0], y: model.content[1], width: model.width, height: model.height };
+    },
+  };
+}
+
+/**
+ * Posts one run's message sequence from the workbench page into the panel frame (structured clones,
+ * as VS Code's webview host delivers them) and waits until the panel has painted every layer.
+ */
+async function feedFramed(page: Page, dom: ReturnType<typeof panelDom>, runId: number): Promise<void> {
+  await page.evaluate((runId) => {
+    const w = window as unknown as {
+      __stage: ArrayBuffer[];
+      __stageLayer: StagedLayer[];
+      __runStart: Record<string, unknown>;
+      __runDone: Record<string, unknown>;
+      __post(m: unknown): void;
+    };
+    w.__post({ ...w.__runStart, runId });
+    w.__stage.forEach((data, i) => w.__post({ ...w.__stageLayer[i], runId, data }));
+    w.__post({ ...w.__runDone, runId });
+    w.__post({ type: 'status', message: null });
+  }, runId);
+  const deadline = Date.now() + 60_000;
+  while ((await dom.attribute('#app', 'data-painted-run')) !== String(runId)) {
+    if (Date.now() > deadline) throw new Error(`run ${runId} not painted after 60 s`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }
 
 async function webviewGrowth() {
   const run = (await realRuns([T])).get(T)!;
   const browser = await launch();
   try {
-    const p = await openBenchPanel(browser);
-    const { page } = p;
+    ensureBuilt();
+    // The panel in a cross-origin frame, as VS Code hosts it: the driver's staging, message
+    // cloning and Playwright's own scripts run in the workbench page's process, and the heap
+    // measured is the panel frame's process alone. No script of the driver runs in it: the panel
+    // is read and pointed at through DevTools DOM calls and real mouse input.
+    const p = await openFramedPanel(browser, { viewport: { width: 1100, height: 760 } });
+    const { page, cdp } = p;
+    const dom = panelDom(cdp);
     try {
       await stageRun(page, run);
-      const cdp = await page.context().newCDPSession(page);
+      const centre = async (selector: string) => {
+        const b = await dom.box(selector);
+        return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
+      };
+      // Where to point, looked up once (the tabs appear with the first run).
+      let tabs: Record<string, { x: number; y: number }> | null = null;
+      let tokens: { x: number; y: number }[] | null = null;
+      let heat: { x: number; y: number; width: number; height: number } | null = null;
+      const showView = async (view: string) => {
+        const t = tabs?.[view];
+        if (t) await page.mouse.click(t.x, t.y);
+        await frames(page, 2);
+      };
       const measure = async () => {
-        await clickTab(page, 'model');
+        await showView('model');
         await page.mouse.move(2, 2);
         await frames(page, 3);
-        // The harness's acquireVsCodeApi stub records every message the panel posts (hover/token,
-        // select/head) in window.__posted; VS Code sends them on. Not the app's memory: emptied.
+        // What the panel posted (hover/token, select/head), relayed to the workbench page.
         await page.evaluate(() => {
           (window as unknown as { __posted: unknown[] }).__posted.length = 0;
         });
@@ -49,35 +113,23 @@ async function webviewGrowth() {
       let after1: Awaited<ReturnType<typeof pageHeap>> | null = null;
       let snap1: HeapBreakdown | null = null;
       const t0 = performance.now();
-      // Where to point, looked up once: Playwright's element lookups run in an isolated world of
-      // the page's own V8 heap, so repeating them every run would count the driver's JIT code as
-      // the panel's growth (about 100 KB over 50 runs when measured).
-      let tokens: { x: number; y: number }[] | null = null;
-      let heat: { x: number; y: number; width: number; height: number } | null = null;
       const exercise = async (view: (typeof VIEWS)[number], i: number) => {
-        await clickTab(page, view);
+        await showView(view);
         if (view === 'head') {
-          if (!tokens) {
-            await page.waitForSelector('.tok.q[data-index="7"]');
-            tokens = await page.evaluate(() =>
-              [3, 4, 5, 6, 7].map((k) => {
-                const r = document.querySelector(`.tok.q[data-index="${k}"]`)!.getBoundingClientRect();
-                return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
-              }),
-            );
-          }
+          tokens ??= await Promise.all([3, 4, 5, 6, 7].map((k) => centre(`.tok.q[data-index="${k}"]`)));
           const t = tokens[i % 5];
           await page.mouse.move(t.x, t.y);
         } else if (view === 'matrix') {
-          heat ??= await page.locator('.mx-heat').boundingBox();
-          if (heat) await page.mouse.move(heat.x + (heat.width * ((i * 37) % 100)) / 100, heat.y + (heat.height * ((i * 61) % 100)) / 100);
+          heat ??= await dom.box('.mx-heat');
+          await page.mouse.move(heat.x + (heat.width * ((i * 37) % 100)) / 100, heat.y + (heat.height * ((i * 61) % 100)) / 100);
         }
         await frames(page, 2);
       };
       for (let i = 1; i <= RUNS; i++) {
         const view = VIEWS[(i - 1) % VIEWS.length];
-        await clickTab(page, view);
-        await feedRun(page, i);
+        await showView(view);
+        await feedFramed(page, dom, i);
+        tabs ??= Object.fromEntries(await Promise.all(VIEWS.map(async (v) => [v, await centre(`#tab-${v}`)] as const)));
         await exercise(view, i);
         if (i === 1) {
           // The baseline has shown every view once (their one-time DOM and buffers are not growth).
@@ -94,7 +146,8 @@ async function webviewGrowth() {
       const afterN = await measure();
       const snapN = await heapBreakdown(cdp);
       series.push({ run: RUNS, usedMiB: round(afterN.usedSize / 2 ** 20, 3), nodes: afterN.nodes });
-      return { beforeAny, after1: after1!, afterN, snap1: snap1!, snapN, series, seconds: round((performance.now() - t0) / 1000, 1), errors: p.errors.slice(0, 5) };
+      const shown = await dom.attribute('#app', 'data-view');
+      return { beforeAny, after1: after1!, afterN, snap1: snap1!, snapN, series, shown, seconds: round((performance.now() - t0) / 1000, 1), errors: p.errors.slice(0, 5) };
     } finally {
       await p.close();
     }

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { AttentionEngine } from '../src/engine/engine';
 import type { AttentionResult } from '../src/engine/types';
 import { packF14 } from '../src/analysis/f16';
-import type { HostToWebview, RunDoneMessage, RunStartMessage, WireToken } from '../src/protocol/webview';
+import { layerMessages, type HostToWebview, type RunDoneMessage, type RunLayerMessage, type RunStartMessage, type WireToken } from '../src/protocol/webview';
 import { ROOT, ensureModel } from './util';
 import { ensureBuilt } from '../test/webview/harness';
 
@@ -82,8 +82,11 @@ export interface RealRun {
   start: RunStartMessage;
   /** One f16 layer each, [heads][T][T] (views into fresh buffers, byteOffset 0). */
   layers: Uint16Array[];
-  /** Each layer as the host posts it to the panel: bit-packed (packF14) when possible, as the worker packs it. */
-  wire: Array<{ data: Uint16Array | Uint32Array; packed: boolean }>;
+  /**
+   * The layers as the host posts them to the panel (runId 0): bit-packed (packF14) when possible, as
+   * the worker packs them, and a large layer in parts (layerMessages), as the controller sends it.
+   */
+  wire: RunLayerMessage[];
   done: RunDoneMessage;
   /** The whole warm-run sequence the host posts, in order (layers as ArrayBuffers). */
   messages(runId: number): HostToWebview[];
@@ -116,9 +119,9 @@ export function toMessages(result: AttentionResult, text: string): Omit<RealRun,
   const stride = H * T * T;
   const all = result.attention as Uint16Array;
   const layers = Array.from({ length: L }, (_, l) => all.slice(l * stride, (l + 1) * stride));
-  const wire = layers.map((d) => {
+  const wire = layers.flatMap((d, l) => {
     const packed = packF14(d);
-    return packed ? { data: packed, packed: true } : { data: d, packed: false };
+    return layerMessages(0, l, (packed ?? d.slice()).buffer as ArrayBuffer, packed !== null, result.encoding);
   });
   const done: RunDoneMessage = { type: 'run/done', runId: 0, timings: { ...result.timings }, runtime: result.runtime };
   return {
@@ -129,7 +132,7 @@ export function toMessages(result: AttentionResult, text: string): Omit<RealRun,
     messages(runId: number): HostToWebview[] {
       return [
         { ...start, runId },
-        ...wire.map((w, layer) => ({ type: 'run/layer' as const, runId, layer, data: w.data.slice().buffer as ArrayBuffer, ...(w.packed ? { packed: true } : {}) })),
+        ...wire.map((m) => ({ ...m, runId, data: m.data.slice(0) })),
         { ...done, runId },
         { type: 'status' as const, message: null },
       ];

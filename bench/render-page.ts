@@ -18,29 +18,32 @@ export async function openBenchPanel(browser: Browser, viewport = { width: 1100,
   return p;
 }
 
-/** A plain page (no CSP) on an https origin, for the transfer measurements. */
-export async function openPlainPage(browser: Browser): Promise<{ page: Page; close(): Promise<void> }> {
+/** A plain page (no CSP) on an https origin, for the transfer measurements; `pages`: more URLs to serve (HTML bodies). */
+export async function openPlainPage(browser: Browser, pages: Record<string, string> = {}): Promise<{ page: Page; close(): Promise<void> }> {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.addInitScript('window.__name = (f) => f;');
-  await page.route('https://bench.test/**', (route) =>
-    route.fulfill({ status: 200, contentType: 'text/html', body: '<!DOCTYPE html><html><head><meta charset="utf-8"></head><body></body></html>' }),
-  );
+  const html = (body: string) => `<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>${body}</body></html>`;
+  await page.route('https://bench.test/**', (route) => route.fulfill({ status: 200, contentType: 'text/html', body: html('') }));
+  for (const [url, body] of Object.entries(pages)) await page.route(url, (route) => route.fulfill({ status: 200, contentType: 'text/html', body: html(body) }));
   await page.goto('https://bench.test/');
   return { page, close: () => context.close() };
 }
 
+/** run/layer without its runId and data: what window.__stageLayer[i] holds beside __stage[i]. */
+export type StagedLayer = { type: 'run/layer'; layer: number; packed?: boolean; start?: number };
+
 /**
- * Copies the run's layers as the host posts them into the page as ArrayBuffers (window.__stage[l],
- * window.__stagePacked[l] saying whether it is bit-packed) and its run/start and run/done into
+ * Copies the run's layer messages as the host posts them into the page: their ArrayBuffers in
+ * window.__stage[i] and the rest in window.__stageLayer[i]; and its run/start and run/done into
  * window.__runStart / __runDone. Base64 crosses the DevTools protocol fastest.
  */
 export async function stageRun(page: Page, run: RealRun): Promise<void> {
-  await page.evaluate((packed) => {
+  await page.evaluate((layers) => {
     (window as unknown as { __stage: ArrayBuffer[] }).__stage = [];
-    (window as unknown as { __stagePacked: boolean[] }).__stagePacked = packed;
-  }, run.wire.map((w) => w.packed));
-  for (let l = 0; l < run.wire.length; l++) await stageBuffer(page, l, run.wire[l].data);
+    (window as unknown as { __stageLayer: StagedLayer[] }).__stageLayer = layers;
+  }, run.wire.map(({ runId: _, data: __, ...rest }): StagedLayer => rest));
+  for (let i = 0; i < run.wire.length; i++) await stageBuffer(page, i, new Uint8Array(run.wire[i].data));
   await page.evaluate(
     ([start, done]) => {
       const w = window as unknown as { __runStart: unknown; __runDone: unknown };
@@ -91,7 +94,7 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
   return page.evaluate(
     ([runId, timeoutMs]) =>
       new Promise<FeedTiming>((resolve, reject) => {
-        const w = window as unknown as { __stage: ArrayBuffer[]; __stagePacked: boolean[]; __runStart: Record<string, unknown>; __runDone: Record<string, unknown> };
+        const w = window as unknown as { __stage: ArrayBuffer[]; __stageLayer: StagedLayer[]; __runStart: Record<string, unknown>; __runDone: Record<string, unknown> };
         const app = document.getElementById('app')!;
         const id = String(runId);
         let t0 = 0;
@@ -138,7 +141,7 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
         }, timeoutMs);
         t0 = performance.now();
         window.postMessage({ ...w.__runStart, runId }, '*');
-        w.__stage.forEach((data, layer) => window.postMessage({ type: 'run/layer', runId, layer, data, packed: w.__stagePacked[layer] }, '*'));
+        w.__stage.forEach((data, i) => window.postMessage({ ...w.__stageLayer[i], runId, data }, '*'));
         window.postMessage({ ...w.__runDone, runId }, '*');
         window.postMessage({ type: 'status', message: null }, '*');
         const postMs = performance.now() - t0;

@@ -5,14 +5,15 @@
 //   arrays + JSON.parse); at T = 512 one string cannot hold it ("Invalid string length"), which is
 //   recorded with the size it needed, and layer-by-layer JSON is timed instead;
 // - the binary path: structured clone of the run's messages through a Node MessageChannel, to a
-//   worker thread (clone and transfer), and in Chromium through window.postMessage into an iframe
-//   (what VS Code's webview host does last), to the window itself, and to a dedicated worker.
+//   worker thread (clone and transfer), and in Chromium through window.postMessage into a
+//   same-origin iframe, a cross-origin one (its own process, as VS Code desktop hosts a webview), to
+//   the window itself, and to a dedicated worker.
 import { constants as bufferConstants } from 'node:buffer';
 import * as wt from 'node:worker_threads';
 import { f16Lut } from '../src/analysis/f16';
 import { median, round, table } from './util';
 import { realRuns, wireBytes, type RealRun } from './real-run';
-import { launch, openPlainPage, stageRun } from './render-page';
+import { launch, openPlainPage, stageRun, type StagedLayer } from './render-page';
 import { TARGETS, verdict } from './targets';
 
 const SIZES = [128, 512];
@@ -167,73 +168,89 @@ async function viaWorker(run: RealRun, transfer: boolean): Promise<number[]> {
   return times;
 }
 
-/** In Chromium: the run's messages (cloned ArrayBuffers) into an iframe, to the window itself and to a dedicated worker. */
-async function viaChromium(run: RealRun): Promise<{ iframe: number[]; self: number[]; worker: number[] }> {
+/**
+ * In Chromium: the run's messages (cloned ArrayBuffers) into a same-origin iframe, into a
+ * cross-origin iframe (another process: how VS Code desktop hosts a webview), to the window itself
+ * and to a dedicated worker. Each receiver reads every message's data (Chromium decodes a message
+ * when its data is first read) and acknowledges the last.
+ */
+async function viaChromium(run: RealRun): Promise<{ iframe: number[]; crossOrigin: number[]; self: number[]; worker: number[] }> {
   const browser = await launch();
   try {
-    const { page, close } = await openPlainPage(browser);
+    const receiver = (ack: string) => `addEventListener('message', (e) => { const d = e.data; if (d && d.type === 'status') ${ack}; });`;
+    const { page, close } = await openPlainPage(browser, { 'https://panel.test/': `<script>${receiver("parent.postMessage('ack', '*')")}</script>` });
     await stageRun(page, run);
-    const result = await page.evaluate(async (reps) => {
-      const w = window as unknown as { __stage: ArrayBuffer[]; __stagePacked: boolean[]; __runStart: Record<string, unknown>; __runDone: Record<string, unknown> };
-      const msgs = (): unknown[] => [
-        { ...w.__runStart, runId: 1 },
-        ...w.__stage.map((data, layer) => ({ type: 'run/layer', runId: 1, layer, data, packed: w.__stagePacked[layer] })),
-        { ...w.__runDone, runId: 1 },
-        { type: 'status', message: null },
-      ];
-      const count = msgs().length;
-      const receiver = `let n = 0; self.onmessage = () => { if (++n === ${count}) { n = 0; self.postMessage('ack'); } };`;
-      // iframe (same origin, srcdoc): VS Code's webview host posts into the panel's iframe like this.
-      const frame = document.createElement('iframe');
-      frame.srcdoc = `<script>let n = 0; addEventListener('message', () => { if (++n === ${count}) { n = 0; parent.postMessage('ack', '*'); } });</script>`;
-      await new Promise<void>((r) => {
-        frame.onload = () => r();
-        document.body.append(frame);
-      });
-      const iframe: number[] = [];
-      for (let r = 0; r < reps; r++) {
-        const m = msgs();
-        const ack = new Promise<number>((resolve) => addEventListener('message', function on(e) {
-          if (e.data === 'ack') {
-            removeEventListener('message', on);
-            resolve(performance.now());
-          }
-        }));
-        const t0 = performance.now();
-        for (const x of m) frame.contentWindow!.postMessage(x, '*');
-        iframe.push((await ack) - t0);
-      }
-      // The window itself (what the test harness does).
-      const selfTimes: number[] = [];
-      for (let r = 0; r < reps; r++) {
-        const m = msgs();
-        const got = new Promise<number>((resolve) => {
-          let n = 0;
-          addEventListener('message', function on() {
-            if (++n === count) {
-              removeEventListener('message', on);
-              resolve(performance.now());
-            }
+    const result = await page.evaluate(
+      async ([reps, frameScript, workerScript]) => {
+        const w = window as unknown as { __stage: ArrayBuffer[]; __stageLayer: StagedLayer[]; __runStart: Record<string, unknown>; __runDone: Record<string, unknown> };
+        const msgs = (): unknown[] => [
+          { ...w.__runStart, runId: 1 },
+          ...w.__stage.map((data, i) => ({ ...w.__stageLayer[i], runId: 1, data })),
+          { ...w.__runDone, runId: 1 },
+          { type: 'status', message: null },
+        ];
+        const frame = async (attrs: Partial<HTMLIFrameElement>): Promise<Window> => {
+          const f = Object.assign(document.createElement('iframe'), attrs);
+          await new Promise<void>((r) => {
+            f.onload = () => r();
+            document.body.append(f);
           });
-        });
-        const t0 = performance.now();
-        for (const x of m) window.postMessage(x, '*');
-        selfTimes.push((await got) - t0);
-      }
-      // A dedicated worker (another thread).
-      const url = URL.createObjectURL(new Blob([receiver], { type: 'text/javascript' }));
-      const worker = new Worker(url);
-      const workerTimes: number[] = [];
-      for (let r = 0; r < reps; r++) {
-        const m = msgs();
-        const ack = new Promise<number>((resolve) => (worker.onmessage = () => resolve(performance.now())));
-        const t0 = performance.now();
-        for (const x of m) worker.postMessage(x);
-        workerTimes.push((await ack) - t0);
-      }
-      worker.terminate();
-      return { iframe, self: selfTimes, worker: workerTimes };
-    }, REPS);
+          return f.contentWindow!;
+        };
+        const acked = () =>
+          new Promise<number>((resolve) =>
+            addEventListener('message', function on(e) {
+              if (e.data === 'ack') {
+                removeEventListener('message', on);
+                resolve(performance.now());
+              }
+            }),
+          );
+        const timeInto = async (target: Window): Promise<number[]> => {
+          const times: number[] = [];
+          for (let r = 0; r < reps; r++) {
+            const m = msgs();
+            const ack = acked();
+            const t0 = performance.now();
+            for (const x of m) target.postMessage(x, '*');
+            times.push((await ack) - t0);
+          }
+          return times;
+        };
+        const iframe = await timeInto(await frame({ srcdoc: `<script>${frameScript}</script>` }));
+        const crossOrigin = await timeInto(await frame({ src: 'https://panel.test/' }));
+        // The window itself (what the test harness does).
+        const self: number[] = [];
+        for (let r = 0; r < reps; r++) {
+          const m = msgs();
+          const got = new Promise<number>((resolve) =>
+            addEventListener('message', function on(e) {
+              const d = e.data as { type?: string };
+              if (d && d.type === 'status') {
+                removeEventListener('message', on);
+                resolve(performance.now());
+              }
+            }),
+          );
+          const t0 = performance.now();
+          for (const x of m) window.postMessage(x, '*');
+          self.push((await got) - t0);
+        }
+        // A dedicated worker (another thread).
+        const worker = new Worker(URL.createObjectURL(new Blob([workerScript], { type: 'text/javascript' })));
+        const workerTimes: number[] = [];
+        for (let r = 0; r < reps; r++) {
+          const m = msgs();
+          const ack = new Promise<number>((resolve) => (worker.onmessage = () => resolve(performance.now())));
+          const t0 = performance.now();
+          for (const x of m) worker.postMessage(x);
+          workerTimes.push((await ack) - t0);
+        }
+        worker.terminate();
+        return { iframe, crossOrigin, self, worker: workerTimes };
+      },
+      [REPS, receiver("parent.postMessage('ack', '*')"), receiver("self.postMessage('ack')")] as const,
+    );
     await close();
     return result;
   } finally {
@@ -290,6 +307,7 @@ export async function transferSection() {
       binary_worker_clone_ms: round(median(wClone), 2),
       binary_worker_transfer_ms: round(median(wTransfer), 2),
       binary_chromium_iframe_ms: round(median(chromium.iframe), 2),
+      binary_chromium_cross_origin_ms: round(median(chromium.crossOrigin), 2),
       binary_chromium_self_ms: round(median(chromium.self), 2),
       binary_chromium_worker_ms: round(median(chromium.worker), 2),
       reps: REPS,
@@ -307,7 +325,7 @@ export async function transferSection() {
       'JSON per layer ms': json.per_layer_sampled < run.L ? `~${Math.round(json.per_layer_ms)} (${json.per_layer_sampled} of ${run.L} layers timed)` : json.per_layer_ms,
       'clone ms (MessageChannel)': entry.binary_ms,
       'worker clone/transfer ms': `${entry.binary_worker_clone_ms} / ${entry.binary_worker_transfer_ms}`,
-      'Chromium iframe/self/worker ms': `${entry.binary_chromium_iframe_ms} / ${entry.binary_chromium_self_ms} / ${entry.binary_chromium_worker_ms}`,
+      'Chromium iframe/cross-origin iframe/self/worker ms': `${entry.binary_chromium_iframe_ms} / ${entry.binary_chromium_cross_origin_ms} / ${entry.binary_chromium_self_ms} / ${entry.binary_chromium_worker_ms}`,
     });
   }
   table('transfer (one run host -> webview; binary = structured clone of the real messages, medians of 5)', rows);

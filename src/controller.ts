@@ -8,7 +8,7 @@ import { AttentionPanel } from './panel/panel';
 import { AttentionDecorations } from './editor/decorations';
 import { RunState } from './editor/runState';
 import { readSettings, SECTION } from './settings';
-import type { WebviewToHost, WireToken } from './protocol/webview';
+import { layerMessages, type AttentionEncoding, type WebviewToHost, type WireToken } from './protocol/webview';
 
 /** Tokenizing megabytes only to throw most away is slow; no token is longer than this many characters on average. */
 const CHARS_PER_TOKEN_CAP = 64;
@@ -105,6 +105,7 @@ export class AttentionController implements vscode.Disposable {
     const version = document.version;
     const source = `${path.basename(document.uri.path)}:${document.positionAt(range.start).line + 1}-${document.positionAt(range.end).line + 1}`;
     let state: RunState | null = null;
+    let encoding: AttentionEncoding = 'f16';
 
     const work = async (progress: vscode.Progress<{ message?: string; increment?: number }>, token?: vscode.CancellationToken) => {
       const handle = client.analyze(
@@ -124,6 +125,7 @@ export class AttentionController implements vscode.Disposable {
             }));
             const model = { id: s.model.id, architecture: s.model.architecture, kind: s.model.kind, layers: s.shape[0], heads: s.shape[1], maxLength: s.model.maxLength };
             const analysed = s.truncation ? { start: range.start, end: range.start + s.truncation.endOffset } : range;
+            encoding = s.encoding;
             state = new RunState(runId, document, analysed, text.slice(0, analysed.end - analysed.start), tokens, model, s.encoding, version);
             if (this.state) state.view = { ...state.view, hideSpecial: this.state.view.hideSpecial };
             this.state = state;
@@ -145,7 +147,7 @@ export class AttentionController implements vscode.Disposable {
           onLayer: (layer, data, packed) => {
             // The same bytes for the hovers and the panel: bit-packed (1.75 bytes per cell) when they fit.
             state?.addLayer(layer, data, packed);
-            void panel.post({ type: 'run/layer', runId, layer, data, ...(packed ? { packed: true } : {}) });
+            for (const m of layerMessages(runId, layer, data, packed, encoding)) void panel.post(m);
           },
         },
       );

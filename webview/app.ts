@@ -191,7 +191,7 @@ export class App implements ViewContext {
       case 'run/layer': {
         const run = this.pending?.runId === m.runId ? this.pending : this.run?.runId === m.runId ? this.run : null;
         if (!run) return;
-        if (!run.addLayer(m.layer, m.data, m.packed)) return;
+        if (!run.addLayer(m.layer, m.data, m.packed, m.start)) return;
         if (run === this.pending) this.maybeSwap();
         else {
           for (const v of Object.values(this.views)) v.layerArrived(m.layer);

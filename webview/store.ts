@@ -75,11 +75,11 @@ export class RunData {
   }
 
   /**
-   * Stores one layer (`packed`: bit-packed f16, unpacked when first needed); throws (caught by
-   * the caller) when its size is wrong. Returns false for duplicates.
+   * Stores one layer, or its part from cell `start` (`packed`: bit-packed f16); throws (caught by
+   * the caller) when its size is wrong. Returns true when the layer is complete with it.
    */
-  addLayer(layer: number, data: ArrayBuffer | ArrayBufferView, packed = false): boolean {
-    if (!this.store.add(layer, data, packed)) return false;
+  addLayer(layer: number, data: ArrayBuffer | ArrayBufferView, packed = false, start?: number): boolean {
+    if (!this.store.add(layer, data, packed, start)) return false;
     this.arrived++;
     return true;
   }

@@ -77,7 +77,7 @@ function asBuffer(v: unknown): ArrayBuffer | ArrayBufferView | null {
 
 export type ParsedHostMessage =
   | Exclude<HostToWebview, { type: 'run/layer' }>
-  | { type: 'run/layer'; runId: number; layer: number; data: ArrayBuffer | ArrayBufferView; packed: boolean };
+  | { type: 'run/layer'; runId: number; layer: number; data: ArrayBuffer | ArrayBufferView; packed: boolean; start?: number };
 
 export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
   if (!isObj(raw)) return null;
@@ -87,7 +87,8 @@ export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
     case 'run/layer': {
       const data = asBuffer(raw.data);
       if (!isInt(raw.runId) || !isInt(raw.layer, 0, MAX_LAYERS - 1) || !data) return null;
-      return { type: 'run/layer', runId: raw.runId, layer: raw.layer, data, packed: raw.packed === true };
+      if (raw.start !== undefined && !isInt(raw.start, 0)) return null;
+      return { type: 'run/layer', runId: raw.runId, layer: raw.layer, data, packed: raw.packed === true, ...(raw.start === undefined ? {} : { start: raw.start }) };
     }
     case 'run/done': {
       if (!isInt(raw.runId)) return null;

@@ -115,6 +115,9 @@ export function encodeU8(src: ArrayLike<number>, out?: Uint8Array): Uint8Array {
 /** Values per packed group and uint32 words per group. */
 const GROUP = 16;
 const GROUP_WORDS = 7;
+/** packF14 output is whole groups of F14_GROUP values in F14_GROUP_BYTES bytes, so any run of whole groups unpacks on its own. */
+export const F14_GROUP = GROUP;
+export const F14_GROUP_BYTES = GROUP_WORDS * 4;
 const M14 = 0x3fff;
 
 /** Bytes `packF14` produces for `n` values (the last group is zero-padded). */

@@ -1,7 +1,7 @@
 // Typed views over one layer of attention: [heads][T][T], row = query, column = key, in one of the
 // wire encodings. Everything here works on flat row-major typed arrays; no per-cell objects.
 
-import { f14ByteLength, f16Lut, unpackF14 } from './f16';
+import { F14_GROUP, F14_GROUP_BYTES, f14ByteLength, f16Lut, unpackF14 } from './f16';
 
 export type Encoding = 'f32' | 'f16' | 'u8';
 
@@ -227,12 +227,50 @@ export function rowSums(m: Float32Array, T: number): Float64Array {
 }
 
 /**
+ * The most bytes one host -> panel message carries. A webview decodes a message on its main thread
+ * in one go, and in VS Code desktop (the panel in a process of its own) that costs about 8 ms per
+ * MB here: a larger layer travels in parts, so the panel never stalls for long on one.
+ */
+export const PART_BYTES = 1 << 20;
+
+/** Part of a layer's wire bytes: its cells from index `start` of the flattened [heads][T][T] on. */
+export interface LayerPart {
+  start: number;
+  data: ArrayBuffer;
+}
+
+/**
+ * Splits a layer's wire bytes (plain elements of `bytesPerElement`, or packF14 output) into parts of
+ * at most `maxBytes`, cut at whole 16-cell units (packed groups). A layer that fits is one part: the
+ * same buffer, start 0.
+ */
+export function splitLayer(data: ArrayBuffer, packed: boolean, bytesPerElement: number, maxBytes = PART_BYTES): LayerPart[] {
+  if (data.byteLength <= maxBytes) return [{ start: 0, data }];
+  const unitBytes = packed ? F14_GROUP_BYTES : bytesPerElement * F14_GROUP;
+  const step = Math.max(1, Math.floor(maxBytes / unitBytes)) * unitBytes;
+  const parts: LayerPart[] = [];
+  for (let b = 0; b < data.byteLength; b += step) {
+    parts.push({ start: (b / unitBytes) * F14_GROUP, data: data.slice(b, Math.min(data.byteLength, b + step)) });
+  }
+  return parts;
+}
+
+/** A layer arriving in parts: its cells decoded so far, in order. */
+interface PartialLayer {
+  raw: Float32Array | Uint16Array | Uint8Array;
+  received: number;
+}
+
+/**
  * A run's layers as they arrive: plain ones are wrapped at once, bit-packed ones (packF14) are
  * checked at once and unpacked when first asked for, so a handler receiving a layer stays short.
+ * A layer sent in parts (splitLayer) is decoded part by part into place and counts as arrived
+ * with its last part.
  */
 export class LayerStore {
   private readonly tensors: (LayerTensor | undefined)[];
   private readonly packed: (ArrayBufferLike | ArrayBufferView | undefined)[];
+  private readonly partial: (PartialLayer | undefined)[];
 
   constructor(
     readonly encoding: Encoding,
@@ -242,18 +280,51 @@ export class LayerStore {
   ) {
     this.tensors = new Array(layers).fill(undefined);
     this.packed = new Array(layers).fill(undefined);
+    this.partial = new Array(layers).fill(undefined);
   }
 
-  /** Stores layer `l`; throws when it is out of range or its size is wrong. Returns false for a duplicate. */
-  add(l: number, data: ArrayBufferLike | ArrayBufferView, packed = false): boolean {
+  /**
+   * Stores layer `l`, or its part from cell `start` when given; throws when it is out of range, its
+   * size is wrong or a part is out of order. Returns true when the layer is complete with it, false
+   * for a duplicate or a part that leaves it incomplete.
+   */
+  add(l: number, data: ArrayBufferLike | ArrayBufferView, packed = false, start?: number): boolean {
     if (!(l >= 0 && l < this.layers)) throw new Error(`layer ${l} out of range (model has ${this.layers})`);
     if (this.has(l)) return false;
+    if (start !== undefined) return this.addPart(l, data, packed, start);
     if (packed) {
       checkPacked(data.byteLength, this.encoding, this.heads, this.T);
       this.packed[l] = data;
     } else {
       this.tensors[l] = layerTensor(data, this.encoding, this.heads, this.T);
     }
+    return true;
+  }
+
+  private addPart(l: number, data: ArrayBufferLike | ArrayBufferView, packed: boolean, start: number): boolean {
+    const total = this.heads * this.T * this.T;
+    const part = (this.partial[l] ??= { raw: newElements(this.encoding, total), received: 0 });
+    // Parts come in order (VS Code keeps the order of a webview's messages): each starts where the last ended.
+    if (start !== part.received) throw new Error(`layer ${l}: part starts at cell ${start}, expected ${part.received}`);
+    const bytes = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
+    const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+    let cells: number;
+    if (packed) {
+      if (this.encoding !== 'f16') throw new Error(`only f16 layers can be packed, not ${this.encoding}`);
+      if (aligned.byteLength % F14_GROUP_BYTES !== 0) throw new Error(`layer ${l}: packed part of ${aligned.byteLength} bytes is not whole groups`);
+      cells = Math.min(total - start, (aligned.byteLength / F14_GROUP_BYTES) * F14_GROUP);
+      if (f14ByteLength(cells) !== aligned.byteLength) throw new Error(`layer ${l}: packed part of ${aligned.byteLength} bytes overruns the layer`);
+      unpackF14(new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4), cells, (part.raw as Uint16Array).subarray(start, start + cells));
+    } else {
+      const size = BYTES_PER_ELEMENT[this.encoding];
+      cells = aligned.byteLength / size;
+      if (!Number.isInteger(cells) || start + cells > total) throw new Error(`layer ${l}: part of ${aligned.byteLength} bytes does not fit the layer from cell ${start}`);
+      part.raw.set(elementsOf(this.encoding, aligned, cells), start);
+    }
+    part.received += cells;
+    if (part.received < total) return false;
+    this.tensors[l] = layerTensor(part.raw, this.encoding, this.heads, this.T);
+    this.partial[l] = undefined;
     return true;
   }
 
@@ -272,4 +343,15 @@ export class LayerStore {
     this.packed[l] = undefined;
     return tensor;
   }
+}
+
+function newElements(encoding: Encoding, n: number): Float32Array | Uint16Array | Uint8Array {
+  return encoding === 'f32' ? new Float32Array(n) : encoding === 'f16' ? new Uint16Array(n) : new Uint8Array(n);
+}
+
+/** `n` elements of `encoding` over 4-byte-aligned bytes. */
+function elementsOf(encoding: Encoding, bytes: Uint8Array, n: number): Float32Array | Uint16Array | Uint8Array {
+  if (encoding === 'f32') return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  if (encoding === 'f16') return new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+  return bytes;
 }

@@ -2,6 +2,8 @@
 // Message types are string literals (never numeric enums: reordering would break the wire).
 // Big data crosses as ArrayBuffers (VS Code sends them as binary); everything else is small JSON.
 
+import { BYTES_PER_ELEMENT, splitLayer } from '../analysis/tensor';
+
 export const PROTOCOL_VERSION = 1;
 
 export type AttentionEncoding = 'f32' | 'f16' | 'u8';
@@ -59,6 +61,17 @@ export interface RunLayerMessage {
    * [0, 2) and the layer travels as plain f16.
    */
   packed?: boolean;
+  /**
+   * Optional: `data` is a part of the layer (analysis/tensor.ts splitLayer), its cells from this
+   * index of the flattened [heads][T][T] on; the parts come in order. Absent: the whole layer.
+   */
+  start?: number;
+}
+
+/** The run/layer messages that carry one layer: the layer, or its parts in order when it is large. */
+export function layerMessages(runId: number, layer: number, data: ArrayBuffer, packed: boolean, encoding: AttentionEncoding): RunLayerMessage[] {
+  const parts = splitLayer(data, packed, BYTES_PER_ELEMENT[encoding]);
+  return parts.map((p) => ({ type: 'run/layer', runId, layer, data: p.data, ...(packed ? { packed: true } : {}), ...(parts.length > 1 ? { start: p.start } : {}) }));
 }
 
 export interface RunDoneMessage {

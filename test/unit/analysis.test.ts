@@ -15,6 +15,8 @@ import {
   f14ByteLength,
   layerTensor,
   LayerStore,
+  splitLayer,
+  BYTES_PER_ELEMENT,
   decodeHead,
   decodeRow,
   meanHeads,
@@ -272,6 +274,60 @@ describe('LayerStore', () => {
     assert.throws(() => store.add(0, new ArrayBuffer(8)), /expected 36/);
     assert.throws(() => store.add(2, codes().buffer), /out of range/);
     assert.throws(() => new LayerStore('f32', 1, H, T).add(0, packF14(codes())!.buffer, true), /only f16/);
+    assert.equal(store.has(0), false);
+  });
+});
+
+describe('layers in parts (splitLayer)', () => {
+  const rand = rng(23);
+  // T = 7: a head (49 cells) is not whole 16-cell groups, so parts cut across heads and the last
+  // packed group is zero-padded.
+  const shapes = [
+    { H: 3, T: 7 },
+    { H: 2, T: 16 },
+  ];
+  for (const { H, T } of shapes) {
+    const n = H * T * T;
+    for (const packed of [true, false]) {
+      for (const encoding of packed ? (['f16'] as const) : (['f16', 'f32', 'u8'] as const)) {
+        test(`${encoding}${packed ? ' packed' : ''} ${H}x${T}x${T}: any part size reassembles the exact layer`, () => {
+          const values = Float32Array.from({ length: n }, () => rand());
+          const elements = encoding === 'f32' ? values : encoding === 'f16' ? encodeF16(values) : encodeU8(values);
+          const wire = (packed ? packF14(elements as Uint16Array)!.buffer : elements.slice().buffer) as ArrayBuffer;
+          const whole = new LayerStore(encoding, 1, H, T);
+          whole.add(0, wire.slice(0), packed);
+          for (const maxBytes of [1, 28, 60, 100, wire.byteLength - 1]) {
+            const parts = splitLayer(wire, packed, BYTES_PER_ELEMENT[encoding], maxBytes);
+            assert.ok(parts.length > 1, `${maxBytes} bytes: several parts`);
+            assert.equal(parts.reduce((s, p) => s + p.data.byteLength, 0), wire.byteLength, 'no byte lost or repeated');
+            const store = new LayerStore(encoding, 1, H, T);
+            parts.forEach((p, i) => {
+              assert.equal(p.start % 16, 0, 'cut at whole 16-cell units');
+              assert.equal(store.add(0, p.data, packed, p.start), i === parts.length - 1, 'complete with the last part only');
+              assert.equal(store.has(0), i === parts.length - 1);
+            });
+            assert.deepEqual(store.get(0)!.raw, whole.get(0)!.raw, `${maxBytes} bytes per part`);
+          }
+          assert.deepEqual(splitLayer(wire, packed, BYTES_PER_ELEMENT[encoding], wire.byteLength), [{ start: 0, data: wire }], 'a layer that fits is itself');
+        });
+      }
+    }
+  }
+  test('a part out of order, overrunning the layer or not whole packed groups is refused', () => {
+    const H = 2;
+    const T = 8;
+    const codes = encodeF16(Float32Array.from({ length: H * T * T }, () => rand()));
+    const packed = packF14(codes)!.buffer as ArrayBuffer;
+    const parts = splitLayer(packed, true, 2, 56);
+    const store = new LayerStore('f16', 1, H, T);
+    assert.throws(() => store.add(0, parts[1].data, true, parts[1].start), /starts at cell 32, expected 0/);
+    store.add(0, parts[0].data, true, parts[0].start);
+    assert.throws(() => store.add(0, parts[0].data, true, parts[0].start), /expected 32/, 'a repeated part');
+    assert.throws(() => store.add(0, new ArrayBuffer(30), true, 32), /not whole groups/);
+    assert.throws(() => store.add(0, new ArrayBuffer(28 * 8), true, 32), /overruns/);
+    const plain = new LayerStore('f16', 1, H, T);
+    assert.throws(() => plain.add(0, new ArrayBuffer(H * T * T * 2 + 2), false, 0), /does not fit/);
+    assert.throws(() => plain.add(0, new ArrayBuffer(3), false, 0), /does not fit/);
     assert.equal(store.has(0), false);
   });
 });

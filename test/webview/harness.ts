@@ -7,13 +7,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type CDPSession, type Frame, type Page } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS } from '../harness/tools';
 
 export const ROOT = path.resolve(__dirname, '../..');
 const OUT = path.join(ROOT, 'out/webview');
 export const SCREENSHOTS = path.join(ROOT, 'test-output/screenshots');
 const ORIGIN = 'https://webview.test';
+/** The workbench page that frames the panel (openFramedPanel): another site, as in VS Code. */
+const WORKBENCH = 'https://workbench.test';
 const NONCE = 'dGVzdC1ub25jZQ';
 
 export type ThemeName = 'dark' | 'light' | 'high-contrast';
@@ -170,7 +172,11 @@ export async function launch(): Promise<Browser> {
   });
 }
 
-function html(theme: ThemeName, csp: boolean, state: unknown): string {
+/**
+ * The panel document. `relay`: the page is a cross-origin frame of a workbench page, and what the
+ * panel posts goes to the parent (VS Code's webview host relays it on) instead of window.__posted.
+ */
+function html(theme: ThemeName, csp: boolean, state: unknown, relay = false): string {
   const t = THEMES[theme];
   const vars: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...COMMON_VARS, ...t.vars })) vars[`--vscode-${k}`] = v;
@@ -188,7 +194,7 @@ function html(theme: ThemeName, csp: boolean, state: unknown): string {
         if (acquired) throw new Error('acquireVsCodeApi called twice');
         acquired = true;
         return {
-          postMessage: (m) => window.__posted.push(JSON.parse(JSON.stringify(m))),
+          postMessage: (m) => ${relay ? "parent.postMessage(JSON.parse(JSON.stringify(m)), '*')" : 'window.__posted.push(JSON.parse(JSON.stringify(m)))'},
           getState: () => window.__state,
           setState: (s) => { window.__state = JSON.parse(JSON.stringify(s)); },
         };
@@ -253,7 +259,14 @@ export async function openPanel(browser: Browser, o: OpenOptions = {}): Promise<
     dialogs.push(d.message());
     void d.dismiss();
   });
-  const doc = html(o.theme ?? 'dark', o.csp ?? true, o.state);
+  await servePanel(page, html(o.theme ?? 'dark', o.csp ?? true, o.state));
+  await page.goto(`${ORIGIN}/`);
+  await page.waitForFunction(() => (window as unknown as { __posted: { type: string }[] }).__posted.some((m) => m.type === 'ready'));
+  return { page, errors, dialogs, cspViolations, close: () => context.close() };
+}
+
+/** Serves the panel document and the built bundle at ORIGIN. */
+async function servePanel(page: Page, doc: string): Promise<void> {
   await page.route(`${ORIGIN}/**`, async (route) => {
     const url = new URL(route.request().url());
     if (url.pathname === '/' || url.pathname === '/index.html') return route.fulfill({ status: 200, contentType: 'text/html', body: doc });
@@ -261,9 +274,49 @@ export async function openPanel(browser: Browser, o: OpenOptions = {}): Promise<
     if (url.pathname === '/panel.css') return route.fulfill({ status: 200, contentType: 'text/css', body: fs.readFileSync(path.join(OUT, 'panel.css')) });
     return route.fulfill({ status: 404, body: '' });
   });
-  await page.goto(`${ORIGIN}/`);
+}
+
+export interface FramedPanel {
+  /** The workbench page: it holds the driver's state and posts host messages into the frame. */
+  page: Page;
+  /** The panel: a cross-origin frame, so Chromium runs it in a process (and V8 heap) of its own. */
+  frame: Frame;
+  /** DevTools protocol session attached to the panel frame's process. */
+  cdp: CDPSession;
+  errors: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * The panel the way VS Code hosts it: in a cross-origin iframe of the workbench page, with
+ * messages posted into it by the parent and the panel's own posts relayed back (collected in the
+ * workbench's window.__posted). What the driver does (staging data, structured-cloning messages,
+ * Playwright's scripts) then runs in the workbench's process, not in the panel's heap.
+ */
+export async function openFramedPanel(browser: Browser, o: OpenOptions = {}): Promise<FramedPanel> {
+  const context = await browser.newContext({ viewport: o.viewport ?? { width: 1100, height: 760 }, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  await page.addInitScript('window.__name = (f) => f;');
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  await servePanel(page, html(o.theme ?? 'dark', o.csp ?? true, o.state, true));
+  const workbench = `<!DOCTYPE html><html><head><meta charset="utf-8"><style>html,body{margin:0;height:100%;overflow:hidden}iframe{display:block;border:0;width:100%;height:100%}</style></head>
+<body><iframe id="webview" src="${ORIGIN}/"></iframe><script>
+window.__posted = [];
+const webview = document.getElementById('webview');
+addEventListener('message', (e) => { if (e.source === webview.contentWindow) window.__posted.push(e.data); });
+window.__post = (m, transfer) => webview.contentWindow.postMessage(m, '*', transfer ?? []);
+</script></body></html>`;
+  await page.route(`${WORKBENCH}/**`, (route) => route.fulfill({ status: 200, contentType: 'text/html', body: workbench }));
+  await page.goto(`${WORKBENCH}/`);
   await page.waitForFunction(() => (window as unknown as { __posted: { type: string }[] }).__posted.some((m) => m.type === 'ready'));
-  return { page, errors, dialogs, cspViolations, close: () => context.close() };
+  const frame = page.frames().find((f) => f.url().startsWith(ORIGIN));
+  if (!frame) throw new Error('panel frame not found');
+  const cdp = await context.newCDPSession(frame);
+  return { page, frame, cdp, errors, close: () => context.close() };
 }
 
 /** Switches the theme the way VS Code does (variables + body class). */
@@ -304,18 +357,26 @@ export async function stageBuffer(page: Page, slot: number, data: Uint16Array | 
 }
 
 /**
- * Posts one run/layer message whose data is an ArrayBuffer (transferred, as VS Code delivers it);
- * `packed`: the data is bit-packed f16 (packF14), as the extension sends it.
+ * Posts one run/layer message whose data is an ArrayBuffer (transferred); `packed`: the data is
+ * bit-packed f16 (packF14), as the extension sends it; `start`: the data is the layer's part from
+ * that cell on (splitLayer).
  */
-export async function postLayer(page: Page, runId: number, layer: number, data: Uint16Array | Uint8Array | Float32Array | Uint32Array, packed = false): Promise<void> {
+export async function postLayer(
+  page: Page,
+  runId: number,
+  layer: number,
+  data: Uint16Array | Uint8Array | Float32Array | Uint32Array,
+  packed = false,
+  start?: number,
+): Promise<void> {
   await stageBuffer(page, 0, data);
   await page.evaluate(
-    ([runId, layer, packed]) => {
+    ([runId, layer, packed, start]) => {
       const w = window as unknown as { __stage: ArrayBuffer[] };
       const buf = w.__stage[0];
-      window.postMessage({ type: 'run/layer', runId, layer, data: buf, ...(packed ? { packed: true } : {}) }, '*', [buf]);
+      window.postMessage({ type: 'run/layer', runId, layer, data: buf, ...(packed ? { packed: true } : {}), ...(start === null ? {} : { start }) }, '*', [buf]);
     },
-    [runId, layer, packed] as const,
+    [runId, layer, packed, start ?? null] as const,
   );
 }
 

@@ -26,6 +26,7 @@ import {
 } from './harness';
 import { syntheticRun, tokensOfLength, type SyntheticRun } from './synthetic';
 import { packF14 } from '../../src/analysis/f16';
+import { splitLayer } from '../../src/analysis/tensor';
 
 let browser: Browser;
 
@@ -153,16 +154,20 @@ describe('attention panel in Chromium', () => {
     });
   }
 
-  test('bit-packed layers (as the extension sends them) paint and hover exactly like plain f16', async () => {
+  test('bit-packed layers (as the extension sends them), whole or in parts, paint and hover exactly like plain f16', async () => {
     const run = syntheticRun({ layers: 3, heads: 4 });
-    const look = async (packed: boolean) => {
+    const look = async (packed: boolean, partBytes?: number) => {
       const p = await openPanel(browser);
       try {
         await postMessages(p.page, [run.start]);
         for (let l = 0; l < run.layers.length; l++) {
           const data = packed ? packF14(run.layers[l] as Uint16Array) : run.layers[l];
           assert.ok(data, 'synthetic probabilities pack');
-          await postLayer(p.page, run.start.runId, l, data, packed);
+          if (partBytes) {
+            const parts = splitLayer(data.slice().buffer as ArrayBuffer, packed, 2, partBytes);
+            assert.ok(parts.length > 3);
+            for (const part of parts) await postLayer(p.page, run.start.runId, l, new Uint8Array(part.data), packed, part.start);
+          } else await postLayer(p.page, run.start.runId, l, data, packed);
         }
         await waitPainted(p.page, run.layers.length);
         const pixels = await p.page.evaluate(() =>
@@ -179,11 +184,16 @@ describe('attention panel in Chromium', () => {
       }
     };
     const plain = await look(false);
-    const packed = await look(true);
-    assert.equal(packed.pixels.length, 3 * 5);
-    assert.deepEqual(packed.pixels, plain.pixels, 'same thumbnails, pixel for pixel');
     assert.ok(plain.words.length > 0);
-    assert.deepEqual(packed.words, plain.words, 'same top words and weights');
+    for (const [name, other] of [
+      ['packed', await look(true)],
+      ['packed, in parts', await look(true, 280)],
+      ['plain, in parts', await look(false, 256)],
+    ] as const) {
+      assert.equal(other.pixels.length, 3 * 5);
+      assert.deepEqual(other.pixels, plain.pixels, `${name}: same thumbnails, pixel for pixel`);
+      assert.deepEqual(other.words, plain.words, `${name}: same top words and weights`);
+    }
   });
 
   test('hovering a token shows its top words and posts hover/token', async () => {

@@ -8,6 +8,7 @@ import { fillHeat, fillHeatDown, fillHeatDownRaw, thumbSize } from '../../webvie
 import { parseHostMessage } from '../../webview/validate';
 import { LUT_SIZE } from '../../webview/theme';
 import { encodeF16, layerTensor, decodeHead, meanHeads } from '../../src/analysis';
+import { layerMessages } from '../../src/protocol/webview';
 import { rng, syntheticRun } from './synthetic';
 
 // An identity "palette": pixel value = palette index, so fills can be checked numerically.
@@ -80,6 +81,15 @@ describe('host message validation', () => {
     assert.ok(layer && layer.type === 'run/layer' && layer.data === buf);
     // A typed-array view is accepted too.
     assert.ok(parseHostMessage({ type: 'run/layer', runId: 1, layer: 0, data: run.layers[0] }));
+    // A part of a layer says where it starts; the controller's messages pass as they are.
+    assert.equal((parseHostMessage({ type: 'run/layer', runId: 1, layer: 0, data: buf, start: 32 }) as { start?: number }).start, 32);
+    const parts = layerMessages(1, 0, new ArrayBuffer(3 << 20), false, 'f16');
+    assert.deepEqual(parts.map((m) => m.start), [0, 1 << 19, 2 << 19]);
+    assert.deepEqual(parts.map((m) => (parseHostMessage(m) as { start?: number }).start), [0, 1 << 19, 2 << 19]);
+    const whole = layerMessages(1, 0, buf, false, 'f16');
+    assert.equal(whole.length, 1);
+    assert.equal(whole[0].data, buf, 'a small layer is one message of its own buffer');
+    assert.equal('start' in whole[0], false);
     assert.deepEqual(parseHostMessage({ type: 'run/done', runId: 1, timings: { forwardMs: 3, bad: 'x' }, runtime: 'cpu' }), {
       type: 'run/done',
       runId: 1,
@@ -110,6 +120,8 @@ describe('host message validation', () => {
       { type: 'run/layer', runId: 1, layer: 0, data: [1, 2, 3] },
       { type: 'run/layer', runId: 1, layer: -1, data: new ArrayBuffer(4) },
       { type: 'run/layer', runId: 1, data: new ArrayBuffer(4) },
+      { type: 'run/layer', runId: 1, layer: 0, data: new ArrayBuffer(4), start: -16 },
+      { type: 'run/layer', runId: 1, layer: 0, data: new ArrayBuffer(4), start: '0' },
       { type: 'run/error', runId: 1 },
       { type: 'run/error', runId: 1, message: { toString: 'x' } },
       { type: 'status', message: 3 },

@@ -5,13 +5,14 @@
 import type { View, ViewContext } from '../context';
 import { el, clear } from '../dom';
 import { fillHeatDown, fillHeatDownRaw, imageFor, sizeCanvas, thumbSize } from '../heatmap';
+import { makeYield } from '../tasks';
 
 /**
  * Painting runs in slices of this many ms between yields. Each yield lets the browser render a
  * frame (which with ~150 canvases costs real time), so slices are long enough to keep the number
  * of frames during loading modest while the panel still fills in visibly and answers input.
  */
-const SLICE_MS = 32;
+const SLICE_MS = 16;
 
 interface Cell {
   root: HTMLElement;
@@ -20,20 +21,6 @@ interface Cell {
   layer: number;
   /** head index, or -1 for the mean column */
   head: number;
-}
-
-/** Yields to the event loop without setTimeout's 4 ms clamp. */
-function makeYield(): (fn: () => void) => void {
-  const ch = new MessageChannel();
-  const queue: (() => void)[] = [];
-  ch.port1.onmessage = () => {
-    const fn = queue.shift();
-    if (fn) fn();
-  };
-  return (fn) => {
-    queue.push(fn);
-    ch.port2.postMessage(0);
-  };
 }
 
 export class ModelView implements View {

@@ -1,0 +1,40 @@
+// Scheduling on the panel's main thread: short tasks, so frames keep coming while a run streams in.
+
+/** Yields to the event loop without setTimeout's 4 ms clamp: runs `fn` in a task of its own. */
+export function makeYield(): (fn: () => void) => void {
+  const ch = new MessageChannel();
+  const queue: (() => void)[] = [];
+  ch.port1.onmessage = () => {
+    const fn = queue.shift();
+    if (fn) fn();
+  };
+  return (fn) => {
+    queue.push(fn);
+    ch.port2.postMessage(0);
+  };
+}
+
+/** How long one task reads queued messages before it yields. */
+const INBOX_SLICE_MS = 12;
+
+/**
+ * Hands window messages to `handle` in order, in time-boxed tasks. Chromium decodes a message when
+ * its data is first read, and a layer from another process (VS Code desktop hosts the panel in
+ * one) takes about 8 ms per MB: read in each message's own task, a run's messages queue back to
+ * back ahead of rendering and hold frames for 100 ms. Here each message task only queues the
+ * event, and the reading runs in slices that leave room for frames.
+ */
+export function listenInOrder(handle: (data: unknown) => void): void {
+  const inbox: MessageEvent[] = [];
+  const later = makeYield();
+  const drain = (): void => {
+    const t0 = performance.now();
+    do handle(inbox.shift()!.data);
+    while (inbox.length > 0 && performance.now() - t0 < INBOX_SLICE_MS);
+    if (inbox.length > 0) later(drain);
+  };
+  window.addEventListener('message', (e: MessageEvent) => {
+    inbox.push(e);
+    if (inbox.length === 1) later(drain);
+  });
+}
