@@ -3,15 +3,16 @@
 // - host: a Node process driving EngineClient + out/worker.js as the extension does
 //   (bench/host-driver.ts, --expose-gc): process.memoryUsage().heapUsed, and external memory
 //   (the layers' ArrayBuffers) beside it;
-// - webview: the built panel in Chromium fed N runs of real attention (views cycled model -> head
-//   -> matrix with a hover each run, measured in the model view): DevTools protocol
+// - webview: the built panel in Chromium, in a cross-origin frame of a workbench page as VS Code
+//   hosts it (so its heap is its own process's), fed N runs of real attention (views cycled model
+//   -> head -> matrix with a hover each run, measured in the model view): DevTools protocol
 //   HeapProfiler.collectGarbage + Runtime.getHeapUsage, with ArrayBuffer backing stores and DOM
 //   counters beside it.
 // The two run in parallel (they are independent processes; timings here are not the point).
 import type { CDPSession, Page } from 'playwright-core';
 import { round, table } from './util';
 import { ensureBuiltAll, realRuns } from './real-run';
-import { frames, heapBreakdown, launch, pageHeap, stageRun, type HeapBreakdown, type StagedLayer } from './render-page';
+import { frames, heapBreakdown, launch, pageHeap, postFramedRun, stageRun, type HeapBreakdown } from './render-page';
 import { ensureBuilt, openFramedPanel } from '../test/webview/harness';
 import { runDriver } from './host';
 import { TARGETS, verdict } from './targets';
@@ -46,24 +47,9 @@ function panelDom(cdp: CDPSession) {
   };
 }
 
-/**
- * Posts one run's message sequence from the workbench page into the panel frame (structured clones,
- * as VS Code's webview host delivers them) and waits until the panel has painted every layer.
- */
+/** Posts one run into the panel frame (postFramedRun) and waits until it has painted every layer. */
 async function feedFramed(page: Page, dom: ReturnType<typeof panelDom>, runId: number): Promise<void> {
-  await page.evaluate((runId) => {
-    const w = window as unknown as {
-      __stage: ArrayBuffer[];
-      __stageLayer: StagedLayer[];
-      __runStart: Record<string, unknown>;
-      __runDone: Record<string, unknown>;
-      __post(m: unknown): void;
-    };
-    w.__post({ ...w.__runStart, runId });
-    w.__stage.forEach((data, i) => w.__post({ ...w.__stageLayer[i], runId, data }));
-    w.__post({ ...w.__runDone, runId });
-    w.__post({ type: 'status', message: null });
-  }, runId);
+  await postFramedRun(page, runId);
   const deadline = Date.now() + 60_000;
   while ((await dom.attribute('#app', 'data-painted-run')) !== String(runId)) {
     if (Date.now() > deadline) throw new Error(`run ${runId} not painted after 60 s`);

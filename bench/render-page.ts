@@ -3,7 +3,9 @@
 // feeding the extension's exact message sequence and timing it to painted frames, hover latency,
 // and the page's heap through the DevTools protocol.
 import type { Browser, CDPSession, Page } from 'playwright-core';
-import { ensureBuilt, frames, launch, openPanel, stageBuffer, type PanelPage } from '../test/webview/harness';
+import { ensureBuilt, frames, launch, openFramedPanel, openPanel, stageBuffer, type FramedPanel, type PanelPage } from '../test/webview/harness';
+
+export { openFramedPanel };
 
 export { frames };
 import type { RealRun } from './real-run';
@@ -148,6 +150,59 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
       }),
     [runId, timeoutMs] as const,
   );
+}
+
+/**
+ * Posts one run's message sequence from the workbench page into the panel frame (openFramedPanel:
+ * structured clones into another process, as VS Code desktop delivers them). Returns when posting
+ * began, on the clock all frames share (performance.timeOrigin + now).
+ */
+export async function postFramedRun(page: Page, runId: number): Promise<number> {
+  return page.evaluate((runId) => {
+    const w = window as unknown as {
+      __stage: ArrayBuffer[];
+      __stageLayer: StagedLayer[];
+      __runStart: Record<string, unknown>;
+      __runDone: Record<string, unknown>;
+      __post(m: unknown): void;
+    };
+    const t0 = performance.timeOrigin + performance.now();
+    w.__post({ ...w.__runStart, runId });
+    w.__stage.forEach((data, i) => w.__post({ ...w.__stageLayer[i], runId, data }));
+    w.__post({ ...w.__runDone, runId });
+    w.__post({ type: 'status', message: null });
+    return t0;
+  }, runId);
+}
+
+/** Posting a run into the panel frame -> the frame after the panel painted all its layers (ms). */
+export async function timeFramedRun(p: FramedPanel, runId: number, timeoutMs = 60_000): Promise<number> {
+  await p.frame.evaluate(
+    ([id, timeoutMs]) => {
+      const app = document.getElementById('app')!;
+      (window as unknown as { __painted: Promise<number> }).__painted = new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          obs.disconnect();
+          reject(new Error(`run ${id} not painted after ${timeoutMs} ms`));
+        }, timeoutMs);
+        const obs = new MutationObserver(() => {
+          if (app.dataset.paintedRun !== String(id)) return;
+          obs.disconnect();
+          clearTimeout(timer);
+          requestAnimationFrame(() => {
+            const ch = new MessageChannel();
+            ch.port1.onmessage = () => resolve(performance.timeOrigin + performance.now());
+            ch.port2.postMessage(0);
+          });
+        });
+        obs.observe(app, { attributes: true, attributeFilter: ['data-painted-run'] });
+      });
+    },
+    [runId, timeoutMs] as const,
+  );
+  const t0 = await postFramedRun(p.page, runId);
+  const t1 = await p.frame.evaluate(() => (window as unknown as { __painted: Promise<number> }).__painted);
+  return t1 - t0;
 }
 
 export interface HoverSample {
@@ -402,7 +457,7 @@ export async function profileRun(browser: Browser, page: Page, runId: number): P
     sums.main_thread_busy_ms = sum('RunTask');
     sums.message_events_ms = sum('HandlePostMessage');
     sums.deserialize_ms = sum('SerializedScriptValueFactory::deserialize');
-    sums.paint_tasks_ms = sum('MessagePort::Accept'); // the model view's time-sliced paint pump
+    sums.paint_tasks_ms = sum('MessagePort::Accept'); // the panel's own tasks: reading queued messages, the model view's paint pump
     sums.frames_ms = sum('ProxyMain::BeginMainFrame'); // style, layout, paint, rAF callbacks, commit
     sums.commit_ms = sum('Commit');
     sums.gc_ms = Math.round(inRun.filter((e) => /^(V8\.GC|MajorGC|MinorGC|V8\.GC_)/.test(e.name) || e.name === 'BlinkGC.AtomicPhase').reduce((s, e) => s + (e.dur ?? 0), 0) / 1000);

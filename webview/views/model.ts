@@ -12,7 +12,7 @@ import { makeYield } from '../tasks';
  * frame (which with ~150 canvases costs real time), so slices are long enough to keep the number
  * of frames during loading modest while the panel still fills in visibly and answers input.
  */
-const SLICE_MS = 16;
+const SLICE_MS = 32;
 
 interface Cell {
   root: HTMLElement;
