@@ -28,6 +28,8 @@ export function summarize(current: Results) {
   add('all layers painted, T=128 (fresh panel)', TARGETS.allLayersT128, 'render', 'T128', 'cold_all_layers_ms');
   add('all layers painted, T=512 (re-run)', TARGETS.allLayersT512, 'render', 'T512', 'all_layers_ms');
   add('all layers painted, T=512 (fresh panel)', TARGETS.allLayersT512, 'render', 'T512', 'cold_all_layers_ms');
+  add('all layers painted, T=128, cross-origin frame (re-run)', TARGETS.allLayersT128, 'render', 'T128', 'framed_all_layers_ms');
+  add('all layers painted, T=512, cross-origin frame (re-run)', TARGETS.allLayersT512, 'render', 'T512', 'framed_all_layers_ms');
   add('hover p95, T=512, head view', TARGETS.hoverP95T512, 'render', 'T512', 'hover_head_p95_ms');
   add('hover p95, T=512, matrix view', TARGETS.hoverP95T512, 'render', 'T512', 'hover_matrix_p95_ms');
   add('host event-loop block during a run (warm)', TARGETS.hostBlock, 'host', 'max_block_ms');
