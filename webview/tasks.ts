@@ -29,9 +29,13 @@ export function listenInOrder(handle: (data: unknown) => void): void {
   const later = makeYield();
   const drain = (): void => {
     const t0 = performance.now();
-    do handle(inbox.shift()!.data);
-    while (inbox.length > 0 && performance.now() - t0 < INBOX_SLICE_MS);
-    if (inbox.length > 0) later(drain);
+    try {
+      do handle(inbox.shift()!.data);
+      while (inbox.length > 0 && performance.now() - t0 < INBOX_SLICE_MS);
+    } finally {
+      // A message that throws must not strand the ones behind it.
+      if (inbox.length > 0) later(drain);
+    }
   };
   window.addEventListener('message', (e: MessageEvent) => {
     inbox.push(e);
