@@ -32,27 +32,31 @@ export async function openPlainPage(browser: Browser, pages: Record<string, stri
   return { page, close: () => context.close() };
 }
 
-/** run/layer without its runId and data: what window.__stageLayer[i] holds beside __stage[i]. */
-export type StagedLayer = { type: 'run/layer'; layer: number; packed?: boolean; start?: number };
+/** run/layer without its runId and data: what is staged beside each layer buffer. */
+type StagedLayer = { type: 'run/layer'; layer: number; packed?: boolean; start?: number };
+
+/** What stageRun leaves in the page: the run's message sequence for a runId (staged buffers, not copies). */
+export type StagedWindow = { __runMessages(runId: number): unknown[] };
 
 /**
- * Copies the run's layer messages as the host posts them into the page: their ArrayBuffers in
- * window.__stage[i] and the rest in window.__stageLayer[i]; and its run/start and run/done into
- * window.__runStart / __runDone. Base64 crosses the DevTools protocol fastest.
+ * Copies the run's messages as the host posts them into the page (the layers' ArrayBuffers through
+ * stageBuffer: base64 crosses the DevTools protocol fastest) and defines window.__runMessages(runId):
+ * run/start, the run/layer messages, run/done and the closing status, in the host's order.
  */
 export async function stageRun(page: Page, run: RealRun): Promise<void> {
-  await page.evaluate((layers) => {
-    (window as unknown as { __stage: ArrayBuffer[] }).__stage = [];
-    (window as unknown as { __stageLayer: StagedLayer[] }).__stageLayer = layers;
-  }, run.wire.map(({ runId: _, data: __, ...rest }): StagedLayer => rest));
   for (let i = 0; i < run.wire.length; i++) await stageBuffer(page, i, new Uint8Array(run.wire[i].data));
   await page.evaluate(
-    ([start, done]) => {
-      const w = window as unknown as { __runStart: unknown; __runDone: unknown };
-      w.__runStart = start;
-      w.__runDone = done;
+    ([start, layers, done]) => {
+      const w = window as unknown as StagedWindow & { __stage: ArrayBuffer[] };
+      const stage = w.__stage.slice(0, layers.length);
+      w.__runMessages = (runId) => [
+        { ...start, runId },
+        ...layers.map((m, i) => ({ ...m, runId, data: stage[i] })),
+        { ...done, runId },
+        { type: 'status', message: null },
+      ];
     },
-    [run.start, run.done] as const,
+    [run.start, run.wire.map(({ runId: _, data: __, ...rest }): StagedLayer => rest), run.done] as const,
   );
 }
 
@@ -96,7 +100,6 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
   return page.evaluate(
     ([runId, timeoutMs]) =>
       new Promise<FeedTiming>((resolve, reject) => {
-        const w = window as unknown as { __stage: ArrayBuffer[]; __stageLayer: StagedLayer[]; __runStart: Record<string, unknown>; __runDone: Record<string, unknown> };
         const app = document.getElementById('app')!;
         const id = String(runId);
         let t0 = 0;
@@ -142,10 +145,7 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
           reject(new Error(`run ${runId} not painted after ${timeoutMs} ms (painted layers ${app.dataset.paintedLayers}, run ${app.dataset.runId})`));
         }, timeoutMs);
         t0 = performance.now();
-        window.postMessage({ ...w.__runStart, runId }, '*');
-        w.__stage.forEach((data, i) => window.postMessage({ ...w.__stageLayer[i], runId, data }, '*'));
-        window.postMessage({ ...w.__runDone, runId }, '*');
-        window.postMessage({ type: 'status', message: null }, '*');
+        for (const m of (window as unknown as StagedWindow).__runMessages(runId)) window.postMessage(m, '*');
         const postMs = performance.now() - t0;
       }),
     [runId, timeoutMs] as const,
@@ -159,18 +159,9 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
  */
 export async function postFramedRun(page: Page, runId: number): Promise<number> {
   return page.evaluate((runId) => {
-    const w = window as unknown as {
-      __stage: ArrayBuffer[];
-      __stageLayer: StagedLayer[];
-      __runStart: Record<string, unknown>;
-      __runDone: Record<string, unknown>;
-      __post(m: unknown): void;
-    };
+    const w = window as unknown as StagedWindow & { __post(m: unknown): void };
     const t0 = performance.timeOrigin + performance.now();
-    w.__post({ ...w.__runStart, runId });
-    w.__stage.forEach((data, i) => w.__post({ ...w.__stageLayer[i], runId, data }));
-    w.__post({ ...w.__runDone, runId });
-    w.__post({ type: 'status', message: null });
+    for (const m of w.__runMessages(runId)) w.__post(m);
     return t0;
   }, runId);
 }

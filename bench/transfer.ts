@@ -13,7 +13,7 @@ import * as wt from 'node:worker_threads';
 import { f16Lut } from '../src/analysis/f16';
 import { median, round, table } from './util';
 import { realRuns, wireBytes, type RealRun } from './real-run';
-import { launch, openPlainPage, stageRun, type StagedLayer } from './render-page';
+import { launch, openPlainPage, stageRun, type StagedWindow } from './render-page';
 import { TARGETS, verdict } from './targets';
 
 const SIZES = [128, 512];
@@ -182,13 +182,7 @@ async function viaChromium(run: RealRun): Promise<{ iframe: number[]; crossOrigi
     await stageRun(page, run);
     const result = await page.evaluate(
       async ([reps, frameScript, workerScript]) => {
-        const w = window as unknown as { __stage: ArrayBuffer[]; __stageLayer: StagedLayer[]; __runStart: Record<string, unknown>; __runDone: Record<string, unknown> };
-        const msgs = (): unknown[] => [
-          { ...w.__runStart, runId: 1 },
-          ...w.__stage.map((data, i) => ({ ...w.__stageLayer[i], runId: 1, data })),
-          { ...w.__runDone, runId: 1 },
-          { type: 'status', message: null },
-        ];
+        const msgs = (): unknown[] => (window as unknown as StagedWindow).__runMessages(1);
         const frame = async (attrs: Partial<HTMLIFrameElement>): Promise<Window> => {
           const f = Object.assign(document.createElement('iframe'), attrs);
           await new Promise<void>((r) => {

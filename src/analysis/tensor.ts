@@ -55,11 +55,7 @@ export function layerTensor(
   if (bytes === undefined) throw new Error(`unknown attention encoding ${String(encoding)}`);
   if (packed) {
     checkPacked(data.byteLength, encoding, heads, T);
-    const n = heads * T * T;
-    const view = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
-    const aligned = view.byteOffset % 4 === 0 ? view : view.slice();
-    const words = new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
-    return { encoding, heads, T, raw: unpackF14(words, n), lut: f16Lut() };
+    return { encoding, heads, T, raw: unpackF14(packedWords(data), heads * T * T), lut: f16Lut() };
   }
   let buffer: ArrayBufferLike;
   let offset: number;
@@ -306,15 +302,14 @@ export class LayerStore {
     const part = (this.partial[l] ??= { raw: newElements(this.encoding, total), received: 0 });
     // Parts come in order (VS Code keeps the order of a webview's messages): each starts where the last ended.
     if (start !== part.received) throw new Error(`layer ${l}: part starts at cell ${start}, expected ${part.received}`);
-    const bytes = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
-    const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+    const aligned = alignedBytes(data);
     let cells: number;
     if (packed) {
       if (this.encoding !== 'f16') throw new Error(`only f16 layers can be packed, not ${this.encoding}`);
       if (aligned.byteLength % F14_GROUP_BYTES !== 0) throw new Error(`layer ${l}: packed part of ${aligned.byteLength} bytes is not whole groups`);
       cells = Math.min(total - start, (aligned.byteLength / F14_GROUP_BYTES) * F14_GROUP);
       if (f14ByteLength(cells) !== aligned.byteLength) throw new Error(`layer ${l}: packed part of ${aligned.byteLength} bytes overruns the layer`);
-      unpackF14(new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4), cells, (part.raw as Uint16Array).subarray(start, start + cells));
+      unpackF14(packedWords(aligned), cells, (part.raw as Uint16Array).subarray(start, start + cells));
     } else {
       const size = BYTES_PER_ELEMENT[this.encoding];
       cells = aligned.byteLength / size;
@@ -343,6 +338,18 @@ export class LayerStore {
     this.packed[l] = undefined;
     return tensor;
   }
+}
+
+/** The bytes of `data`, copied only when they do not start on a 4-byte boundary. */
+function alignedBytes(data: ArrayBufferLike | ArrayBufferView): Uint8Array {
+  const view = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
+  return view.byteOffset % 4 === 0 ? view : view.slice();
+}
+
+/** packF14 output as the uint32 words unpackF14 reads (sizes are whole words: whole groups). */
+function packedWords(data: ArrayBufferLike | ArrayBufferView): Uint32Array {
+  const bytes = alignedBytes(data);
+  return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
 }
 
 function newElements(encoding: Encoding, n: number): Float32Array | Uint16Array | Uint8Array {

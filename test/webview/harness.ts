@@ -239,6 +239,15 @@ export interface OpenOptions {
 }
 
 export async function openPanel(browser: Browser, o: OpenOptions = {}): Promise<PanelPage> {
+  const { page, errors, dialogs, cspViolations, close } = await newPage(browser, o);
+  await servePanel(page, html(o.theme ?? 'dark', o.csp ?? true, o.state));
+  await page.goto(`${ORIGIN}/`);
+  await page.waitForFunction(() => (window as unknown as { __posted: { type: string }[] }).__posted.some((m) => m.type === 'ready'));
+  return { page, errors, dialogs, cspViolations, close };
+}
+
+/** A page in a context of its own that records page errors, CSP violations and dialogs (dismissed). */
+async function newPage(browser: Browser, o: OpenOptions): Promise<PanelPage> {
   const context = await browser.newContext({ viewport: o.viewport ?? { width: 1100, height: 760 }, deviceScaleFactor: 1 });
   const page = await context.newPage();
   // tsx compiles the test's page callbacks with esbuild's keepNames, which calls a __name helper
@@ -259,9 +268,6 @@ export async function openPanel(browser: Browser, o: OpenOptions = {}): Promise<
     dialogs.push(d.message());
     void d.dismiss();
   });
-  await servePanel(page, html(o.theme ?? 'dark', o.csp ?? true, o.state));
-  await page.goto(`${ORIGIN}/`);
-  await page.waitForFunction(() => (window as unknown as { __posted: { type: string }[] }).__posted.some((m) => m.type === 'ready'));
   return { page, errors, dialogs, cspViolations, close: () => context.close() };
 }
 
@@ -294,14 +300,7 @@ export interface FramedPanel {
  * Playwright's scripts) then runs in the workbench's process, not in the panel's heap.
  */
 export async function openFramedPanel(browser: Browser, o: OpenOptions = {}): Promise<FramedPanel> {
-  const context = await browser.newContext({ viewport: o.viewport ?? { width: 1100, height: 760 }, deviceScaleFactor: 1 });
-  const page = await context.newPage();
-  await page.addInitScript('window.__name = (f) => f;');
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-  });
+  const { page, errors, close } = await newPage(browser, o);
   await servePanel(page, html(o.theme ?? 'dark', o.csp ?? true, o.state, true));
   const workbench = `<!DOCTYPE html><html><head><meta charset="utf-8"><style>html,body{margin:0;height:100%;overflow:hidden}iframe{display:block;border:0;width:100%;height:100%}</style></head>
 <body><iframe id="webview" src="${ORIGIN}/"></iframe><script>
@@ -315,8 +314,8 @@ window.__post = (m, transfer) => webview.contentWindow.postMessage(m, '*', trans
   await page.waitForFunction(() => (window as unknown as { __posted: { type: string }[] }).__posted.some((m) => m.type === 'ready'));
   const frame = page.frames().find((f) => f.url().startsWith(ORIGIN));
   if (!frame) throw new Error('panel frame not found');
-  const cdp = await context.newCDPSession(frame);
-  return { page, frame, cdp, errors, close: () => context.close() };
+  const cdp = await page.context().newCDPSession(frame);
+  return { page, frame, cdp, errors, close };
 }
 
 /** Switches the theme the way VS Code does (variables + body class). */
