@@ -86,6 +86,9 @@ async function oneRun(client: EngineClient): Promise<{ ms: number; sent: number 
           notices: s.notices,
         });
       }),
+      onThumbs: timed('thumbs', (layer: number, size: number, data: ArrayBuffer, packed: boolean) => {
+        sent += postToWebview({ type: 'run/thumbs', runId: id, layer, size, data, ...(packed ? { packed: true } : {}) });
+      }),
       onLayer: timed('layer', (layer: number, data: ArrayBuffer, packed: boolean) => {
         const r = run!;
         r.layers[layer] = { data, packed };

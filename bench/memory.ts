@@ -47,11 +47,12 @@ function panelDom(cdp: CDPSession) {
   };
 }
 
-/** Posts one run into the panel frame (postFramedRun) and waits until it has painted every layer. */
+/** Posts one run into the panel frame (postFramedRun) and waits until it has painted every layer and stored all its data. */
 async function feedFramed(page: Page, dom: ReturnType<typeof panelDom>, runId: number): Promise<void> {
   await postFramedRun(page, runId);
   const deadline = Date.now() + 60_000;
-  while ((await dom.attribute('#app', 'data-painted-run')) !== String(runId)) {
+  const id = String(runId);
+  while ((await dom.attribute('#app', 'data-painted-run')) !== id || (await dom.attribute('#app', 'data-complete-run')) !== id) {
     if (Date.now() > deadline) throw new Error(`run ${runId} not painted after 60 s`);
     await new Promise((r) => setTimeout(r, 25));
   }

@@ -1,14 +1,15 @@
 // Real runs for the benchmark sections after `engine`: the engine (AttentionEngine, float16 graph,
 // as the worker runs it) on the BERT-base-shaped model for a real prose + code text, cut to T
 // tokens, and the exact host -> webview message sequence the extension sends for it
-// (src/controller.ts: run/start, run/layer x L bit-packed as the worker packs them, run/done,
-// status). Computed once per process.
+// (src/controller.ts: run/start, run/thumbs x L when T is above the thumbnail size, run/layer x L
+// bit-packed, as the worker makes them (src/engine/payloads.ts), run/done, status). Computed once
+// per process.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AttentionEngine } from '../src/engine/engine';
 import type { AttentionResult } from '../src/engine/types';
-import { packF14 } from '../src/analysis/f16';
-import { layerMessages, type HostToWebview, type RunDoneMessage, type RunLayerMessage, type RunStartMessage, type WireToken } from '../src/protocol/webview';
+import { runPayloads } from '../src/engine/payloads';
+import { layerMessages, type HostToWebview, type RunDoneMessage, type RunLayerMessage, type RunStartMessage, type RunThumbsMessage, type WireToken } from '../src/protocol/webview';
 import { ROOT, ensureModel } from './util';
 import { ensureBuilt } from '../test/webview/harness';
 
@@ -83,10 +84,11 @@ export interface RealRun {
   /** One f16 layer each, [heads][T][T] (views into fresh buffers, byteOffset 0). */
   layers: Uint16Array[];
   /**
-   * The layers as the host posts them to the panel (runId 0): bit-packed (packF14) when possible, as
-   * the worker packs them, and a large layer in parts (layerMessages), as the controller sends it.
+   * The thumbnails and layers as the host posts them to the panel (runId 0), in its order: as the
+   * worker makes them (runPayloads: thumbnails first, bit-packed when possible), a large layer in
+   * parts (layerMessages), as the controller sends it.
    */
-  wire: RunLayerMessage[];
+  wire: (RunThumbsMessage | RunLayerMessage)[];
   done: RunDoneMessage;
   /** The whole warm-run sequence the host posts, in order (layers as ArrayBuffers). */
   messages(runId: number): HostToWebview[];
@@ -119,10 +121,11 @@ export function toMessages(result: AttentionResult, text: string): Omit<RealRun,
   const stride = H * T * T;
   const all = result.attention as Uint16Array;
   const layers = Array.from({ length: L }, (_, l) => all.slice(l * stride, (l + 1) * stride));
-  const wire = layers.flatMap((d, l) => {
-    const packed = packF14(d);
-    return layerMessages(0, l, (packed ?? d.slice()).buffer as ArrayBuffer, packed !== null, result.encoding);
-  });
+  const wire = [...runPayloads(result)].flatMap((p): (RunThumbsMessage | RunLayerMessage)[] =>
+    p.kind === 'thumbs'
+      ? [{ type: 'run/thumbs', runId: 0, layer: p.layer, size: p.size, data: p.data, ...(p.packed ? { packed: true } : {}) }]
+      : layerMessages(0, p.layer, p.data, p.packed, result.encoding),
+  );
   const done: RunDoneMessage = { type: 'run/done', runId: 0, timings: { ...result.timings }, runtime: result.runtime };
   return {
     start,

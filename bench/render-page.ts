@@ -32,8 +32,8 @@ export async function openPlainPage(browser: Browser, pages: Record<string, stri
   return { page, close: () => context.close() };
 }
 
-/** run/layer without its runId and data: what is staged beside each layer buffer. */
-type StagedLayer = { type: 'run/layer'; layer: number; packed?: boolean; start?: number };
+/** run/thumbs or run/layer without its runId and data: what is staged beside each buffer. */
+type StagedData = Omit<RealRun['wire'][number], 'runId' | 'data'>;
 
 /** What stageRun leaves in the page: the run's message sequence for a runId (staged buffers, not copies). */
 export type StagedWindow = { __runMessages(runId: number): unknown[] };
@@ -56,7 +56,7 @@ export async function stageRun(page: Page, run: RealRun): Promise<void> {
         { type: 'status', message: null },
       ];
     },
-    [run.start, run.wire.map(({ runId: _, data: __, ...rest }): StagedLayer => rest), run.done] as const,
+    [run.start, run.wire.map(({ runId: _, data: __, ...rest }): StagedData => rest), run.done] as const,
   );
 }
 
@@ -87,13 +87,18 @@ export interface FeedTiming {
   allLayersMs: number;
   /** First message posted -> performance.mark('attention-lens:painted:<runId>'). */
   allLayersMarkMs: number | null;
+  /**
+   * First message posted -> the last full layer stored (#app[data-complete-run]). Later than
+   * allLayersMs when the grid was painted from thumbnails and the layers were still arriving.
+   */
+  allDataMs: number;
   /** Time spent posting (structured clone of the messages) before the first handler ran. */
   postMs: number;
 }
 
 /**
- * Posts the extension's message sequence for one run (run/start, run/layer x L with cloned
- * ArrayBuffers, run/done, status) the way VS Code delivers it (window.postMessage), and times it to
+ * Posts the extension's message sequence for one run (run/start, run/thumbs x L when sent, run/layer
+ * x L with cloned ArrayBuffers, run/done, status) the way VS Code delivers it (window.postMessage), and times it to
  * painted frames: the app sets #app[data-painted-layers] / [data-painted-run] and a performance mark.
  */
 export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Promise<FeedTiming> {
@@ -105,6 +110,7 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
         let t0 = 0;
         let first: number | null = null;
         let all: number | null = null;
+        let complete: number | null = null;
         const afterFrame = (cb: (t: number) => void): void => {
           requestAnimationFrame(() => {
             const ch = new MessageChannel();
@@ -113,11 +119,11 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
           });
         };
         const finish = (): void => {
-          if (first === null || all === null) return;
+          if (first === null || all === null || complete === null) return;
           obs.disconnect();
           clearTimeout(timer);
           const mark = performance.getEntriesByName(`attention-lens:painted:${runId}`, 'mark')[0];
-          resolve({ runId, firstLayerMs: first - t0, allLayersMs: all - t0, allLayersMarkMs: mark ? mark.startTime - t0 : null, postMs });
+          resolve({ runId, firstLayerMs: first - t0, allLayersMs: all - t0, allLayersMarkMs: mark ? mark.startTime - t0 : null, allDataMs: complete - t0, postMs });
         };
         let firstSeen = false;
         let allSeen = false;
@@ -137,9 +143,13 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
               finish();
             });
           }
+          if (complete === null && app.dataset.completeRun === id) {
+            complete = performance.now();
+            finish();
+          }
         };
         const obs = new MutationObserver(check);
-        obs.observe(app, { attributes: true, attributeFilter: ['data-painted-layers', 'data-painted-run', 'data-run-id'] });
+        obs.observe(app, { attributes: true, attributeFilter: ['data-painted-layers', 'data-painted-run', 'data-complete-run', 'data-run-id'] });
         const timer = setTimeout(() => {
           obs.disconnect();
           reject(new Error(`run ${runId} not painted after ${timeoutMs} ms (painted layers ${app.dataset.paintedLayers}, run ${app.dataset.runId})`));
@@ -166,34 +176,54 @@ export async function postFramedRun(page: Page, runId: number): Promise<number> 
   }, runId);
 }
 
-/** Posting a run into the panel frame -> the frame after the panel painted all its layers (ms). */
-export async function timeFramedRun(p: FramedPanel, runId: number, timeoutMs = 60_000): Promise<number> {
+/**
+ * Posting a run into the panel frame -> the frame after the panel painted all its layers, and ->
+ * the last full layer stored (ms).
+ */
+export async function timeFramedRun(p: FramedPanel, runId: number, timeoutMs = 60_000): Promise<{ paintedMs: number; allDataMs: number }> {
+  type Times = { painted: number; complete: number };
   await p.frame.evaluate(
     ([id, timeoutMs]) => {
       const app = document.getElementById('app')!;
-      (window as unknown as { __painted: Promise<number> }).__painted = new Promise((resolve, reject) => {
+      (window as unknown as { __times: Promise<Times> }).__times = new Promise((resolve, reject) => {
+        const now = () => performance.timeOrigin + performance.now();
+        let painted: number | null = null;
+        let complete: number | null = null;
         const timer = setTimeout(() => {
           obs.disconnect();
           reject(new Error(`run ${id} not painted after ${timeoutMs} ms`));
         }, timeoutMs);
-        const obs = new MutationObserver(() => {
-          if (app.dataset.paintedRun !== String(id)) return;
+        const finish = () => {
+          if (painted === null || complete === null) return;
           obs.disconnect();
           clearTimeout(timer);
+          resolve({ painted, complete });
+        };
+        let paintedSeen = false;
+        const obs = new MutationObserver(() => {
+          if (complete === null && app.dataset.completeRun === String(id)) {
+            complete = now();
+            finish();
+          }
+          if (paintedSeen || app.dataset.paintedRun !== String(id)) return;
+          paintedSeen = true;
           requestAnimationFrame(() => {
             const ch = new MessageChannel();
-            ch.port1.onmessage = () => resolve(performance.timeOrigin + performance.now());
+            ch.port1.onmessage = () => {
+              painted = now();
+              finish();
+            };
             ch.port2.postMessage(0);
           });
         });
-        obs.observe(app, { attributes: true, attributeFilter: ['data-painted-run'] });
+        obs.observe(app, { attributes: true, attributeFilter: ['data-painted-run', 'data-complete-run'] });
       });
     },
     [runId, timeoutMs] as const,
   );
   const t0 = await postFramedRun(p.page, runId);
-  const t1 = await p.frame.evaluate(() => (window as unknown as { __painted: Promise<number> }).__painted);
-  return t1 - t0;
+  const t = await p.frame.evaluate(() => (window as unknown as { __times: Promise<Times> }).__times);
+  return { paintedMs: t.painted - t0, allDataMs: t.complete - t0 };
 }
 
 export interface HoverSample {

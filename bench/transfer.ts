@@ -263,10 +263,11 @@ export async function transferSection() {
     const sum = (pred: (t: string) => boolean) => perMessage.filter((m) => pred(m.type)).reduce((s, m) => s + m.json + m.binary, 0);
     const startBytes = sum((t) => t === 'run/start');
     const layerBytes = sum((t) => t === 'run/layer');
-    const otherBytes = sum((t) => t !== 'run/start' && t !== 'run/layer');
+    const thumbBytes = sum((t) => t === 'run/thumbs');
+    const otherBytes = sum((t) => t !== 'run/start' && t !== 'run/layer' && t !== 'run/thumbs');
     const layerBinary = perMessage.filter((m) => m.type === 'run/layer').reduce((s, m) => s + m.binary, 0);
     const cells = run.L * run.H * run.T * run.T;
-    const total = startBytes + layerBytes + otherBytes;
+    const total = startBytes + thumbBytes + layerBytes + otherBytes;
     const json = jsonBaseline(run);
     const mc = await viaMessageChannel(run);
     const wClone = await viaWorker(run, false);
@@ -278,10 +279,12 @@ export async function transferSection() {
       total_bytes: total,
       run_start_bytes: startBytes,
       run_layer_bytes: layerBytes,
+      // The thumbnails sent ahead of the layers (T above the thumbnail size only).
+      run_thumbs_bytes: thumbBytes,
       other_bytes: otherBytes,
       bytes_per_cell: round(total / cells, 4),
-      // run/start + run/layer only (the brief's definition); the rest is two tiny messages.
-      bytes_per_cell_start_layers: round((startBytes + layerBytes) / cells, 4),
+      // run/start + run/thumbs + run/layer (the brief's definition); the rest is two tiny messages.
+      bytes_per_cell_start_layers: round((startBytes + thumbBytes + layerBytes) / cells, 4),
       // The attention payload alone (the layers' ArrayBuffers).
       bytes_per_cell_layers: round(layerBinary / cells, 4),
       json_ms: json.ms,

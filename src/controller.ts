@@ -144,6 +144,9 @@ export class AttentionController implements vscode.Disposable {
             for (const notice of s.notices) void vscode.window.showInformationMessage(`Attention Lens: ${notice}`);
             this.paintRange(state);
           },
+          onThumbs: (layer, size, data, packed) => {
+            void panel.post({ type: 'run/thumbs', runId, layer, size, data, ...(packed ? { packed: true } : {}) });
+          },
           onLayer: (layer, data, packed) => {
             // The same bytes for the hovers and the panel: bit-packed (1.75 bytes per cell) when they fit.
             state?.addLayer(layer, data, packed);

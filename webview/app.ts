@@ -80,6 +80,7 @@ export class App implements ViewContext {
   private readonly sideHint: HTMLElement;
   private readonly live: HTMLElement;
   private readonly views: Record<ViewName, View>;
+  private readonly modelView: ModelView;
   private readonly headView: HeadView;
   private readonly matrixView: MatrixView;
 
@@ -133,10 +134,10 @@ export class App implements ViewContext {
     );
 
     // Views + side box
-    const model = new ModelView(this);
+    this.modelView = new ModelView(this);
     this.headView = new HeadView(this);
     this.matrixView = new MatrixView(this);
-    this.views = { model, head: this.headView, matrix: this.matrixView };
+    this.views = { model: this.modelView, head: this.headView, matrix: this.matrixView };
     for (const v of VIEWS) {
       const r = this.views[v.name].root;
       r.id = `view-${v.name}`;
@@ -148,7 +149,7 @@ export class App implements ViewContext {
     this.sideList = el('ol', { class: 'top-words', 'aria-label': 'Top attended words' });
     this.side = el('aside', { class: 'side', 'aria-label': 'Top attended words' }, this.sideTitle, this.sideHint, this.sideList);
     this.emptyEl = el('div', { class: 'empty' }, el('p', { text: 'Select text and run Attention Lens: Show Attention' }));
-    this.main = el('main', { class: 'main' }, model.root, this.headView.root, this.matrixView.root, this.side);
+    this.main = el('main', { class: 'main' }, this.modelView.root, this.headView.root, this.matrixView.root, this.side);
     this.live = el('div', { class: 'sr-only', 'aria-live': 'polite', 'aria-atomic': 'true' });
 
     root.append(header, this.noticesEl, this.errorEl, this.controls, this.emptyEl, this.main, this.live);
@@ -188,10 +189,19 @@ export class App implements ViewContext {
         }
         return;
       }
+      case 'run/thumbs': {
+        const run = this.runById(m.runId);
+        if (!run || !run.addThumbs(m.layer, m.size, m.data, m.packed)) return;
+        // Only the model view paints thumbnails.
+        if (run === this.pending) this.maybeSwap();
+        else this.modelView.layerArrived(m.layer);
+        return;
+      }
       case 'run/layer': {
-        const run = this.pending?.runId === m.runId ? this.pending : this.run?.runId === m.runId ? this.run : null;
+        const run = this.runById(m.runId);
         if (!run) return;
         if (!run.addLayer(m.layer, m.data, m.packed, m.start)) return;
+        if (run.complete) this.markRun('complete', run.runId);
         if (run === this.pending) this.maybeSwap();
         else {
           for (const v of Object.values(this.views)) v.layerArrived(m.layer);
@@ -202,7 +212,7 @@ export class App implements ViewContext {
         return;
       }
       case 'run/done': {
-        const run = this.pending?.runId === m.runId ? this.pending : this.run?.runId === m.runId ? this.run : null;
+        const run = this.runById(m.runId);
         if (!run) return;
         run.done = true;
         run.timings = m.timings;
@@ -235,12 +245,16 @@ export class App implements ViewContext {
     }
   }
 
+  private runById(runId: number): RunData | null {
+    return this.pending?.runId === runId ? this.pending : this.run?.runId === runId ? this.run : null;
+  }
+
   /** The pending run takes over once the data the current view needs has arrived. */
   private maybeSwap(): void {
     const p = this.pending;
     if (!p) return;
     const layer = Math.min(this.ui.layer, p.L - 1);
-    let ready = p.arrived > 0;
+    let ready = p.arrived > 0 || p.thumbsArrived > 0;
     if (this.ui.view !== 'model') ready = p.hasLayer(layer);
     if (ready || p.complete) this.swapIn(p);
   }
@@ -275,7 +289,10 @@ export class App implements ViewContext {
     this.main.hidden = false;
     this.controls.hidden = false;
     for (const v of Object.values(this.views)) v.setRun(sameShape);
-    for (let l = 0; l < run.L; l++) if (run.hasLayer(l)) for (const v of Object.values(this.views)) v.layerArrived(l);
+    for (let l = 0; l < run.L; l++) {
+      if (run.hasLayer(l)) for (const v of Object.values(this.views)) v.layerArrived(l);
+      else if (run.thumbs(l)) this.modelView.layerArrived(l);
+    }
     this.continueRollout();
     this.setView(ui.view, false);
     this.scheduleHover();
@@ -615,14 +632,21 @@ export class App implements ViewContext {
     const run = this.run;
     if (!run) return;
     this.root.dataset.paintedLayers = String(painted);
-    if (painted === total && total > 0 && run.complete) {
-      if (this.root.dataset.paintedRun !== String(run.runId)) {
-        this.root.dataset.paintedRun = String(run.runId);
-        // One mark per run would accumulate forever: keep only the latest.
-        performance.clearMarks();
-        performance.mark(`attention-lens:painted:${run.runId}`);
-      }
-    }
+    // From thumbnails, the grid can be whole before the full layers have all arrived ('complete').
+    if (painted === total && total > 0) this.markRun('painted', run.runId);
+  }
+
+  /**
+   * Milestones of a run, for tests and the benchmark: #app[data-painted-run] / [data-complete-run]
+   * and a performance mark attention-lens:<what>:<runId> (the latest run's only: marks accumulate).
+   */
+  private markRun(what: 'painted' | 'complete', runId: number): void {
+    const attr = what === 'painted' ? 'paintedRun' : 'completeRun';
+    const prev = this.root.dataset[attr];
+    if (prev === String(runId)) return;
+    if (prev !== undefined) performance.clearMarks(`attention-lens:${what}:${prev}`);
+    this.root.dataset[attr] = String(runId);
+    performance.mark(`attention-lens:${what}:${runId}`);
   }
 
   // ---------------------------------------------------------------- keyboard

@@ -3,6 +3,7 @@
 // Canvases are scaled up by CSS with `image-rendering: pixelated`.
 
 import { LUT_SIZE } from './theme';
+import { poolBlocks, poolHead } from '../src/analysis';
 
 const MAX = LUT_SIZE - 1;
 
@@ -31,21 +32,6 @@ export function fillHeat(dst: Uint32Array, m: Float32Array, T: number, vis: Int3
   }
 }
 
-const blockCache = new Map<string, Int32Array>();
-
-/** block[i] = which of `size` output cells visible index i falls in. */
-function blocks(V: number, size: number): Int32Array {
-  const key = `${V}:${size}`;
-  let b = blockCache.get(key);
-  if (!b) {
-    b = new Int32Array(V);
-    for (let i = 0; i < V; i++) b[i] = Math.min(size - 1, Math.floor((i * size) / V));
-    if (blockCache.size > 16) blockCache.clear();
-    blockCache.set(key, b);
-  }
-  return b;
-}
-
 let acc = new Float32Array(0);
 
 /**
@@ -68,7 +54,7 @@ export function fillHeatDown(
   }
   if (acc.length < size * size) acc = new Float32Array(size * size);
   acc.fill(0, 0, size * size);
-  const b = blocks(V, size);
+  const b = poolBlocks(V, size);
   const identity = V === T;
   for (let i = 0; i < V; i++) {
     const row = (identity ? i : vis[i]) * T;
@@ -81,11 +67,6 @@ export function fillHeatDown(
   }
   const n = size * size;
   for (let p = 0; p < n; p++) dst[p] = lut[idx(acc[p], thr)];
-}
-
-/** Thumbnail side for V visible tokens: at most `max` pixels. */
-export function thumbSize(V: number, max = 128): number {
-  return Math.max(1, V <= max ? V : Math.ceil(V / Math.ceil(V / max)));
 }
 
 const images = new Map<string, { img: ImageData; u32: Uint32Array }>();
@@ -109,23 +90,6 @@ export function sizeCanvas(c: HTMLCanvasElement, w: number, h: number): void {
   if (c.height !== h) c.height = h;
 }
 
-const startsCache = new Map<string, Int32Array>();
-
-/** starts[ob]..starts[ob+1] = the indices that fall in output cell ob (same split as blocks()). */
-function blockStarts(V: number, size: number): Int32Array {
-  const key = `${V}:${size}`;
-  let s = startsCache.get(key);
-  if (!s) {
-    const b = blocks(V, size);
-    s = new Int32Array(size + 1);
-    for (let j = 0; j < V; j++) s[b[j] + 1] = j + 1;
-    for (let ob = 1; ob <= size; ob++) if (s[ob] < s[ob - 1]) s[ob] = s[ob - 1];
-    if (startsCache.size > 16) startsCache.clear();
-    startsCache.set(key, s);
-  }
-  return s;
-}
-
 /**
  * Thumbnail straight from one head's wire storage (no hidden tokens, size < T): max-pools the
  * T x T block at `base` into size x size pixels in one pass, decoding through `lut` (null for
@@ -143,39 +107,13 @@ export function fillHeatDownRaw(
   meanAcc: Float32Array | null,
 ): void {
   if (acc.length < size * size) acc = new Float32Array(size * size);
-  acc.fill(0, 0, size * size);
-  const b = blocks(T, size);
-  const cs = blockStarts(T, size);
-  for (let i = 0; i < T; i++) {
-    const out = b[i] * size;
-    const r = base + i * T;
-    const mr = i * T;
-    for (let ob = 0; ob < size; ob++) {
-      let mx = acc[out + ob];
-      const end = cs[ob + 1];
-      if (lut !== null) {
-        if (meanAcc !== null) {
-          for (let j = cs[ob]; j < end; j++) {
-            const v = lut[raw[r + j]];
-            meanAcc[mr + j] += v;
-            if (v > mx) mx = v;
-          }
-        } else {
-          for (let j = cs[ob]; j < end; j++) {
-            const v = lut[raw[r + j]];
-            if (v > mx) mx = v;
-          }
-        }
-      } else {
-        for (let j = cs[ob]; j < end; j++) {
-          const v = raw[r + j];
-          if (meanAcc !== null) meanAcc[mr + j] += v;
-          if (v > mx) mx = v;
-        }
-      }
-      acc[out + ob] = mx;
-    }
-  }
+  poolHead(raw, lut, base, T, size, acc, meanAcc);
   const n = size * size;
   for (let p = 0; p < n; p++) dst[p] = heat[idx(acc[p], thr)];
+}
+
+/** `n` pixels straight from wire storage at `base` (decoded through `lut`, null for float32): a thumbnail the host pooled. */
+export function fillHeatRaw(dst: Uint32Array, n: number, raw: Float32Array | Uint16Array | Uint8Array, lut: Float32Array | null, base: number, heat: Uint32Array, thr: number): void {
+  if (lut !== null) for (let p = 0; p < n; p++) dst[p] = heat[idx(lut[raw[base + p]], thr)];
+  else for (let p = 0; p < n; p++) dst[p] = heat[idx(raw[base + p], thr)];
 }

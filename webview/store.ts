@@ -1,4 +1,5 @@
-// One run's data in the panel: tokens, words, the layers as they arrive (kept in their wire
+// One run's data in the panel: tokens, words, the layers' thumbnails and the layers as they arrive
+// (kept in their wire
 // encoding, decoded on demand; bit-packed layers are unpacked on first use, layers sent in parts
 // as each part arrives), head-means, and processed matrices (special tokens hidden and rows
 // renormalised) in a small LRU cache. Rollout is computed incrementally, one layer per task.
@@ -6,6 +7,7 @@
 import type { RunStartMessage, WireToken, WireModel, AttentionEncoding } from '../src/protocol/webview';
 import {
   LayerStore,
+  layerTensor,
   decodeHead,
   meanHeads,
   renormalizeRows,
@@ -45,7 +47,10 @@ export class RunData {
   /** The layers as they arrive (bit-packed ones unpacked on first use). */
   private readonly store: LayerStore;
   readonly means: (Float32Array | undefined)[];
+  /** Per layer, its thumbnails as the host pooled them: [H + 1][size][size], the head-mean last. */
+  private readonly thumbList: (LayerTensor | undefined)[];
   arrived = 0;
+  thumbsArrived = 0;
   done = false;
   timings: Record<string, number> = {};
   runtime = '';
@@ -69,6 +74,7 @@ export class RunData {
     this.H = m.model.heads;
     this.store = new LayerStore(this.encoding, this.L, this.H, this.T);
     this.means = new Array(this.L).fill(undefined);
+    this.thumbList = new Array(this.L).fill(undefined);
     this.words = groupWords(m.tokens, m.sourceText ?? null);
     this.display = m.tokens.map((t, i) => displayToken(t, i > 0 ? m.tokens[i - 1] : null, m.sourceText));
     this.keepCache = keepMask(this.tokens, false);
@@ -83,6 +89,21 @@ export class RunData {
     if (!this.store.add(layer, data, packed, start)) return false;
     this.arrived++;
     return true;
+  }
+
+  /** Stores one layer's thumbnails (throws, caught by the caller, when the size is wrong). Returns true when they are new. */
+  addThumbs(layer: number, size: number, data: ArrayBuffer | ArrayBufferView, packed = false): boolean {
+    if (layer >= this.L) throw new Error(`thumbnails of layer ${layer}: the run has ${this.L} layers`);
+    if (size >= this.T) throw new Error(`thumbnails of ${size} px for ${this.T} tokens`);
+    if (this.thumbList[layer]) return false;
+    this.thumbList[layer] = layerTensor(data, this.encoding, this.H + 1, size, packed);
+    this.thumbsArrived++;
+    return true;
+  }
+
+  /** Layer `l`'s thumbnails, or undefined when none came (yet, or at all: small T). */
+  thumbs(l: number): LayerTensor | undefined {
+    return this.thumbList[l];
   }
 
   hasLayer(l: number): boolean {

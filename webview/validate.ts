@@ -76,8 +76,9 @@ function asBuffer(v: unknown): ArrayBuffer | ArrayBufferView | null {
 }
 
 export type ParsedHostMessage =
-  | Exclude<HostToWebview, { type: 'run/layer' }>
-  | { type: 'run/layer'; runId: number; layer: number; data: ArrayBuffer | ArrayBufferView; packed: boolean; start?: number };
+  | Exclude<HostToWebview, { type: 'run/layer' | 'run/thumbs' }>
+  | { type: 'run/layer'; runId: number; layer: number; data: ArrayBuffer | ArrayBufferView; packed: boolean; start?: number }
+  | { type: 'run/thumbs'; runId: number; layer: number; size: number; data: ArrayBuffer | ArrayBufferView; packed: boolean };
 
 export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
   if (!isObj(raw)) return null;
@@ -89,6 +90,11 @@ export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
       if (!isInt(raw.runId) || !isInt(raw.layer, 0, MAX_LAYERS - 1) || !data) return null;
       if (raw.start !== undefined && !isInt(raw.start, 0)) return null;
       return { type: 'run/layer', runId: raw.runId, layer: raw.layer, data, packed: raw.packed === true, ...(raw.start === undefined ? {} : { start: raw.start }) };
+    }
+    case 'run/thumbs': {
+      const data = asBuffer(raw.data);
+      if (!isInt(raw.runId) || !isInt(raw.layer, 0, MAX_LAYERS - 1) || !isInt(raw.size, 1, MAX_TOKENS) || !data) return null;
+      return { type: 'run/thumbs', runId: raw.runId, layer: raw.layer, size: raw.size, data, packed: raw.packed === true };
     }
     case 'run/done': {
       if (!isInt(raw.runId)) return null;

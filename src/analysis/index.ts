@@ -4,3 +4,4 @@ export * from './tensor';
 export * from './words';
 export * from './rollout';
 export * from './attended';
+export * from './thumbs';

@@ -12,6 +12,8 @@ export interface RunHandlers {
   onStart?: (start: RunStart) => void;
   /** `packed`: `data` is the f16 layer bit-packed (packF14), as the panel takes it. */
   onLayer?: (layer: number, data: ArrayBuffer, packed: boolean) => void;
+  /** A layer's thumbnails (analysis/thumbs.ts: [heads + 1][size][size]), before the layers; only when T > their size. */
+  onThumbs?: (layer: number, size: number, data: ArrayBuffer, packed: boolean) => void;
 }
 
 export interface RunHandle {
@@ -149,6 +151,9 @@ export class EngineClient {
         break;
       case 'layer':
         p.handlers.onLayer?.(msg.layer, msg.data, msg.packed === true);
+        break;
+      case 'thumbs':
+        p.handlers.onThumbs?.(msg.layer, msg.size, msg.data, msg.packed === true);
         break;
       case 'done':
         this.pending.delete(msg.requestId);

@@ -2,7 +2,7 @@
 // results back layer by layer. The newest analyze request supersedes any still running.
 import { parentPort, workerData } from 'node:worker_threads';
 import { AttentionEngine } from './engine';
-import { packF14 } from '../analysis/f16';
+import { runPayloads } from './payloads';
 import { EngineError, type EngineOptions } from './types';
 import type { HostToWorker, WorkerToHost } from '../protocol/worker';
 
@@ -43,7 +43,6 @@ async function analyze(msg: Extract<HostToWorker, { type: 'analyze' }>): Promise
       onProgress: (progress) => post({ type: 'progress', requestId: msg.requestId, progress }),
     });
     if (signal.aborted) return; // cancelled or superseded: its error was already posted
-    const [L, H, T] = result.shape;
     post({
       type: 'start',
       requestId: msg.requestId,
@@ -55,13 +54,10 @@ async function analyze(msg: Extract<HostToWorker, { type: 'analyze' }>): Promise
       notices: result.notices,
       runtime: result.runtime,
     });
-    const stride = H * T * T;
-    for (let l = 0; l < L; l++) {
-      const layer = result.attention.subarray(l * stride, (l + 1) * stride);
-      // Packed here, off the extension host's thread: the host keeps these bytes and forwards them to the panel.
-      const packed = layer instanceof Uint16Array ? packF14(layer) : null;
-      const data = (packed ?? layer.slice()).buffer as ArrayBuffer;
-      post({ type: 'layer', requestId: msg.requestId, layer: l, data, ...(packed ? { packed: true } : {}) }, [data]);
+    for (const p of runPayloads(result)) {
+      // Thumbnails and packing are computed here, off the extension host's thread; the host keeps the layers and forwards everything to the panel.
+      if (p.kind === 'thumbs') post({ type: 'thumbs', requestId: msg.requestId, layer: p.layer, size: p.size, data: p.data, ...(p.packed ? { packed: true } : {}) }, [p.data]);
+      else post({ type: 'layer', requestId: msg.requestId, layer: p.layer, data: p.data, ...(p.packed ? { packed: true } : {}) }, [p.data]);
     }
     post({ type: 'done', requestId: msg.requestId, timings: result.timings });
   } catch (e) {

@@ -68,6 +68,21 @@ export interface RunLayerMessage {
   start?: number;
 }
 
+/**
+ * One layer's thumbnails (analysis/thumbs.ts layerThumbs): [heads + 1][size][size] in the run's
+ * encoding (f16 bit-packed when `packed`), each head max-pooled and the head-mean last. Sent for
+ * every layer before the layers themselves when T > size, so the model view's grid paints from a
+ * few MB while the full layers (what the other views, hovers and rollout read) are on their way.
+ */
+export interface RunThumbsMessage {
+  type: 'run/thumbs';
+  runId: number;
+  layer: number;
+  size: number;
+  data: ArrayBuffer;
+  packed?: boolean;
+}
+
 /** The run/layer messages that carry one layer: the layer, or its parts in order when it is large. */
 export function layerMessages(runId: number, layer: number, data: ArrayBuffer, packed: boolean, encoding: AttentionEncoding): RunLayerMessage[] {
   const parts = splitLayer(data, packed, BYTES_PER_ELEMENT[encoding]);
@@ -103,6 +118,7 @@ export interface FocusTokenMessage {
 export type HostToWebview =
   | RunStartMessage
   | RunLayerMessage
+  | RunThumbsMessage
   | RunDoneMessage
   | RunErrorMessage
   | StatusMessage

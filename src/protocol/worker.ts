@@ -34,5 +34,7 @@ export type WorkerToHost =
    * f16 bit-packed (packF14), as the host forwards it to the panel; absent when a value did not fit.
    */
   | { type: 'layer'; requestId: number; layer: number; data: ArrayBuffer; packed?: boolean }
+  /** One layer's thumbnails (analysis/thumbs.ts), sent before the layers when T is above their size. */
+  | { type: 'thumbs'; requestId: number; layer: number; size: number; data: ArrayBuffer; packed?: boolean }
   | { type: 'done'; requestId: number; timings: Timings }
   | { type: 'error'; requestId: number; code: EngineErrorCode; message: string };

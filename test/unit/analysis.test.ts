@@ -38,8 +38,12 @@ import {
   Rollout,
   attendedWords,
   tokenAt,
+  layerThumbs,
+  thumbSize,
+  THUMB_MAX,
   type TokenLike,
 } from '../../src/analysis';
+import { runPayloads } from '../../src/engine/payloads';
 
 // ------------------------------------------------------------------ helpers
 
@@ -333,6 +337,67 @@ describe('layers in parts (splitLayer)', () => {
 });
 
 // ------------------------------------------------------------------ layer tensors
+
+describe('thumbnails (layerThumbs)', () => {
+  /** The reference: cell (i, j) of T goes to pixel (floor(i * size / T), floor(j * size / T)); each pixel is its block's maximum (0 when empty). */
+  function maxPool(m: Float32Array, T: number, size: number): Float32Array {
+    const out = new Float32Array(size * size);
+    for (let i = 0; i < T; i++) {
+      for (let j = 0; j < T; j++) {
+        const o = Math.floor((i * size) / T) * size + Math.floor((j * size) / T);
+        out[o] = Math.max(out[o], m[i * T + j]);
+      }
+    }
+    return out;
+  }
+  const H = 3;
+  /** How far the pooled mean may be off after its encoding rounds it (the heads are exact). */
+  const meanTolerance = { f32: () => 1e-7, f16: (v: number) => Math.max(v, 2 ** -14) * 2 ** -11, u8: () => 0.5 / 255 + 1e-7 };
+  for (const T of [129, 300, 512]) {
+    for (const encoding of ['f16', 'f32', 'u8'] as const) {
+      test(`${encoding}, T=${T}: each head max-pooled exactly, then the mean of the heads`, () => {
+        const size = thumbSize(T);
+        assert.ok(size < T && size <= THUMB_MAX);
+        const values = new Float32Array(H * T * T);
+        for (let h = 0; h < H; h++) values.set(randomAttention(T, 40 + h, h === 1), h * T * T);
+        const elements = encoding === 'f32' ? values : encoding === 'f16' ? encodeF16(values) : encodeU8(values);
+        const layer = layerTensor(elements, encoding, H, T);
+        const thumbs = layerThumbs(layer)!;
+        assert.equal(thumbs.size, size);
+        assert.equal(thumbs.packed, encoding === 'f16', 'f16 thumbnails are bit-packed like layers');
+        const got = layerTensor(thumbs.data, encoding, H + 1, size, thumbs.packed);
+        // A head's pixel is one of its cells, re-encoded exactly: the panel paints it as it would from the layer.
+        for (let h = 0; h < H; h++) assert.deepEqual(decodeHead(got, h), maxPool(decodeHead(layer, h), T, size), `head ${h}`);
+        const mean = maxPool(meanHeads(layer), T, size);
+        const gotMean = decodeHead(got, H);
+        for (let i = 0; i < mean.length; i++) {
+          assert.ok(Math.abs(gotMean[i] - mean[i]) <= meanTolerance[encoding](mean[i]), `mean pixel ${i}: ${gotMean[i]} vs ${mean[i]}`);
+        }
+      });
+    }
+  }
+
+  test('none when the thumbnail would be the layer itself (T <= 128)', () => {
+    for (const T of [1, 7, 128]) assert.equal(layerThumbs(layerTensor(new Float32Array(2 * T * T), 'f32', 2, T)), null, `T=${T}`);
+  });
+
+  test("runPayloads: every layer's thumbnails first, then the layers, each in a buffer of its own", () => {
+    const [L, T] = [3, 200];
+    const values = new Float32Array(L * H * T * T);
+    for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) values.set(randomAttention(T, 60 + l * H + h, false), (l * H + h) * T * T);
+    const attention = encodeF16(values);
+    const payloads = [...runPayloads({ attention, shape: [L, H, T, 64], encoding: 'f16' })];
+    assert.deepEqual(payloads.map((p) => `${p.kind}${p.layer}`), ['thumbs0', 'thumbs1', 'thumbs2', 'layer0', 'layer1', 'layer2']);
+    assert.equal(new Set(payloads.map((p) => p.data)).size, payloads.length, 'no shared buffer (each is transferred)');
+    for (const p of payloads) {
+      const expected = layerTensor(attention.subarray(p.layer * H * T * T, (p.layer + 1) * H * T * T), 'f16', H, T);
+      if (p.kind === 'layer') assert.deepEqual(layerTensor(p.data, 'f16', H, T, p.packed).raw, expected.raw, `layer ${p.layer} exact`);
+      else assert.deepEqual(new Uint8Array(p.data), new Uint8Array(layerThumbs(expected)!.data), `thumbs ${p.layer}`);
+    }
+    const small = [...runPayloads({ attention: new Float32Array(2 * H * 16 * 16), shape: [2, H, 16, 64], encoding: 'f32' })];
+    assert.deepEqual(small.map((p) => p.kind), ['layer', 'layer'], 'no thumbnails for short inputs');
+  });
+});
 
 describe('layer tensors', () => {
   // 2 heads, T = 2.  head 0 = [[1, 0], [0.25, 0.75]], head 1 = [[0.5, 0.5], [0.75, 0.25]]

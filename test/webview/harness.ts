@@ -368,15 +368,16 @@ export async function postLayer(
   packed = false,
   start?: number,
 ): Promise<void> {
-  await stageBuffer(page, 0, data);
-  await page.evaluate(
-    ([runId, layer, packed, start]) => {
-      const w = window as unknown as { __stage: ArrayBuffer[] };
-      const buf = w.__stage[0];
-      window.postMessage({ type: 'run/layer', runId, layer, data: buf, ...(packed ? { packed: true } : {}), ...(start === null ? {} : { start }) }, '*', [buf]);
-    },
-    [runId, layer, packed, start ?? null] as const,
-  );
+  await postWithData(page, { type: 'run/layer', runId, layer, ...(packed ? { packed: true } : {}), ...(start === undefined ? {} : { start }) }, data);
+}
+
+/** Posts `message` with `data` copied into the page as its `data` ArrayBuffer (transferred). */
+export async function postWithData(page: Page, message: Record<string, unknown>, data: Uint16Array | Uint8Array | Float32Array | Uint32Array | ArrayBuffer): Promise<void> {
+  await stageBuffer(page, 0, data instanceof ArrayBuffer ? new Uint8Array(data) : data);
+  await page.evaluate((message) => {
+    const buf = (window as unknown as { __stage: ArrayBuffer[] }).__stage[0];
+    window.postMessage({ ...message, data: buf }, '*', [buf]);
+  }, message);
 }
 
 /** Messages the panel posted so far. */

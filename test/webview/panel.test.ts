@@ -15,6 +15,7 @@ import {
   openPanel,
   postMessages,
   postLayer,
+  postWithData,
   stageBuffer,
   posted,
   screenshot,
@@ -26,7 +27,8 @@ import {
 } from './harness';
 import { syntheticRun, tokensOfLength, type SyntheticRun } from './synthetic';
 import { packF14 } from '../../src/analysis/f16';
-import { splitLayer } from '../../src/analysis/tensor';
+import { layerTensor, splitLayer } from '../../src/analysis/tensor';
+import { layerThumbs } from '../../src/analysis/thumbs';
 
 let browser: Browser;
 
@@ -193,6 +195,65 @@ describe('attention panel in Chromium', () => {
       assert.equal(other.pixels.length, 3 * 5);
       assert.deepEqual(other.pixels, plain.pixels, `${name}: same thumbnails, pixel for pixel`);
       assert.deepEqual(other.words, plain.words, `${name}: same top words and weights`);
+    }
+  });
+
+  test('thumbnails from the host (T > 128) paint the grid before any layer, as the layers would; the other views wait for the layers', async () => {
+    const { text, tokens } = tokensOfLength(200);
+    const run = syntheticRun({ layers: 2, heads: 3, tokens, text });
+    const [L, H, T] = [2, 3, 200];
+    const grid = (page: Page) =>
+      page.evaluate(() => [...document.querySelectorAll<HTMLCanvasElement>('.model-grid canvas.thumb')].map((c) => ({ w: c.width, px: Array.from(c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data) })));
+    const app = (page: Page, attr: string) => page.locator('#app').getAttribute(attr);
+
+    // The panel pooling the layers itself: the reference.
+    const a = await openPanel(browser);
+    let fromLayers: Awaited<ReturnType<typeof grid>>;
+    try {
+      await feed(a.page, run);
+      await waitPainted(a.page, L);
+      fromLayers = await grid(a.page);
+      noErrors(a);
+    } finally {
+      await a.close();
+    }
+
+    const p = await openPanel(browser);
+    const { page } = p;
+    try {
+      await postMessages(page, [run.start]);
+      for (let l = 0; l < L; l++) {
+        const th = layerThumbs(layerTensor(run.layers[l], 'f16', H, T))!;
+        assert.equal(th.size, 100);
+        await postWithData(page, { type: 'run/thumbs', runId: 1, layer: l, size: th.size, ...(th.packed ? { packed: true } : {}) }, th.data);
+      }
+      await page.waitForFunction(() => document.getElementById('app')!.dataset.paintedRun === '1');
+      assert.equal(await app(page, 'data-complete-run'), null, 'no layer has arrived');
+      const fromThumbs = await grid(page);
+      assert.equal(fromThumbs.length, L * (H + 1));
+      for (let i = 0; i < fromThumbs.length; i++) {
+        assert.equal(fromThumbs[i].w, 100, 'downsampled');
+        if (i % (H + 1) < H) assert.deepEqual(fromThumbs[i].px, fromLayers[i].px, `head cell ${i}: pixel for pixel`);
+        else {
+          // The host's mean is rounded to f16 before pooling: at most a neighbouring palette entry.
+          const worst = fromThumbs[i].px.reduce((m, v, k) => Math.max(m, Math.abs(v - fromLayers[i].px[k])), 0);
+          assert.ok(worst <= 8, `mean cell ${i}: channels differ by at most ${worst}`);
+        }
+      }
+      // Hiding special tokens needs the layers: the grid waits for them, then paints from them.
+      await page.check('#hide-special');
+      assert.equal(await page.locator('.model-grid .cell.pending').count(), L * (H + 1));
+      await page.click('#tab-head');
+      for (let l = 0; l < L; l++) await postLayer(page, 1, l, run.layers[l]);
+      await postMessages(page, [{ type: 'run/done', runId: 1, timings: {}, runtime: 'synthetic' }]);
+      await page.waitForFunction(() => document.getElementById('app')!.dataset.completeRun === '1');
+      await page.waitForFunction(() => document.querySelectorAll('.model-grid .cell.pending').length === 0);
+      await page.locator('.tok.q[data-index="5"]').hover();
+      await page.waitForSelector('.top-words li:not([hidden])');
+      assert.ok((await page.locator('.top-words li:not([hidden])').count()) > 0, 'the head view hovers from the layers');
+      noErrors(p);
+    } finally {
+      await p.close();
     }
   });
 

@@ -4,7 +4,8 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fillHeat, fillHeatDown, fillHeatDownRaw, thumbSize } from '../../webview/heatmap';
+import { fillHeat, fillHeatDown, fillHeatDownRaw } from '../../webview/heatmap';
+import { thumbSize } from '../../src/analysis';
 import { parseHostMessage } from '../../webview/validate';
 import { LUT_SIZE } from '../../webview/theme';
 import { encodeF16, layerTensor, decodeHead, meanHeads } from '../../src/analysis';

@@ -1,10 +1,13 @@
 // Model view: a grid of layers x heads (plus the head-mean column), each a small canvas heatmap
-// painted at one pixel per (downsampled) cell. Layers fill in as they arrive; painting runs in
-// short time-sliced tasks so the panel stays responsive while a 12 x 12 x 512 x 512 run lands.
+// painted at one pixel per (downsampled) cell. Layers fill in as they arrive, from the host's
+// thumbnails when it sent them (long inputs) and special tokens are shown, else pooled here from
+// the full layer; painting runs in short time-sliced tasks so the panel stays responsive while a
+// 12 x 12 x 512 x 512 run lands.
 
 import type { View, ViewContext } from '../context';
 import { el, clear } from '../dom';
-import { fillHeatDown, fillHeatDownRaw, imageFor, sizeCanvas, thumbSize } from '../heatmap';
+import { fillHeatDown, fillHeatDownRaw, fillHeatRaw, imageFor, sizeCanvas } from '../heatmap';
+import { thumbSize, type LayerTensor } from '../../src/analysis';
 import { makeYield } from '../tasks';
 
 /**
@@ -13,6 +16,10 @@ import { makeYield } from '../tasks';
  * of frames during loading modest while the panel still fills in visibly and answers input.
  */
 const SLICE_MS = 32;
+
+const NONE = 0;
+const THUMBS = 1;
+const FULL = 2;
 
 interface Cell {
   root: HTMLElement;
@@ -33,6 +40,8 @@ export class ModelView implements View {
   private queue: number[] = [];
   private queued = new Set<number>();
   private painted: Uint8Array = new Uint8Array(0);
+  /** What each unit was last painted from (NONE, THUMBS or FULL): a better source repaints it. */
+  private paintedFrom: Uint8Array = new Uint8Array(0);
   private paintedCount = 0;
   private scheduled = false;
   private scratch = new Float32Array(0);
@@ -73,6 +82,7 @@ export class ModelView implements View {
     this.queued.clear();
     this.meanAcc = null;
     this.painted = new Uint8Array(rows * cols);
+    this.paintedFrom = new Uint8Array(rows * cols);
     this.paintedCount = 0;
     for (const c of this.cells) {
       c.canvas.setAttribute('aria-label', this.cellLabel(c.layer, c.head, false));
@@ -118,9 +128,26 @@ export class ModelView implements View {
     this.markFocused();
   }
 
+  /** Thumbnails or the full data of `layer` arrived: paints its cells unless they already show what it offers. */
   layerArrived(layer: number): void {
-    for (let c = 0; c < this.cols; c++) this.enqueue(layer * this.cols + c);
+    const src = this.source(layer);
+    if (src === NONE) return;
+    for (let c = 0; c < this.cols; c++) {
+      const unit = layer * this.cols + c;
+      if (this.paintedFrom[unit] !== src) this.enqueue(unit);
+    }
     this.schedule();
+  }
+
+  /**
+   * What layer `l` paints from: the host's thumbnails while special tokens are shown (they are
+   * pooled over every token), else the full layer; the thumbnails stay once the layer arrives.
+   */
+  private source(l: number): number {
+    const run = this.ctx.run;
+    if (!run) return NONE;
+    if (!run.hideSpecial && run.thumbs(l)) return THUMBS;
+    return run.hasLayer(l) ? FULL : NONE;
   }
 
   private enqueue(unit: number): void {
@@ -136,8 +163,16 @@ export class ModelView implements View {
     this.queue = [];
     this.queued.clear();
     this.painted.fill(0);
+    this.paintedFrom.fill(NONE);
     this.paintedCount = 0;
-    for (let l = 0; l < run.L; l++) if (run.hasLayer(l)) for (let c = 0; c < this.cols; c++) this.enqueue(l * this.cols + c);
+    for (let l = 0; l < run.L; l++) {
+      const has = this.source(l) !== NONE;
+      for (let c = 0; c < this.cols; c++) {
+        const unit = l * this.cols + c;
+        if (has) this.enqueue(unit);
+        else this.cells[unit]?.root.classList.add('pending'); // e.g. special tokens hidden while only thumbnails are here
+      }
+    }
     this.schedule();
     this.markFocused();
   }
@@ -163,13 +198,47 @@ export class ModelView implements View {
     const run = this.ctx.run;
     const cell = this.cells[unit];
     if (!run || !cell) return;
+    const src = this.source(cell.layer);
+    if (src === THUMBS) this.paintThumb(cell, run.thumbs(cell.layer)!);
+    else if (src === FULL) this.paintFull(cell, run.layer(cell.layer)!);
+    else return;
+    this.paintedFrom[unit] = src;
+    cell.root.classList.remove('pending', 'stale');
+    cell.canvas.setAttribute('aria-label', this.cellLabel(cell.layer, cell.head, true));
+    if (!this.painted[unit]) {
+      this.painted[unit] = 1;
+      this.paintedCount++;
+      // A layer counts as painted when all its columns are.
+      if (this.paintedCount % this.cols === 0 || this.queue.length === 0) {
+        let layers = 0;
+        for (let l = 0; l < this.rows; l++) {
+          let all = true;
+          for (let c = 0; c < this.cols; c++) if (!this.painted[l * this.cols + c]) all = false;
+          if (all) layers++;
+        }
+        this.ctx.reportPainted(layers, this.rows);
+      }
+    }
+  }
+
+  /** A cell from the host's thumbnails ([H + 1][size][size], the mean last): one LUT pass. */
+  private paintThumb(cell: Cell, thumbs: LayerTensor): void {
+    const size = thumbs.T;
+    sizeCanvas(cell.canvas, size, size);
+    const { img, u32 } = imageFor(cell.ctx, size, size);
+    const slot = cell.head < 0 ? thumbs.heads - 1 : cell.head;
+    fillHeatRaw(u32, size * size, thumbs.raw, thumbs.lut, slot * size * size, this.ctx.theme.heat, this.ctx.ui.threshold);
+    cell.ctx.putImageData(img, 0, 0);
+  }
+
+  /** A cell pooled here from the full layer (hidden tokens left out). */
+  private paintFull(cell: Cell, layer: LayerTensor): void {
+    const run = this.ctx.run!;
     const T = run.T;
     const vis = run.vis;
     const size = thumbSize(vis.length);
     sizeCanvas(cell.canvas, size, size);
     const { img, u32 } = imageFor(cell.ctx, size, size);
-    const layer = run.layer(cell.layer);
-    if (!layer) return;
     const heat = this.ctx.theme.heat;
     const thr = this.ctx.ui.threshold;
     if (cell.head >= 0 && !run.hideSpecial && size < T) {
@@ -202,22 +271,6 @@ export class ModelView implements View {
       fillHeatDown(u32, size, m, T, vis, heat, thr);
     }
     cell.ctx.putImageData(img, 0, 0);
-    cell.root.classList.remove('pending', 'stale');
-    cell.canvas.setAttribute('aria-label', this.cellLabel(cell.layer, cell.head, true));
-    if (!this.painted[unit]) {
-      this.painted[unit] = 1;
-      this.paintedCount++;
-      // A layer counts as painted when all its columns are.
-      if (this.paintedCount % this.cols === 0 || this.queue.length === 0) {
-        let layers = 0;
-        for (let l = 0; l < this.rows; l++) {
-          let all = true;
-          for (let c = 0; c < this.cols; c++) if (!this.painted[l * this.cols + c]) all = false;
-          if (all) layers++;
-        }
-        this.ctx.reportPainted(layers, this.rows);
-      }
-    }
   }
 
   // ---------------------------------------------------------------- keyboard

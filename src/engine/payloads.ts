@@ -1,0 +1,26 @@
+// What the worker hands the host for one run, in the order the panel should get it: every layer's
+// thumbnails first (a few MB: the model view's grid paints from them), then the full layers, which
+// the head and matrix views, hovers and rollout need. Each payload owns its buffer (transferable).
+import { layerTensor, layerThumbs, packF14 } from '../analysis';
+import type { AttentionResult } from './types';
+
+export type RunPayload =
+  /** One layer's thumbnails (analysis/thumbs.ts layerThumbs): [heads + 1][size][size]. */
+  | { kind: 'thumbs'; layer: number; size: number; data: ArrayBuffer; packed: boolean }
+  /** One layer, [heads][T][T]; f16 bit-packed (packF14) when every value fits. */
+  | { kind: 'layer'; layer: number; data: ArrayBuffer; packed: boolean };
+
+export function* runPayloads(result: Pick<AttentionResult, 'attention' | 'shape' | 'encoding'>): Generator<RunPayload> {
+  const [L, H, T] = result.shape;
+  const stride = H * T * T;
+  const layer = (l: number) => result.attention.subarray(l * stride, (l + 1) * stride);
+  for (let l = 0; l < L; l++) {
+    const thumbs = layerThumbs(layerTensor(layer(l), result.encoding, H, T));
+    if (thumbs) yield { kind: 'thumbs', layer: l, ...thumbs };
+  }
+  for (let l = 0; l < L; l++) {
+    const d = layer(l);
+    const packed = d instanceof Uint16Array ? packF14(d) : null;
+    yield { kind: 'layer', layer: l, data: (packed ?? d.slice()).buffer as ArrayBuffer, packed: packed !== null };
+  }
+}
