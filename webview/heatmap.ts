@@ -3,7 +3,7 @@
 // Canvases are scaled up by CSS with `image-rendering: pixelated`.
 
 import { LUT_SIZE } from './theme';
-import { poolBlocks, poolHead } from '../src/analysis';
+import { poolBlocks } from '../src/analysis';
 
 const MAX = LUT_SIZE - 1;
 
@@ -88,28 +88,6 @@ export function imageFor(ctx: CanvasRenderingContext2D, w: number, h: number): {
 export function sizeCanvas(c: HTMLCanvasElement, w: number, h: number): void {
   if (c.width !== w) c.width = w;
   if (c.height !== h) c.height = h;
-}
-
-/**
- * Thumbnail straight from one head's wire storage (no hidden tokens, size < T): max-pools the
- * T x T block at `base` into size x size pixels in one pass, decoding through `lut` (null for
- * float32), and adds the decoded values into `meanAcc` when given (the layer mean for free).
- */
-export function fillHeatDownRaw(
-  dst: Uint32Array,
-  size: number,
-  raw: Float32Array | Uint16Array | Uint8Array,
-  lut: Float32Array | null,
-  base: number,
-  T: number,
-  heat: Uint32Array,
-  thr: number,
-  meanAcc: Float32Array | null,
-): void {
-  if (acc.length < size * size) acc = new Float32Array(size * size);
-  poolHead(raw, lut, base, T, size, acc, meanAcc);
-  const n = size * size;
-  for (let p = 0; p < n; p++) dst[p] = heat[idx(acc[p], thr)];
 }
 
 /** `n` pixels straight from wire storage at `base` (decoded through `lut`, null for float32): a thumbnail the host pooled. */

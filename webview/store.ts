@@ -153,11 +153,6 @@ export class RunData {
     return out;
   }
 
-  /** Stores a head-mean computed elsewhere (the model view accumulates it while painting). */
-  setMean(l: number, mean: Float32Array): void {
-    if (!this.means[l] && mean.length === this.T * this.T) this.means[l] = mean;
-  }
-
   /**
    * The T x T matrix for (layer, agg) with special tokens hidden when asked, or null when its
    * data has not arrived (or rollout is not computed yet: see rolloutProgress/stepRollout).

@@ -15,7 +15,6 @@ export function thumbSize(V: number, max = THUMB_MAX): number {
 }
 
 const blockCache = new Map<string, Int32Array>();
-const startsCache = new Map<string, Int32Array>();
 
 /** block[i] = which of `size` output cells index i of V falls in. */
 export function poolBlocks(V: number, size: number): Int32Array {
@@ -30,68 +29,47 @@ export function poolBlocks(V: number, size: number): Int32Array {
   return b;
 }
 
-/** starts[ob]..starts[ob+1] = the indices that fall in output cell ob (same split as poolBlocks). */
-export function poolStarts(V: number, size: number): Int32Array {
-  const key = `${V}:${size}`;
-  let s = startsCache.get(key);
-  if (!s) {
-    const b = poolBlocks(V, size);
-    s = new Int32Array(size + 1);
-    for (let j = 0; j < V; j++) s[b[j] + 1] = j + 1;
-    for (let ob = 1; ob <= size; ob++) if (s[ob] < s[ob - 1]) s[ob] = s[ob - 1];
-    if (startsCache.size > 16) startsCache.clear();
-    startsCache.set(key, s);
-  }
-  return s;
-}
-
 /**
- * Max-pools the T x T block of `raw` at `base` (decoded through `lut`, null for float32) into
- * `out` (size x size, starting at 0; values below 0 count as 0), adding the decoded values into
- * `sum` (T x T) when given.
+ * Max-pools the layer's heads (decoded through `lut`, null for float32) into [heads + 1][size]
+ * [size]: each head, then the mean of the heads; values below 0 count as 0. Row by row across the
+ * heads, so a row's running sum for the mean stays in a T-float buffer (no T x T array).
  */
-export function poolHead(
-  raw: Float32Array | Uint16Array | Uint8Array,
-  lut: Float32Array | null,
-  base: number,
-  T: number,
-  size: number,
-  out: Float32Array,
-  sum: Float32Array | null,
-): void {
-  out.fill(0, 0, size * size);
+function poolLayer(raw: Float32Array | Uint16Array | Uint8Array, lut: Float32Array | null, heads: number, T: number, size: number): Float32Array {
+  const n = size * size;
+  const out = new Float32Array((heads + 1) * n);
   const b = poolBlocks(T, size);
-  const cs = poolStarts(T, size);
+  const row = new Float32Array(T);
+  const inv = 1 / heads;
   for (let i = 0; i < T; i++) {
-    const o = b[i] * size;
-    const r = base + i * T;
-    const mr = i * T;
-    for (let ob = 0; ob < size; ob++) {
-      let mx = out[o + ob];
-      const end = cs[ob + 1];
+    row.fill(0);
+    const ob = b[i] * size;
+    for (let h = 0; h < heads; h++) {
+      const r = (h * T + i) * T;
+      const o = h * n + ob;
       if (lut !== null) {
-        if (sum !== null) {
-          for (let j = cs[ob]; j < end; j++) {
-            const v = lut[raw[r + j]];
-            sum[mr + j] += v;
-            if (v > mx) mx = v;
-          }
-        } else {
-          for (let j = cs[ob]; j < end; j++) {
-            const v = lut[raw[r + j]];
-            if (v > mx) mx = v;
-          }
+        for (let j = 0; j < T; j++) {
+          const v = lut[raw[r + j]];
+          row[j] += v;
+          const k = o + b[j];
+          if (v > out[k]) out[k] = v;
         }
       } else {
-        for (let j = cs[ob]; j < end; j++) {
+        for (let j = 0; j < T; j++) {
           const v = raw[r + j];
-          if (sum !== null) sum[mr + j] += v;
-          if (v > mx) mx = v;
+          row[j] += v;
+          const k = o + b[j];
+          if (v > out[k]) out[k] = v;
         }
       }
-      out[o + ob] = mx;
+    }
+    const o = heads * n + ob;
+    for (let j = 0; j < T; j++) {
+      const v = row[j] * inv;
+      const k = o + b[j];
+      if (v > out[k]) out[k] = v;
     }
   }
+  return out;
 }
 
 /** One layer's thumbnails as they cross to the panel. */
@@ -110,16 +88,8 @@ export interface LayerThumbs {
  * would be the layer itself.
  */
 export function layerThumbs(layer: LayerTensor, size = thumbSize(layer.T)): LayerThumbs | null {
-  const { T, heads: H, raw, lut } = layer;
-  if (size >= T) return null;
-  const n = size * size;
-  const pooled = new Float32Array((H + 1) * n);
-  const sum = new Float32Array(T * T);
-  for (let h = 0; h < H; h++) poolHead(raw, lut, h * T * T, T, size, pooled.subarray(h * n), sum);
-  const inv = 1 / H;
-  for (let i = 0; i < sum.length; i++) sum[i] *= inv;
-  poolHead(sum, null, 0, T, size, pooled.subarray(H * n), null);
-  return { size, ...encodeThumbs(pooled, layer.encoding) };
+  if (size >= layer.T) return null;
+  return { size, ...encodeThumbs(poolLayer(layer.raw, layer.lut, layer.heads, layer.T, size), layer.encoding) };
 }
 
 function encodeThumbs(pooled: Float32Array, encoding: Encoding): { data: ArrayBuffer; packed: boolean } {

@@ -6,7 +6,7 @@
 
 import type { View, ViewContext } from '../context';
 import { el, clear } from '../dom';
-import { fillHeatDown, fillHeatDownRaw, fillHeatRaw, imageFor, sizeCanvas } from '../heatmap';
+import { fillHeatDown, fillHeatRaw, imageFor, sizeCanvas } from '../heatmap';
 import { thumbSize, type LayerTensor } from '../../src/analysis';
 import { makeYield } from '../tasks';
 
@@ -47,8 +47,6 @@ export class ModelView implements View {
   private scratch = new Float32Array(0);
   private readonly yieldTask = makeYield();
   private focusIndex = 0;
-  /** Head-mean being accumulated while a layer's head thumbnails are painted. */
-  private meanAcc: { layer: number; acc: Float32Array; seen: Uint8Array; count: number } | null = null;
 
   constructor(private readonly ctx: ViewContext) {
     this.grid = el('div', { class: 'model-grid', role: 'grid', 'aria-label': 'Attention heads: layers by heads. Arrow keys move, Enter opens a head.' });
@@ -80,7 +78,6 @@ export class ModelView implements View {
     else for (const c of this.cells) c.root.classList.add('stale');
     this.queue = [];
     this.queued.clear();
-    this.meanAcc = null;
     this.painted = new Uint8Array(rows * cols);
     this.paintedFrom = new Uint8Array(rows * cols);
     this.paintedCount = 0;
@@ -200,7 +197,7 @@ export class ModelView implements View {
     if (!run || !cell) return;
     const src = this.source(cell.layer);
     if (src === THUMBS) this.paintThumb(cell, run.thumbs(cell.layer)!);
-    else if (src === FULL) this.paintFull(cell, run.layer(cell.layer)!);
+    else if (src === FULL) this.paintFull(cell);
     else return;
     this.paintedFrom[unit] = src;
     cell.root.classList.remove('pending', 'stale');
@@ -232,44 +229,16 @@ export class ModelView implements View {
   }
 
   /** A cell pooled here from the full layer (hidden tokens left out). */
-  private paintFull(cell: Cell, layer: LayerTensor): void {
+  private paintFull(cell: Cell): void {
     const run = this.ctx.run!;
     const T = run.T;
-    const vis = run.vis;
-    const size = thumbSize(vis.length);
+    const size = thumbSize(run.vis.length);
+    if (this.scratch.length !== T * T) this.scratch = new Float32Array(T * T);
+    const m = run.headInto(cell.layer, cell.head < 0 ? 'mean' : cell.head, this.scratch);
+    if (!m) return;
     sizeCanvas(cell.canvas, size, size);
     const { img, u32 } = imageFor(cell.ctx, size, size);
-    const heat = this.ctx.theme.heat;
-    const thr = this.ctx.ui.threshold;
-    if (cell.head >= 0 && !run.hideSpecial && size < T) {
-      // Fast path: pool straight from the wire data, accumulating the layer mean on the way.
-      let acc: Float32Array | null = null;
-      if (!run.means[cell.layer]) {
-        let m = this.meanAcc;
-        if (!m || m.layer !== cell.layer) {
-          m = { layer: cell.layer, acc: new Float32Array(T * T), seen: new Uint8Array(run.H), count: 0 };
-          this.meanAcc = m;
-        }
-        if (!m.seen[cell.head]) {
-          m.seen[cell.head] = 1;
-          m.count++;
-          acc = m.acc;
-        }
-      }
-      fillHeatDownRaw(u32, size, layer.raw, layer.lut, cell.head * T * T, T, heat, thr, acc);
-      const m = this.meanAcc;
-      if (acc && m && m.count === run.H) {
-        const inv = 1 / run.H;
-        for (let i = 0; i < m.acc.length; i++) m.acc[i] *= inv;
-        run.setMean(cell.layer, m.acc);
-        this.meanAcc = null;
-      }
-    } else {
-      if (this.scratch.length !== T * T) this.scratch = new Float32Array(T * T);
-      const m = run.headInto(cell.layer, cell.head < 0 ? 'mean' : cell.head, this.scratch);
-      if (!m) return;
-      fillHeatDown(u32, size, m, T, vis, heat, thr);
-    }
+    fillHeatDown(u32, size, m, T, run.vis, this.ctx.theme.heat, this.ctx.ui.threshold);
     cell.ctx.putImageData(img, 0, 0);
   }
 
