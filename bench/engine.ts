@@ -11,6 +11,7 @@ import { loadExposedGraph } from '../src/engine/onnx/exposedCache';
 import { loadTokenizer } from '../src/engine/transformersjs';
 import { tokenizeWithOffsets } from '../src/engine/offsets';
 import { encodeF16, packF14 } from '../src/analysis/f16';
+import { runPayloads } from '../src/engine/payloads';
 import { ensureModel, median, round, table } from './util';
 
 const SIZES = [32, 128, 512];
@@ -99,6 +100,17 @@ export async function engineSection() {
     const halves = encodeF16(tensor);
     const packTimes: number[] = [];
     const encodeTimes: number[] = [];
+    // What the worker does after the forward pass (runPayloads): every layer's thumbnails (T > 128
+    // only), then the layers packed; the panel's grid can paint once the thumbnails are out.
+    const thumbTimes: number[] = [];
+    const payloadTimes: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      let thumbsDone = 0;
+      for (const p of runPayloads({ attention: halves, shape: [12, 12, T, 64], encoding: 'f16' })) if (p.kind === 'layer' && !thumbsDone) thumbsDone = performance.now();
+      payloadTimes.push(performance.now() - t0);
+      thumbTimes.push(thumbsDone - t0);
+    }
     for (let i = 0; i < 3; i++) {
       const t0 = performance.now();
       packF14(halves);
@@ -119,11 +131,13 @@ export async function engineSection() {
       tokens_in_sample: tokenizer.encode(cut).length,
       pack_f14_ms: round(median(packTimes)),
       encode_f16_in_js_ms: round(median(encodeTimes)),
+      thumbs_ms: round(median(thumbTimes)),
+      worker_payloads_ms: round(median(payloadTimes)),
       attention_bytes_f32: cells * 4,
       attention_bytes_f16: cells * 2,
     };
     out[`T${T}`] = entry;
-    rows.push({ T, 'plain ms': entry.plain_ms, 'exposed ms (f16 out)': entry.exposed_ms, ratio: entry.ratio, 'paired ratio': entry.ratio_paired_median, 'f32 out: ms / ratio': `${entry.exposed_f32_outputs_ms} / ${entry.ratio_f32_outputs}`, 'tokenize ms': entry.tokenize_offsets_ms, 'pack for panel ms': entry.pack_f14_ms, '(f16 encode in JS ms)': entry.encode_f16_in_js_ms, 'attention MiB (f16)': round(entry.attention_bytes_f16 / 2 ** 20, 1) });
+    rows.push({ T, 'plain ms': entry.plain_ms, 'exposed ms (f16 out)': entry.exposed_ms, ratio: entry.ratio, 'paired ratio': entry.ratio_paired_median, 'f32 out: ms / ratio': `${entry.exposed_f32_outputs_ms} / ${entry.ratio_f32_outputs}`, 'tokenize ms': entry.tokenize_offsets_ms, 'pack for panel ms': entry.pack_f14_ms, 'thumbnails ms': entry.thumbs_ms, '(f16 encode in JS ms)': entry.encode_f16_in_js_ms, 'attention MiB (f16)': round(entry.attention_bytes_f16 / 2 ** 20, 1) });
   }
   table(`engine (rewrite ${out.rewrite_ms} ms once, ${out.rewrite_cached_ms} ms when cached)`, rows);
   await plain.release();

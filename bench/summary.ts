@@ -30,6 +30,21 @@ export function summarize(current: Results) {
   add('all layers painted, T=512 (fresh panel)', TARGETS.allLayersT512, 'render', 'T512', 'cold_all_layers_ms');
   add('all layers painted, T=128, cross-origin frame (re-run)', TARGETS.allLayersT128, 'render', 'T128', 'framed_all_layers_ms');
   add('all layers painted, T=512, cross-origin frame (re-run)', TARGETS.allLayersT512, 'render', 'T512', 'framed_all_layers_ms');
+  add('all layers painted, T=128, cross-origin frame (fresh panel)', TARGETS.allLayersT128, 'render', 'T128', 'framed_cold_all_layers_ms');
+  add('all layers painted, T=512, cross-origin frame (fresh panel)', TARGETS.allLayersT512, 'render', 'T512', 'framed_cold_all_layers_ms');
+  {
+    // From the end of the forward pass: the worker's thumbnails, then the panel (summed, though
+    // the panel starts painting with the first layer's thumbnails: an upper bound).
+    const thumbs = get('engine', 'T512', 'thumbs_ms');
+    const paint = get('render', 'T512', 'framed_cold_all_layers_ms');
+    rows.push({
+      target: 'all layers painted after the forward pass, T=512: worker thumbnails + cross-origin fresh panel',
+      key: 'engine.T512.thumbs_ms+render.T512.framed_cold_all_layers_ms',
+      value: thumbs.value === null || paint.value === null ? null : Math.round(thumbs.value + paint.value),
+      stale: thumbs.stale || paint.stale,
+      t: TARGETS.allLayersT512,
+    });
+  }
   add('hover p95, T=512, head view', TARGETS.hoverP95T512, 'render', 'T512', 'hover_head_p95_ms');
   add('hover p95, T=512, matrix view', TARGETS.hoverP95T512, 'render', 'T512', 'hover_matrix_p95_ms');
   add('host event-loop block during a run (warm)', TARGETS.hostBlock, 'host', 'max_block_ms');

@@ -8,6 +8,7 @@ import { EngineClient } from '../../src/engine/client';
 import { AttentionEngine } from '../../src/engine/engine';
 import { EngineError } from '../../src/engine/types';
 import { f14ByteLength, unpackF14 } from '../../src/analysis/f16';
+import { layerTensor, layerThumbs, thumbSize, THUMB_MAX } from '../../src/analysis';
 import { tempDir, STORIES } from './helpers/shared';
 
 const WORKER = path.resolve(__dirname, '../../out/worker.js');
@@ -43,6 +44,26 @@ describe('engine worker', () => {
     assert.equal(L, 5);
     assert.equal(start.tokens.length, T);
     assert.ok(timings.forwardMs > 0);
+  });
+
+  test('a long input: every layer\'s thumbnails come first (pooled from the same halves), then the layers', async () => {
+    const long = Array.from({ length: 12 }, () => text).join(' ');
+    const order: string[] = [];
+    const thumbs: Array<[number, number, ArrayBuffer, boolean]> = [];
+    const run = client.analyze({ model: STORIES, text: long }, { onThumbs: (l, size, d, p) => (order.push(`t${l}`), thumbs.push([l, size, d, p])), onLayer: (l) => order.push(`l${l}`) });
+    const { start } = await run.done;
+    const [L, H, T] = start.shape;
+    assert.ok(T > THUMB_MAX, `T=${T} is above the thumbnail size`);
+    assert.deepEqual(order, [...Array.from({ length: L }, (_, l) => `t${l}`), ...Array.from({ length: L }, (_, l) => `l${l}`)]);
+    const local = new AttentionEngine({ cacheDir: tempDir(), runtime: 'cpu', offline: true });
+    const expected = (await local.analyze(STORIES, long, { encoding: 'f16' })).attention as Uint16Array;
+    await local.dispose();
+    for (const [l, size, data, packed] of thumbs) {
+      assert.equal(size, thumbSize(T));
+      const mine = layerThumbs(layerTensor(expected.subarray(l * H * T * T, (l + 1) * H * T * T), 'f16', H, T))!;
+      assert.equal(packed, mine.packed);
+      assert.deepEqual(new Uint8Array(data), new Uint8Array(mine.data), `layer ${l}`);
+    }
   });
 
   test('cancel rejects with CANCELLED and sends nothing more', async () => {
