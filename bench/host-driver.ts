@@ -183,9 +183,20 @@ async function hoverOnHost(): Promise<Record<string, number> | { error: string }
     const q = Math.floor(r.tokens.length / 2);
     const mean = [0, 1, 2, 3, 4].map((i) => time(() => state.attended(q + i, 5, { layer: 0, head: 'mean', hideSpecial: false, rollout: false })));
     const head = [0, 1, 2, 3, 4].map((i) => time(() => state.attended(q + i, 5, { layer: 5, head: 3, hideSpecial: true, rollout: false })));
-    const rolloutFirst = time(() => state.attended(q, 5, { layer: model.layers - 1, head: 'mean', hideSpecial: false, rollout: true }));
-    const rolloutNext = time(() => state.attended(q + 1, 5, { layer: model.layers - 1, head: 'mean', hideSpecial: false, rollout: true }));
-    return { mean_ms: Math.max(...mean), head_hidden_specials_ms: Math.max(...head), rollout_first_ms: rolloutFirst, rollout_next_ms: rolloutNext };
+    // Rollout: the first hover starts computing the head means in the background (one layer per
+    // turn) and answers null meanwhile; the longest turn while they are computed is the block.
+    const rollout = { layer: model.layers - 1, head: 'mean' as const, hideSpecial: false, rollout: true };
+    const rolloutFirst = time(() => state.attended(q, 5, rollout));
+    const t0 = performance.now();
+    let stepMax = 0;
+    while (state.attended(q, 5, rollout) === null) {
+      const t = performance.now();
+      await new Promise((r) => setImmediate(r));
+      stepMax = Math.max(stepMax, performance.now() - t);
+    }
+    const rolloutReady = performance.now() - t0;
+    const rolloutNext = time(() => state.attended(q + 1, 5, rollout));
+    return { mean_ms: Math.max(...mean), head_hidden_specials_ms: Math.max(...head), rollout_first_ms: rolloutFirst, rollout_step_max_ms: stepMax, rollout_ready_ms: rolloutReady, rollout_next_ms: rolloutNext };
   } catch (e) {
     return { error: String((e as Error).message ?? e) };
   }

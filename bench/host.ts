@@ -116,6 +116,9 @@ export async function hostSection() {
     hover_attended_head_ms: hover.head_hidden_specials_ms !== undefined ? round(hover.head_hidden_specials_ms, 1) : null,
     hover_rollout_first_ms: hover.rollout_first_ms !== undefined ? round(hover.rollout_first_ms, 1) : null,
     hover_rollout_next_ms: hover.rollout_next_ms !== undefined ? round(hover.rollout_next_ms, 1) : null,
+    // Until the head means are ready the rollout hover answers "being computed"; one is computed per turn.
+    hover_rollout_step_max_ms: hover.rollout_step_max_ms !== undefined ? round(hover.rollout_step_max_ms, 1) : null,
+    hover_rollout_ready_ms: hover.rollout_ready_ms !== undefined ? round(hover.rollout_ready_ms, 1) : null,
     hover_error: (hover as { error?: string }).error ?? null,
     activation_ms: activation,
     activations,
@@ -131,7 +134,12 @@ export async function hostSection() {
     },
     { measure: 'max block during the cold run (model load)', value: `${out.max_block_cold_ms} ms`, target: TARGETS.hostBlock.label, '': verdict(out.max_block_cold_ms, TARGETS.hostBlock) },
     { measure: 'host hover (RunState.attended), mean of heads', value: `${out.hover_attended_mean_ms} ms`, target: TARGETS.hostBlock.label, '': verdict(out.hover_attended_mean_ms, TARGETS.hostBlock) },
-    { measure: 'host hover, rollout: first / next', value: `${out.hover_rollout_first_ms} / ${out.hover_rollout_next_ms} ms`, target: TARGETS.hostBlock.label, '': verdict(out.hover_rollout_first_ms, TARGETS.hostBlock) },
+    {
+      measure: 'host hover, rollout: first / longest background step / next (ready after)',
+      value: `${out.hover_rollout_first_ms} / ${out.hover_rollout_step_max_ms} / ${out.hover_rollout_next_ms} ms (${out.hover_rollout_ready_ms} ms)`,
+      target: TARGETS.hostBlock.label,
+      '': verdict(Math.max(out.hover_rollout_first_ms ?? Infinity, out.hover_rollout_step_max_ms ?? Infinity, out.hover_rollout_next_ms ?? Infinity), TARGETS.hostBlock),
+    },
     { measure: 'run (request -> last layer), warm / cold', value: `${out.run_ms} / ${out.cold_run_ms} ms`, target: '', '': '' },
     {
       measure: 'activation in code-server (activate() of the inactive extension)',

@@ -26,7 +26,7 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     md.appendMarkdown('Token ');
     md.appendMarkdown(inlineCode(source || token.text));
     if (!words) {
-      md.appendMarkdown('\n\nThe attention of this layer is still arriving…');
+      md.appendMarkdown(run.view.rollout ? '\n\nRollout through this layer is being computed…' : '\n\nThe attention of this layer is still arriving…');
     } else if (!words.length) {
       md.appendMarkdown(' attends to nothing above zero here.');
     } else {

@@ -24,6 +24,8 @@ export class RunState {
   view: HeadView;
   /** Head means per layer, computed on first use by rollout. */
   private readonly means: Array<Float32Array | undefined>;
+  /** A prepareRollout step is scheduled. */
+  private preparing = false;
 
   constructor(
     readonly runId: number,
@@ -65,16 +67,23 @@ export class RunState {
     return tokenAt(this.tokens, offset);
   }
 
-  /** Top words token `q` attends to in `view` (default: what the panel focuses), or null while that layer is still streaming. */
+  /**
+   * Top words token `q` attends to in `view` (default: what the panel focuses), or null while that
+   * layer is still streaming or, for rollout, while the head means are being computed.
+   */
   attended(q: number, k: number, view: HeadView = this.view): AttendedWord[] | null {
     if (!view.rollout) {
       const tensor = this.layer(view.layer);
       return tensor ? attendedWords(tensor, view.head, q, this.tokens, this.grouping, k, view.hideSpecial) : null;
     }
+    // The head means rollout needs are computed in the background (prepareRollout): computing the
+    // missing ones here would block the host for up to 40 ms per layer at T=512.
     for (let l = 0; l <= view.layer; l++) {
-      const tensor = this.layer(l);
-      if (!tensor) return null;
-      this.means[l] ??= meanHeads(tensor);
+      if (!this.layer(l)) return null;
+      if (!this.means[l]) {
+        this.prepareRollout();
+        return null;
+      }
     }
     const row = rolloutRow(this.means as Float32Array[], this.tokens.length, q, view.layer);
     if (view.hideSpecial) renormalizeRow(row, keepMask(this.tokens, true));
@@ -86,9 +95,12 @@ export class RunState {
    * rollout hover does not block the host (12 layers x T=512 is ~300 ms in one go).
    */
   prepareRollout(): void {
+    if (this.preparing) return;
     const next = this.means.findIndex((m, l) => !m && this.store.has(l));
     if (next < 0) return;
+    this.preparing = true;
     setImmediate(() => {
+      this.preparing = false;
       const tensor = this.layer(next);
       if (tensor) this.means[next] ??= meanHeads(tensor);
       this.prepareRollout();
