@@ -38,38 +38,52 @@ function poolLayer(raw: Float32Array | Uint16Array | Uint8Array, lut: Float32Arr
   const n = size * size;
   const out = new Float32Array((heads + 1) * n);
   const b = poolBlocks(T, size);
+  const starts = poolStarts(T, size);
   const row = new Float32Array(T);
   const inv = 1 / heads;
   for (let i = 0; i < T; i++) {
     row.fill(0);
     const ob = b[i] * size;
-    for (let h = 0; h < heads; h++) {
+    for (let h = 0; h <= heads; h++) {
+      const mean = h === heads;
       const r = (h * T + i) * T;
       const o = h * n + ob;
-      if (lut !== null) {
-        for (let j = 0; j < T; j++) {
-          const v = lut[raw[r + j]];
-          row[j] += v;
-          const k = o + b[j];
-          if (v > out[k]) out[k] = v;
+      // Pixel by pixel along the row: the running maximum stays in a register.
+      for (let q = 0; q < size; q++) {
+        let mx = out[o + q];
+        const end = starts[q + 1];
+        if (mean) {
+          for (let j = starts[q]; j < end; j++) {
+            const v = row[j] * inv;
+            if (v > mx) mx = v;
+          }
+        } else if (lut !== null) {
+          for (let j = starts[q]; j < end; j++) {
+            const v = lut[raw[r + j]];
+            row[j] += v;
+            if (v > mx) mx = v;
+          }
+        } else {
+          for (let j = starts[q]; j < end; j++) {
+            const v = raw[r + j];
+            row[j] += v;
+            if (v > mx) mx = v;
+          }
         }
-      } else {
-        for (let j = 0; j < T; j++) {
-          const v = raw[r + j];
-          row[j] += v;
-          const k = o + b[j];
-          if (v > out[k]) out[k] = v;
-        }
+        out[o + q] = mx;
       }
-    }
-    const o = heads * n + ob;
-    for (let j = 0; j < T; j++) {
-      const v = row[j] * inv;
-      const k = o + b[j];
-      if (v > out[k]) out[k] = v;
     }
   }
   return out;
+}
+
+/** starts[q]..starts[q + 1] = the indices of V that fall in output pixel q (the split of poolBlocks). */
+function poolStarts(V: number, size: number): Int32Array {
+  const b = poolBlocks(V, size);
+  const s = new Int32Array(size + 1);
+  for (let j = 0; j < V; j++) s[b[j] + 1] = j + 1;
+  for (let q = 1; q <= size; q++) if (s[q] < s[q - 1]) s[q] = s[q - 1];
+  return s;
 }
 
 /** One layer's thumbnails as they cross to the panel. */
