@@ -35,18 +35,28 @@ export async function openPlainPage(browser: Browser, pages: Record<string, stri
 /** run/thumbs or run/layer without its runId and data: what is staged beside each buffer. */
 type StagedData = Omit<RealRun['wire'][number], 'runId' | 'data'>;
 
-/** What stageRun leaves in the page: the run's message sequence for a runId (staged buffers, not copies). */
-export type StagedWindow = { __runMessages(runId: number): unknown[] };
+/** What stageRun leaves in the page: the run's message sequence for a runId (staged buffers, not copies), and how the host paces it. */
+export type StagedWindow = {
+  __runMessages(runId: number): unknown[];
+  /**
+   * Posts the run as the extension does: run/start (sent before the forward pass), then, the
+   * forward pass's time later, onData() and the rest at once.
+   */
+  __postRun(runId: number, post: (m: unknown) => void, onData: () => void): Promise<void>;
+  /** How long run/start leads (ms): the engine's forward time unless a caller changes it. */
+  __leadMs: number;
+};
 
 /**
  * Copies the run's messages as the host posts them into the page (the layers' ArrayBuffers through
  * stageBuffer: base64 crosses the DevTools protocol fastest) and defines window.__runMessages(runId):
- * run/start, the run/layer messages, run/done and the closing status, in the host's order.
+ * run/start, the run/thumbs and run/layer messages, run/done and the closing status, in the host's
+ * order; and window.__postRun, which paces them (run/start leads by the engine's forward time).
  */
 export async function stageRun(page: Page, run: RealRun): Promise<void> {
   for (let i = 0; i < run.wire.length; i++) await stageBuffer(page, i, new Uint8Array(run.wire[i].data));
   await page.evaluate(
-    ([start, layers, done]) => {
+    ([start, layers, done, leadMs]) => {
       const w = window as unknown as StagedWindow & { __stage: ArrayBuffer[] };
       const stage = w.__stage.slice(0, layers.length);
       w.__runMessages = (runId) => [
@@ -55,8 +65,19 @@ export async function stageRun(page: Page, run: RealRun): Promise<void> {
         { ...done, runId },
         { type: 'status', message: null },
       ];
+      w.__leadMs = leadMs;
+      w.__postRun = (runId, post, onData) =>
+        new Promise((resolve) => {
+          const [first, ...rest] = w.__runMessages(runId);
+          post(first);
+          setTimeout(() => {
+            onData();
+            for (const m of rest) post(m);
+            resolve();
+          }, w.__leadMs);
+        });
     },
-    [run.start, run.wire.map(({ runId: _, data: __, ...rest }): StagedData => rest), run.done] as const,
+    [run.start, run.wire.map(({ runId: _, data: __, ...rest }): StagedData => rest), run.done, run.result.timings.forwardMs] as const,
   );
 }
 
@@ -79,17 +100,18 @@ async function installProbes(page: Page): Promise<void> {
   });
 }
 
+/** Times from the first message with attention (the forward pass has finished: run/start went out before it). */
 export interface FeedTiming {
   runId: number;
-  /** First message posted -> the frame after the first layer was painted (model view). */
+  /** First attention message posted -> the frame after the first layer was painted (model view). */
   firstLayerMs: number;
-  /** First message posted -> the frame after every layer was painted. */
+  /** First attention message posted -> the frame after every layer was painted. */
   allLayersMs: number;
-  /** First message posted -> performance.mark('attention-lens:painted:<runId>'). */
+  /** First attention message posted -> performance.mark('attention-lens:painted:<runId>'). */
   allLayersMarkMs: number | null;
   /**
-   * First message posted -> the last full layer stored (#app[data-complete-run]). Later than
-   * allLayersMs when the grid was painted from thumbnails and the layers were still arriving.
+   * First attention message posted -> the last full layer stored (#app[data-complete-run]). Later
+   * than allLayersMs when the grid was painted from thumbnails and the layers were still arriving.
    */
   allDataMs: number;
   /** Time spent posting (structured clone of the messages) before the first handler ran. */
@@ -97,9 +119,10 @@ export interface FeedTiming {
 }
 
 /**
- * Posts the extension's message sequence for one run (run/start, run/thumbs x L when sent, run/layer
- * x L with cloned ArrayBuffers, run/done, status) the way VS Code delivers it (window.postMessage), and times it to
- * painted frames: the app sets #app[data-painted-layers] / [data-painted-run] and a performance mark.
+ * Posts the extension's message sequence for one run the way VS Code delivers it (window.postMessage,
+ * paced by __postRun: run/start, then the forward pass's time later run/thumbs x L when sent,
+ * run/layer x L with cloned ArrayBuffers, run/done, status), and times it to painted frames: the
+ * app sets #app[data-painted-layers] / [data-painted-run] and a performance mark.
  */
 export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Promise<FeedTiming> {
   return page.evaluate(
@@ -154,9 +177,10 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
           obs.disconnect();
           reject(new Error(`run ${runId} not painted after ${timeoutMs} ms (painted layers ${app.dataset.paintedLayers}, run ${app.dataset.runId})`));
         }, timeoutMs);
-        t0 = performance.now();
-        for (const m of (window as unknown as StagedWindow).__runMessages(runId)) window.postMessage(m, '*');
-        const postMs = performance.now() - t0;
+        let postMs = 0;
+        void (window as unknown as StagedWindow)
+          .__postRun(runId, (m) => window.postMessage(m, '*'), () => (t0 = performance.now()))
+          .then(() => (postMs = performance.now() - t0));
       }),
     [runId, timeoutMs] as const,
   );
@@ -164,14 +188,15 @@ export async function feedRun(page: Page, runId: number, timeoutMs = 60_000): Pr
 
 /**
  * Posts one run's message sequence from the workbench page into the panel frame (openFramedPanel:
- * structured clones into another process, as VS Code desktop delivers them). Returns when posting
- * began, on the clock all frames share (performance.timeOrigin + now).
+ * structured clones into another process, as VS Code desktop delivers them), paced by __postRun.
+ * Returns when the first attention message was posted, on the clock all frames share
+ * (performance.timeOrigin + now).
  */
 export async function postFramedRun(page: Page, runId: number): Promise<number> {
-  return page.evaluate((runId) => {
+  return page.evaluate(async (runId) => {
     const w = window as unknown as StagedWindow & { __post(m: unknown): void };
-    const t0 = performance.timeOrigin + performance.now();
-    for (const m of w.__runMessages(runId)) w.__post(m);
+    let t0 = 0;
+    await w.__postRun(runId, (m) => w.__post(m), () => (t0 = performance.timeOrigin + performance.now()));
     return t0;
   }, runId);
 }
@@ -451,13 +476,16 @@ function lcg(seed: number): () => number {
 
 /**
  * One more run, traced (Chromium performance trace) and, separately, CPU-profiled: where the
- * renderer's main thread spends the time between the first message and the last painted frame.
+ * renderer's main thread spends the time between the first attention message and the last painted frame.
  */
 export async function profileRun(browser: Browser, page: Page, runId: number): Promise<Record<string, unknown>> {
   const fs = await import('node:fs');
   const os = await import('node:os');
   const path = await import('node:path');
   const file = path.join(os.tmpdir(), `attention-lens-bench-trace-${process.pid}.json`);
+  // No lead here: the trace window below starts at the first task after tracing starts.
+  const lead = await page.evaluate(() => (window as unknown as StagedWindow).__leadMs);
+  await page.evaluate(() => ((window as unknown as StagedWindow).__leadMs = 0));
   await browser.startTracing(page, { path: file, categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'v8', 'blink', 'cc'] });
   const traced = await feedRun(page, runId);
   await frames(page, 2);
@@ -495,6 +523,7 @@ export async function profileRun(browser: Browser, page: Page, runId: number): P
     profile: { nodes: Array<{ id: number; callFrame: { functionName: string; url: string } }>; samples: number[]; timeDeltas: number[] };
   };
   await cdp.detach();
+  await page.evaluate((lead) => ((window as unknown as StagedWindow).__leadMs = lead), lead);
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<string, number>();
   profile.samples.forEach((id, i) => {

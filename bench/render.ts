@@ -1,7 +1,9 @@
 // The panel in real Chromium (the built bundle out/webview/main.js + panel.css under the panel's
 // CSP, test/webview/harness.ts), fed the extension's exact message sequence with real attention
-// from the engine (BERT-base-shaped model, f16) for a real text at T = 128 and 512:
-// - first message -> first layer painted, and -> all layers painted (the frame after the app's
+// from the engine (BERT-base-shaped model, f16) for a real text at T = 128 and 512, paced as the
+// extension sends it (run/start before the forward pass, the attention the forward time later):
+// - first attention message (= the forward pass done) -> first layer painted, and -> all layers
+//   painted (the frame after the app's
 //   data-painted-layers / data-painted-run change), for a fresh panel (cold) and for re-runs, and
 //   -> the last full layer stored (data-complete-run: at T = 512 the grid paints from thumbnails
 //   first); the same with the panel in a cross-origin frame (another process: VS Code desktop);

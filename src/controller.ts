@@ -129,7 +129,10 @@ export class AttentionController implements vscode.Disposable {
             state = new RunState(runId, document, analysed, text.slice(0, analysed.end - analysed.start), tokens, model, s.encoding, version);
             if (this.state) state.view = { ...state.view, hideSpecial: this.state.view.hideSpecial };
             this.state = state;
-            progress.report({ message: `Running ${s.model.architecture}: ${tokens.length} tokens` });
+            // The start arrives before the forward pass (when the model declares its heads): say what runs.
+            const running = `Running ${s.model.architecture}: ${tokens.length} tokens`;
+            progress.report({ message: running });
+            void panel.post({ type: 'status', message: `${running}…` });
             void panel.post({
               type: 'run/start',
               runId,

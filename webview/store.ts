@@ -46,7 +46,7 @@ export class RunData {
   readonly display: string[];
   /** The layers as they arrive (bit-packed ones unpacked on first use). */
   private readonly store: LayerStore;
-  readonly means: (Float32Array | undefined)[];
+  private readonly means: (Float32Array | undefined)[];
   /** Per layer, its thumbnails as the host pooled them: [H + 1][size][size], the head-mean last. */
   private readonly thumbList: (LayerTensor | undefined)[];
   arrived = 0;

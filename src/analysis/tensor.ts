@@ -129,19 +129,23 @@ export function meanOfHeads(layer: LayerTensor, heads: readonly number[] | null,
   o.fill(0);
   const list = heads ?? Array.from({ length: layer.heads }, (_, h) => h);
   if (list.length === 0) return o;
-  const { raw, lut } = layer;
-  for (const h of list) {
-    const base = h * n;
-    if (lut === null) {
-      const r = raw as Float32Array;
-      for (let i = 0; i < n; i++) o[i] += r[base + i];
-    } else {
-      for (let i = 0; i < n; i++) o[i] += lut[raw[base + i]];
-    }
-  }
+  for (const h of list) addHead(layer, h, o);
   const inv = 1 / list.length;
   for (let i = 0; i < n; i++) o[i] *= inv;
   return o;
+}
+
+/** Adds head `head`'s T x T matrix into `acc` (for means computed a head at a time). */
+export function addHead(layer: LayerTensor, head: number, acc: Float32Array): void {
+  const n = layer.T * layer.T;
+  const base = head * n;
+  const { raw, lut } = layer;
+  if (lut === null) {
+    const r = raw as Float32Array;
+    for (let i = 0; i < n; i++) acc[i] += r[base + i];
+  } else {
+    for (let i = 0; i < n; i++) acc[i] += lut[raw[base + i]];
+  }
 }
 
 /** Mean over the listed heads of one row. */

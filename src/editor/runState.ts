@@ -3,7 +3,7 @@
 import * as vscode from 'vscode';
 import { attendedWords, tokenAt } from '../analysis/attended';
 import { rolloutRow } from '../analysis/rollout';
-import { LayerStore, keepMask, meanHeads, renormalizeRow, type LayerTensor } from '../analysis/tensor';
+import { LayerStore, addHead, keepMask, renormalizeRow, type LayerTensor } from '../analysis/tensor';
 import { groupWords, topAttended, type AttendedWord, type WordGrouping } from '../analysis/words';
 import type { HeadSelection, WireModel, WireToken } from '../protocol/webview';
 import type { AttentionEncoding } from '../engine/types';
@@ -26,6 +26,8 @@ export class RunState {
   private readonly means: Array<Float32Array | undefined>;
   /** A prepareRollout step is scheduled. */
   private preparing = false;
+  /** The head mean being summed a head at a time. */
+  private meanWork: { layer: number; sum: Float32Array; heads: number } | null = null;
 
   constructor(
     readonly runId: number,
@@ -91,8 +93,9 @@ export class RunState {
   }
 
   /**
-   * Computes the head means rollout needs, one layer per event-loop turn, so that the first
-   * rollout hover does not block the host (12 layers x T=512 is ~300 ms in one go).
+   * Computes the head means rollout needs in the background, one head per event-loop turn (a whole
+   * layer at T=512 is 40-70 ms on a slow machine; one head a twelfth of that), so that rollout
+   * hovers never block the host.
    */
   prepareRollout(): void {
     if (this.preparing) return;
@@ -101,10 +104,23 @@ export class RunState {
     this.preparing = true;
     setImmediate(() => {
       this.preparing = false;
-      const tensor = this.layer(next);
-      if (tensor) this.means[next] ??= meanHeads(tensor);
+      this.addMeanHead(next);
       this.prepareRollout();
     });
+  }
+
+  /** Adds the next head of layer `l` to its mean; the mean is stored once every head is in (as meanHeads computes it). */
+  private addMeanHead(l: number): void {
+    const tensor = this.layer(l);
+    if (!tensor || this.means[l]) return;
+    let work = this.meanWork;
+    if (!work || work.layer !== l) work = this.meanWork = { layer: l, sum: new Float32Array(tensor.T * tensor.T), heads: 0 };
+    addHead(tensor, work.heads++, work.sum);
+    if (work.heads < tensor.heads) return;
+    const inv = 1 / tensor.heads;
+    for (let i = 0; i < work.sum.length; i++) work.sum[i] *= inv;
+    this.means[l] = work.sum;
+    this.meanWork = null;
   }
 
   describeView(view: HeadView = this.view): string {

@@ -30,7 +30,16 @@ export interface AnalyzeOptions {
   maxTokens?: number;
   encoding?: AttentionEncoding;
   signal?: AbortSignal;
+  /**
+   * Called after tokenization, before the forward pass, with everything of the result but the
+   * attention (so a viewer can lay itself out while the model runs). Only when the model's config
+   * declares its heads; the result then has exactly this shape.
+   */
+  onTokenized?: (preview: AttentionPreview) => void;
 }
+
+/** An AttentionResult without the attention and timings: what is known before the forward pass. */
+export type AttentionPreview = Omit<AttentionResult, 'attention' | 'timings'>;
 
 /** A batch given as token ids (as the PyTorch reference cases are). */
 export interface IdBatch {
@@ -236,16 +245,39 @@ export class AttentionEngine {
     }
     checkAborted(opts.signal, 'Analysis');
 
+    const T = tokens.length;
+    const encoding = opts.encoding ?? 'f32';
+    const notices: string[] = [];
+    if (model.runtime.notice) notices.push(model.runtime.notice);
+    if (truncation) {
+      notices.push(`The input was cut to ${truncation.kept} of ${truncation.total} tokens (the limit is ${Math.min(opts.maxTokens ?? Infinity, model.info.maxLength)}).`);
+    }
+    const preview = (L: number, H: number): AttentionPreview => ({
+      model: { ...model.info, heads: H },
+      tokens,
+      encoding,
+      shape: [L, H, T, T],
+      truncation,
+      runtime: model.runtime.label,
+      notices,
+    });
+    const announced = model.info.heads > 0 && opts.onTokenized ? preview(model.info.layers, model.info.heads) : null;
+    if (announced) opts.onTokenized!(announced);
+
     const t1 = performance.now();
     const [layerData] = await this.forward({ input_ids: [tokens.map((t) => t.id)] });
     const forwardMs = performance.now() - t1;
     checkAborted(opts.signal, 'Analysis');
 
     const t2 = performance.now();
-    const T = tokens.length;
     const L = layerData.length;
     const H = layerData[0].length / (T * T);
-    const encoding = opts.encoding ?? 'f32';
+    if (announced && (announced.shape[0] !== L || announced.shape[1] !== H)) {
+      throw new EngineError(
+        'ATTENTION_UNSUPPORTED',
+        `${model.info.id}: the config declares ${announced.shape[0]} layers x ${announced.shape[1]} heads but the graph's attention has ${L} x ${H}.`,
+      );
+    }
     // Each layer is encoded straight into its slot of the one [L][H][T][T] array (float16 graph
     // outputs are already the f16 wire format).
     const stride = H * T * T;
@@ -259,22 +291,10 @@ export class AttentionEngine {
       else toFloat32(d, slot);
     });
     const packMs = performance.now() - t2;
-
-    const notices: string[] = [];
-    if (model.runtime.notice) notices.push(model.runtime.notice);
-    if (truncation) {
-      notices.push(`The input was cut to ${truncation.kept} of ${truncation.total} tokens (the limit is ${Math.min(opts.maxTokens ?? Infinity, model.info.maxLength)}).`);
-    }
     return {
-      model: { ...model.info, heads: H },
-      tokens,
+      ...preview(L, H),
       attention,
-      encoding,
-      shape: [L, H, T, T],
-      truncation,
       timings: { loadMs: model.loadMs, rewriteMs: model.rewriteMs, tokenizeMs, forwardMs, packMs },
-      runtime: model.runtime.label,
-      notices,
     };
   }
 

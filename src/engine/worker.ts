@@ -1,7 +1,7 @@
 // Worker-thread entry: owns one AttentionEngine (the model stays warm between runs) and streams
 // results back layer by layer. The newest analyze request supersedes any still running.
 import { parentPort, workerData } from 'node:worker_threads';
-import { AttentionEngine } from './engine';
+import { AttentionEngine, type AttentionPreview } from './engine';
 import { runPayloads } from './payloads';
 import { EngineError, type EngineOptions } from './types';
 import type { HostToWorker, WorkerToHost } from '../protocol/worker';
@@ -35,25 +35,23 @@ async function analyze(msg: Extract<HostToWorker, { type: 'analyze' }>): Promise
   const controller = new AbortController();
   running.set(msg.requestId, controller);
   const { signal } = controller;
+  // The start goes out before the forward pass when the shape is known then (the panel lays
+  // itself out while the model runs), else with the result.
+  let started = false;
+  const start = (p: AttentionPreview) => {
+    started = true;
+    post({ type: 'start', requestId: msg.requestId, model: p.model, tokens: p.tokens, encoding: p.encoding, shape: p.shape, truncation: p.truncation, notices: p.notices, runtime: p.runtime });
+  };
   try {
     const result = await engineFor(msg.options).analyze(msg.model, msg.text, {
       maxTokens: msg.maxTokens,
       encoding: msg.encoding,
       signal,
       onProgress: (progress) => post({ type: 'progress', requestId: msg.requestId, progress }),
+      onTokenized: start,
     });
     if (signal.aborted) return; // cancelled or superseded: its error was already posted
-    post({
-      type: 'start',
-      requestId: msg.requestId,
-      model: result.model,
-      tokens: result.tokens,
-      encoding: result.encoding,
-      shape: result.shape,
-      truncation: result.truncation,
-      notices: result.notices,
-      runtime: result.runtime,
-    });
+    if (!started) start(result);
     for (const p of runPayloads(result)) {
       // Thumbnails and packing are computed here, off the extension host's thread; the host keeps the layers and forwards everything to the panel.
       if (p.kind === 'thumbs') post({ type: 'thumbs', requestId: msg.requestId, layer: p.layer, size: p.size, data: p.data, ...(p.packed ? { packed: true } : {}) }, [p.data]);

@@ -18,6 +18,7 @@ export type HostToWorker =
 
 export type WorkerToHost =
   | { type: 'progress'; requestId: number; progress: LoadProgress }
+  /** The run's tokens and shape: before the forward pass when the model's config declares its heads, else with the result. */
   | {
       type: 'start';
       requestId: number;

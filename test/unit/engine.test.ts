@@ -129,6 +129,33 @@ describe('stories260K (real pretrained Llama, grouped-query attention)', () => {
     assert.equal(text.slice(r.tokens[1].start, r.tokens[1].end), 'Once');
   });
 
+  test('onTokenized: everything but the attention, before the forward pass, exactly as the result has it', async () => {
+    const seen: string[] = [];
+    let previewed: Record<string, unknown> | null = null;
+    // Watch the engine's forward pass (a private method) to see what comes first.
+    const spy = engine as unknown as { forward: (...args: unknown[]) => Promise<unknown> };
+    const forward = spy.forward;
+    spy.forward = function (this: unknown, ...args: unknown[]) {
+      seen.push('forward');
+      return forward.apply(this, args);
+    };
+    try {
+      const r = await engine.analyze(STORIES, text, {
+        encoding: 'f16',
+        onTokenized: (p) => {
+          previewed = { ...p };
+          seen.push('preview');
+        },
+      });
+      seen.push('result');
+      assert.deepEqual(seen, ['preview', 'forward', 'result']);
+      const { attention: _, timings: __, ...rest } = r;
+      assert.deepEqual(previewed, rest, 'model, tokens, encoding, shape, truncation, runtime and notices as in the result');
+    } finally {
+      spy.forward = forward;
+    }
+  });
+
   test('float16 and uint8 packing stay close to float32', async () => {
     const f32 = (await engine.analyze(STORIES, text)).attention as Float32Array;
     const f16 = await engine.analyze(STORIES, text, { encoding: 'f16' });
