@@ -126,9 +126,9 @@ export class AttentionController implements vscode.Disposable {
             const model = { id: s.model.id, architecture: s.model.architecture, kind: s.model.kind, layers: s.shape[0], heads: s.shape[1], maxLength: s.model.maxLength };
             const analysed = s.truncation ? { start: range.start, end: range.start + s.truncation.endOffset } : range;
             encoding = s.encoding;
+            // Adopted for the editor's hovers with its first layer: a run cancelled or failing
+            // during its forward pass leaves the previous one in place.
             state = new RunState(runId, document, analysed, text.slice(0, analysed.end - analysed.start), tokens, model, s.encoding, version);
-            if (this.state) state.view = { ...state.view, hideSpecial: this.state.view.hideSpecial };
-            this.state = state;
             // The start arrives before the forward pass (when the model declares its heads): say what runs.
             const running = `Running ${s.model.architecture}: ${tokens.length} tokens`;
             progress.report({ message: running });
@@ -145,12 +145,16 @@ export class AttentionController implements vscode.Disposable {
               notices: s.notices,
             });
             for (const notice of s.notices) void vscode.window.showInformationMessage(`Attention Lens: ${notice}`);
-            this.paintRange(state);
           },
           onThumbs: (layer, size, data, packed) => {
             void panel.post({ type: 'run/thumbs', runId, layer, size, data, ...(packed ? { packed: true } : {}) });
           },
           onLayer: (layer, data, packed) => {
+            if (state && this.state !== state) {
+              if (this.state) state.view = { ...state.view, hideSpecial: this.state.view.hideSpecial };
+              this.state = state;
+              this.paintRange(state);
+            }
             // The same bytes for the hovers and the panel: bit-packed (1.75 bytes per cell) when they fit.
             state?.addLayer(layer, data, packed);
             for (const m of layerMessages(runId, layer, data, packed, encoding)) void panel.post(m);
