@@ -30,9 +30,9 @@ export function poolBlocks(V: number, size: number): Int32Array {
 }
 
 /**
- * Max-pools the layer's heads (decoded through `lut`, null for float32) into [heads + 1][size]
- * [size]: each head, then the mean of the heads; values below 0 count as 0. Row by row across the
- * heads, so a row's running sum for the mean stays in a T-float buffer (no T x T array).
+ * Max-pools the layer's heads (decoded through `lut`, null for float32) into
+ * [heads + 1][size][size]: each head, then the mean of the heads; values below 0 count as 0. Row
+ * by row across the heads, so a row's running sum for the mean stays in a T-float buffer.
  */
 function poolLayer(raw: Float32Array | Uint16Array | Uint8Array, lut: Float32Array | null, heads: number, T: number, size: number): Float32Array {
   const n = size * size;
