@@ -356,7 +356,8 @@ function packedWords(data: ArrayBufferLike | ArrayBufferView): Uint32Array {
   return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
 }
 
-function newElements(encoding: Encoding, n: number): Float32Array | Uint16Array | Uint8Array {
+/** A zeroed array of `n` elements of `encoding`. */
+export function newElements(encoding: Encoding, n: number): Float32Array | Uint16Array | Uint8Array {
   return encoding === 'f32' ? new Float32Array(n) : encoding === 'f16' ? new Uint16Array(n) : new Uint8Array(n);
 }
 

@@ -8,6 +8,7 @@ import { loadTokenizer, type PreTrainedTokenizer } from './transformersjs';
 import { loadExposedGraph } from './onnx/exposedCache';
 import { tokenizeWithOffsets } from './offsets';
 import { encodeF16, encodeU8, f16Lut } from '../analysis/f16';
+import { newElements } from '../analysis/tensor';
 import {
   EngineError,
   type AttentionEncoding,
@@ -281,7 +282,7 @@ export class AttentionEngine {
     // Each layer is encoded straight into its slot of the one [L][H][T][T] array (float16 graph
     // outputs are already the f16 wire format).
     const stride = H * T * T;
-    const attention = encoding === 'f16' ? new Uint16Array(L * stride) : encoding === 'u8' ? new Uint8Array(L * stride) : new Float32Array(L * stride);
+    const attention = newElements(encoding, L * stride);
     layerData.forEach((d, l) => {
       const slot = attention.subarray(l * stride, (l + 1) * stride);
       if (slot instanceof Uint16Array) {

@@ -39,8 +39,7 @@ export class ModelView implements View {
   /** (layer, column) units waiting to be painted, in order. */
   private queue: number[] = [];
   private queued = new Set<number>();
-  private painted: Uint8Array = new Uint8Array(0);
-  /** What each unit was last painted from (NONE, THUMBS or FULL): a better source repaints it. */
+  /** What each unit was last painted from (NONE: not painted yet); a better source repaints it. */
   private paintedFrom: Uint8Array = new Uint8Array(0);
   private paintedCount = 0;
   private scheduled = false;
@@ -78,7 +77,6 @@ export class ModelView implements View {
     else for (const c of this.cells) c.root.classList.add('stale');
     this.queue = [];
     this.queued.clear();
-    this.painted = new Uint8Array(rows * cols);
     this.paintedFrom = new Uint8Array(rows * cols);
     this.paintedCount = 0;
     for (const c of this.cells) {
@@ -159,7 +157,6 @@ export class ModelView implements View {
     // Repaint everything that has data (threshold, hiding or theme changed).
     this.queue = [];
     this.queued.clear();
-    this.painted.fill(0);
     this.paintedFrom.fill(NONE);
     this.paintedCount = 0;
     for (let l = 0; l < run.L; l++) {
@@ -199,18 +196,18 @@ export class ModelView implements View {
     if (src === THUMBS) this.paintThumb(cell, run.thumbs(cell.layer)!);
     else if (src === FULL) this.paintFull(cell);
     else return;
+    const first = this.paintedFrom[unit] === NONE;
     this.paintedFrom[unit] = src;
     cell.root.classList.remove('pending', 'stale');
     cell.canvas.setAttribute('aria-label', this.cellLabel(cell.layer, cell.head, true));
-    if (!this.painted[unit]) {
-      this.painted[unit] = 1;
+    if (first) {
       this.paintedCount++;
       // A layer counts as painted when all its columns are.
       if (this.paintedCount % this.cols === 0 || this.queue.length === 0) {
         let layers = 0;
         for (let l = 0; l < this.rows; l++) {
           let all = true;
-          for (let c = 0; c < this.cols; c++) if (!this.painted[l * this.cols + c]) all = false;
+          for (let c = 0; c < this.cols; c++) if (this.paintedFrom[l * this.cols + c] === NONE) all = false;
           if (all) layers++;
         }
         this.ctx.reportPainted(layers, this.rows);
