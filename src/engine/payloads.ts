@@ -24,3 +24,18 @@ export function* runPayloads(result: Pick<AttentionResult, 'attention' | 'shape'
     yield { kind: 'layer', layer: l, data: (packed ?? d.slice()).buffer as ArrayBuffer, packed: packed !== null };
   }
 }
+
+/**
+ * Sends a run's payloads, giving the event loop a turn after each: computing them (thumbnails,
+ * packing) takes up to a second at T=512, and a cancel or a newer request must not wait for all of
+ * it. Once `signal` is aborted it stops, and the payloads not sent are never computed. Resolves true when it sent all.
+ */
+export async function streamPayloads(payloads: Iterable<RunPayload>, send: (p: RunPayload) => void, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return false;
+  for (const p of payloads) {
+    send(p);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (signal.aborted) return false; // before the next payload is computed
+  }
+  return true;
+}

@@ -2,7 +2,7 @@
 // results back layer by layer. The newest analyze request supersedes any still running.
 import { parentPort, workerData } from 'node:worker_threads';
 import { AttentionEngine, type AttentionPreview } from './engine';
-import { runPayloads } from './payloads';
+import { runPayloads, streamPayloads } from './payloads';
 import { EngineError, type EngineOptions } from './types';
 import type { HostToWorker, WorkerToHost } from '../protocol/worker';
 
@@ -52,11 +52,12 @@ async function analyze(msg: Extract<HostToWorker, { type: 'analyze' }>): Promise
     });
     if (signal.aborted) return; // cancelled or superseded: its error was already posted
     if (!started) start(result);
-    for (const p of runPayloads(result)) {
-      // Thumbnails and packing are computed here, off the extension host's thread; the host keeps the layers and forwards everything to the panel.
+    // Thumbnails and packing are computed here, off the extension host's thread; the host keeps the layers and forwards everything to the panel.
+    const sent = await streamPayloads(runPayloads(result), (p) => {
       if (p.kind === 'thumbs') post({ type: 'thumbs', requestId: msg.requestId, layer: p.layer, size: p.size, data: p.data, ...(p.packed ? { packed: true } : {}) }, [p.data]);
       else post({ type: 'layer', requestId: msg.requestId, layer: p.layer, data: p.data, ...(p.packed ? { packed: true } : {}) }, [p.data]);
-    }
+    }, signal);
+    if (!sent) return; // cancelled or superseded mid-stream: its error was already posted
     post({ type: 'done', requestId: msg.requestId, timings: result.timings });
   } catch (e) {
     if (signal.aborted) return; // its CANCELLED/SUPERSEDED error was already posted

@@ -43,7 +43,7 @@ import {
   THUMB_MAX,
   type TokenLike,
 } from '../../src/analysis';
-import { runPayloads } from '../../src/engine/payloads';
+import { runPayloads, streamPayloads, type RunPayload } from '../../src/engine/payloads';
 
 // ------------------------------------------------------------------ helpers
 
@@ -396,6 +396,31 @@ describe('thumbnails (layerThumbs)', () => {
     }
     const small = [...runPayloads({ attention: new Float32Array(2 * H * 16 * 16), shape: [2, H, 16, 64], encoding: 'f32' })];
     assert.deepEqual(small.map((p) => p.kind), ['layer', 'layer'], 'no thumbnails for short inputs');
+  });
+
+  test('streamPayloads: a cancel arriving between payloads stops the stream, and the rest are never computed', async () => {
+    const computed: number[] = [];
+    function* payloads(): Generator<RunPayload> {
+      for (let l = 0; l < 6; l++) {
+        computed.push(l);
+        yield { kind: 'layer', layer: l, data: new ArrayBuffer(8), packed: false };
+      }
+    }
+    const controller = new AbortController();
+    const sent: number[] = [];
+    // The cancel is an event (the host's message), queued while the second payload goes out.
+    const complete = await streamPayloads(payloads(), (p) => {
+      sent.push(p.layer);
+      if (p.layer === 1) setImmediate(() => controller.abort());
+    }, controller.signal);
+    assert.equal(complete, false);
+    assert.deepEqual(sent, [0, 1]);
+    assert.deepEqual(computed, [0, 1]);
+    computed.length = 0;
+    const all: number[] = [];
+    assert.equal(await streamPayloads(payloads(), (p) => all.push(p.layer), new AbortController().signal), true);
+    assert.deepEqual(all, [0, 1, 2, 3, 4, 5]);
+    assert.equal(await streamPayloads(payloads(), () => assert.fail('nothing is sent once cancelled'), AbortSignal.abort()), false);
   });
 });
 
