@@ -202,6 +202,30 @@ async function hoverOnHost(): Promise<Record<string, number> | { error: string }
   }
 }
 
+/**
+ * A newer request arriving while a run streams its payloads (a live update): from the moment the
+ * first thumbnails (or layer) reach the host to the newer run's start. The worker stops the old
+ * stream between payloads (streamPayloads), so this is about one payload plus tokenizing.
+ */
+async function supersedeProbe(client: EngineClient, tries = 3): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < tries; i++) {
+    let t0 = 0;
+    let newer: Promise<unknown> | null = null;
+    const started = new Promise<number>((resolve) => {
+      const first = () => {
+        if (newer) return;
+        t0 = performance.now();
+        newer = client.analyze({ model: MODEL_DIR, text: 'A newer selection.', maxTokens: T, encoding: 'f16' }, { onStart: () => resolve(performance.now() - t0) }).done;
+      };
+      client.analyze({ model: MODEL_DIR, text: SAMPLE_TEXT, maxTokens: T, encoding: 'f16' }, { onThumbs: first, onLayer: first }).done.catch(() => undefined);
+    });
+    samples.push(await started);
+    await newer;
+  }
+  return samples;
+}
+
 async function main(): Promise<unknown> {
   try {
     RunStateClass = (await import('../src/editor/runState')).RunState;
@@ -215,6 +239,7 @@ async function main(): Promise<unknown> {
       const warm = [];
       for (let i = 0; i < N; i++) warm.push(await measureBlock(() => oneRun(client)));
       const hover = await hoverOnHost();
+      const supersede = await supersedeProbe(client);
       return {
         T: latest!.tokens.length,
         runState: RunStateClass ? 'src/editor/runState.ts' : 'emulated (RunState did not load outside VS Code)',
@@ -232,6 +257,7 @@ async function main(): Promise<unknown> {
           handlerTotalBy: w.handlerTotalBy,
         })),
         hover,
+        supersede,
       };
     }
     if (mode === 'memory') {
