@@ -28,7 +28,8 @@ export function* runPayloads(result: Pick<AttentionResult, 'attention' | 'shape'
 /**
  * Sends a run's payloads, giving the event loop a turn after each: computing them (thumbnails,
  * packing) takes up to a second at T=512, and a cancel or a newer request must not wait for all of
- * it. Once `signal` is aborted it stops, and the payloads not sent are never computed. Resolves true when it sent all.
+ * it. Once `signal` is aborted it stops, and the payloads not sent are never computed. Resolves
+ * true when it sent them all.
  */
 export async function streamPayloads(payloads: Iterable<RunPayload>, send: (p: RunPayload) => void, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return false;
