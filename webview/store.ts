@@ -1,8 +1,8 @@
 // One run's data in the panel: tokens, words, the layers' thumbnails and the layers as they arrive
-// (kept in their wire
-// encoding, decoded on demand; bit-packed layers are unpacked on first use, layers sent in parts
-// as each part arrives), head-means, and processed matrices (special tokens hidden and rows
-// renormalised) in a small LRU cache. Rollout is computed incrementally, one layer per task.
+// (kept in their wire encoding, decoded on demand; bit-packed layers are unpacked on first use,
+// layers sent in parts as each part arrives), head-means, and processed matrices (special tokens
+// hidden and rows renormalised) in a small LRU cache. Rollout is computed incrementally, one layer
+// per task.
 
 import type { RunStartMessage, WireToken, WireModel, AttentionEncoding } from '../src/protocol/webview';
 import {

@@ -32,9 +32,14 @@ export function layerByteLength(encoding: Encoding, heads: number, T: number): n
   return heads * T * T * BYTES_PER_ELEMENT[encoding];
 }
 
+/** Throws unless layers of `encoding` can be bit-packed (packF14 packs f16 only). */
+function checkPackable(encoding: Encoding): void {
+  if (encoding !== 'f16') throw new Error(`only f16 layers can be packed, not ${encoding}`);
+}
+
 /** Throws unless `byteLength` is a packF14 layer of [heads][T][T] f16 values. */
 function checkPacked(byteLength: number, encoding: Encoding, heads: number, T: number): void {
-  if (encoding !== 'f16') throw new Error(`only f16 layers can be packed, not ${encoding}`);
+  checkPackable(encoding);
   const expected = f14ByteLength(heads * T * T);
   if (byteLength !== expected) throw new Error(`packed layer has ${byteLength} bytes, expected ${expected} for ${heads} heads x ${T}x${T}`);
 }
@@ -309,7 +314,7 @@ export class LayerStore {
     const aligned = alignedBytes(data);
     let cells: number;
     if (packed) {
-      if (this.encoding !== 'f16') throw new Error(`only f16 layers can be packed, not ${this.encoding}`);
+      checkPackable(this.encoding);
       if (aligned.byteLength % F14_GROUP_BYTES !== 0) throw new Error(`layer ${l}: packed part of ${aligned.byteLength} bytes is not whole groups`);
       cells = Math.min(total - start, (aligned.byteLength / F14_GROUP_BYTES) * F14_GROUP);
       if (f14ByteLength(cells) !== aligned.byteLength) throw new Error(`layer ${l}: packed part of ${aligned.byteLength} bytes overruns the layer`);

@@ -193,9 +193,8 @@ export class ModelView implements View {
     const cell = this.cells[unit];
     if (!run || !cell) return;
     const src = this.source(cell.layer);
-    if (src === THUMBS) this.paintThumb(cell, run.thumbs(cell.layer)!);
-    else if (src === FULL) this.paintFull(cell);
-    else return;
+    const painted = src === THUMBS ? this.paintThumb(cell, run.thumbs(cell.layer)!) : src === FULL && this.paintFull(cell);
+    if (!painted) return;
     const first = this.paintedFrom[unit] === NONE;
     this.paintedFrom[unit] = src;
     cell.root.classList.remove('pending', 'stale');
@@ -216,27 +215,29 @@ export class ModelView implements View {
   }
 
   /** A cell from the host's thumbnails ([H + 1][size][size], the mean last): one LUT pass. */
-  private paintThumb(cell: Cell, thumbs: LayerTensor): void {
+  private paintThumb(cell: Cell, thumbs: LayerTensor): true {
     const size = thumbs.T;
     sizeCanvas(cell.canvas, size, size);
     const { img, u32 } = imageFor(cell.ctx, size, size);
     const slot = cell.head < 0 ? thumbs.heads - 1 : cell.head;
     fillHeatRaw(u32, size * size, thumbs.raw, thumbs.lut, slot * size * size, this.ctx.theme.heat, this.ctx.ui.threshold);
     cell.ctx.putImageData(img, 0, 0);
+    return true;
   }
 
-  /** A cell pooled here from the full layer (hidden tokens left out). */
-  private paintFull(cell: Cell): void {
+  /** A cell pooled here from the full layer (hidden tokens left out); false when its data is not there. */
+  private paintFull(cell: Cell): boolean {
     const run = this.ctx.run!;
     const T = run.T;
     const size = thumbSize(run.vis.length);
     if (this.scratch.length !== T * T) this.scratch = new Float32Array(T * T);
     const m = run.headInto(cell.layer, cell.head < 0 ? 'mean' : cell.head, this.scratch);
-    if (!m) return;
+    if (!m) return false;
     sizeCanvas(cell.canvas, size, size);
     const { img, u32 } = imageFor(cell.ctx, size, size);
     fillHeatDown(u32, size, m, T, run.vis, this.ctx.theme.heat, this.ctx.ui.threshold);
     cell.ctx.putImageData(img, 0, 0);
+    return true;
   }
 
   // ---------------------------------------------------------------- keyboard
