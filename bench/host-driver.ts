@@ -1,9 +1,10 @@
 // Child process of the `host` and `memory` sections: plays the extension host's part of a run.
 // It drives EngineClient with the built worker (out/worker.js) on the BERT-base-shaped model and,
-// for every run, does what AttentionController does on the host's event loop: builds run/start,
-// wraps each arriving layer in the run state (RunState.addLayer), and hands every message to the
-// webview the way VS Code's extension host serialises it (JSON text with ArrayBuffer references,
-// the buffers copied into the outgoing RPC message). Only the latest run is kept.
+// for every run, does what AttentionController does on the host's event loop, with the same code:
+// the translation to panel messages (src/run/messages.ts) and the run model (src/run/run.ts) that
+// keeps each arriving layer for the hovers; every message goes to the webview the way VS Code's
+// extension host serialises it (JSON text with ArrayBuffer references, the buffers copied into the
+// outgoing RPC message). Only the latest run is kept.
 //
 //   node --expose-gc --import tsx bench/host-driver.ts block  <T> <warmRuns>
 //   node --expose-gc --import tsx bench/host-driver.ts memory <T> <runs>
@@ -11,7 +12,10 @@
 import * as path from 'node:path';
 import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { EngineClient, type RunStart } from '../src/engine/client';
-import { layerMessages, type HostToWebview, type WireToken } from '../src/protocol/webview';
+import type { HostToWebview } from '../src/protocol/webview';
+import type { AttentionPayload, Focus } from '../src/protocol/attention';
+import { payloadMessages, runDoneMessage, runStartMessage } from '../src/run/messages';
+import { Run } from '../src/run/run';
 import { BENCH_CACHE, SAMPLE_TEXT, serializeLikeVsCode } from './real-run';
 import { MODEL_DIR, ROOT } from './util';
 
@@ -26,20 +30,7 @@ function postToWebview(message: HostToWebview): number {
   return out.byteLength;
 }
 
-interface HostRun {
-  start: RunStart;
-  tokens: WireToken[];
-  /** Each layer as it arrived (bytes, bit-packed or not). */
-  layers: Array<{ data: ArrayBuffer; packed: boolean } | undefined>;
-  /** The extension's own run state (src/editor/runState.ts) when it loads outside VS Code (it only uses vscode's types). */
-  state: { addLayer(layer: number, data: ArrayBuffer, packed: boolean): void } | null;
-}
-
-type RunStateCtor = typeof import('../src/editor/runState').RunState;
-let RunStateClass: RunStateCtor | null = null;
-const FAKE_DOCUMENT = { uri: { toString: () => 'file:///notes.md' }, version: 1 } as never;
-
-let latest: HostRun | null = null;
+let latest: Run | null = null;
 let runId = 0;
 /** Longest synchronous time spent in one of this process's run handlers, per run, and by handler. */
 let handlerMax = 0;
@@ -59,7 +50,7 @@ const timed =
 async function oneRun(client: EngineClient): Promise<{ ms: number; sent: number }> {
   const id = ++runId;
   let sent = 0;
-  let run: HostRun | null = null;
+  let run: Run | null = null;
   const t0 = performance.now();
   const handle = client.analyze(
     { model: MODEL_DIR, text: SAMPLE_TEXT, maxTokens: T, encoding: 'f16' },
@@ -68,37 +59,24 @@ async function oneRun(client: EngineClient): Promise<{ ms: number; sent: number 
         sent += postToWebview({ type: 'status', message: p.message });
       }),
       onStart: timed('start', (s: RunStart) => {
-        const tokens: WireToken[] = s.tokens.map((t) => ({ text: t.text, start: t.special ? -1 : t.start, end: t.special ? -1 : t.end, special: t.special }));
-        const model = { id: s.model.id, architecture: s.model.architecture, kind: s.model.kind, layers: s.shape[0], heads: s.shape[1], maxLength: s.model.maxLength };
-        const end = s.truncation ? s.truncation.endOffset : SAMPLE_TEXT.length;
-        const state = RunStateClass ? new RunStateClass(id, FAKE_DOCUMENT, { start: 0, end }, SAMPLE_TEXT.slice(0, end), tokens, model, s.encoding, 1) : null;
-        run = { start: s, tokens, layers: new Array(s.shape[0]).fill(undefined), state };
+        const start = runStartMessage(s, { runId: id, text: SAMPLE_TEXT, offset: 0, label: 'notes.md:1-60' });
+        run = new Run(start);
         latest = run; // the previous run's state is dropped, as AttentionController.state is replaced
-        sent += postToWebview({
-          type: 'run/start',
-          runId: id,
-          model,
-          tokens,
-          encoding: s.encoding,
-          source: 'notes.md:1-60',
-          sourceText: { offset: 0, text: SAMPLE_TEXT.slice(0, end) },
-          truncation: s.truncation ? { total: s.truncation.total, kept: s.truncation.kept } : null,
-          notices: s.notices,
-        });
+        sent += postToWebview(start);
       }),
-      onThumbs: timed('thumbs', (layer: number, size: number, data: ArrayBuffer, packed: boolean) => {
-        sent += postToWebview({ type: 'run/thumbs', runId: id, layer, size, data, ...(packed ? { packed: true } : {}) });
-      }),
-      onLayer: timed('layer', (layer: number, data: ArrayBuffer, packed: boolean) => {
-        const r = run!;
-        r.layers[layer] = { data, packed };
-        r.state?.addLayer(layer, data, packed);
-        for (const m of layerMessages(id, layer, data, packed, r.start.encoding)) sent += postToWebview(m);
-      }),
+      // Thumbnails and layers are timed apart (their costs differ by an order of magnitude).
+      onPayload: (p: AttentionPayload) => (p.kind === 'thumbs' ? onThumbs(p) : onLayer(p)),
     },
   );
+  const onThumbs = timed('thumbs', (p: AttentionPayload) => {
+    for (const m of payloadMessages(id, p, run!.encoding)) sent += postToWebview(m);
+  });
+  const onLayer = timed('layer', (p: AttentionPayload) => {
+    if (p.kind === 'layer') run!.addLayer(p);
+    for (const m of payloadMessages(id, p, run!.encoding)) sent += postToWebview(m);
+  });
   const { timings, start } = await handle.done;
-  sent += postToWebview({ type: 'run/done', runId: id, timings: { ...timings }, runtime: start.runtime });
+  sent += postToWebview(runDoneMessage(id, { timings, runtime: start.runtime }));
   sent += postToWebview({ type: 'status', message: null });
   return { ms: performance.now() - t0, sent };
 }
@@ -163,39 +141,40 @@ function heap() {
   return { heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, rss: m.rss };
 }
 
-/** The host's side of a hover (AttentionController.onPanelMessage -> RunState.attended) at this T, on the latest run. */
+/**
+ * The host's side of a hover (AttentionController.onPanelMessage -> RunState.attendedIn, which is
+ * Run.attended, rollout's head means prepared one head per turn) at this T, on the latest run.
+ */
 async function hoverOnHost(): Promise<Record<string, number> | { error: string }> {
   try {
-    const { RunState } = await import('../src/editor/runState');
-    const r = latest!;
-    const s = r.start;
-    const model = { id: s.model.id, architecture: s.model.architecture, kind: s.model.kind, layers: s.shape[0], heads: s.shape[1], maxLength: s.model.maxLength };
-    const document = { uri: { toString: () => 'file:///notes.md' }, version: 1 } as never;
-    const state = new RunState(1, document, { start: 0, end: SAMPLE_TEXT.length }, SAMPLE_TEXT, r.tokens, model, s.encoding, 1);
-    r.layers.forEach((l, i) => {
-      if (l) state.addLayer(i, l.data, l.packed);
-    });
+    const state = latest!;
+    const model = state.model;
     const time = (fn: () => unknown): number => {
       const t0 = performance.now();
       fn();
       return performance.now() - t0;
     };
-    const q = Math.floor(r.tokens.length / 2);
-    const mean = [0, 1, 2, 3, 4].map((i) => time(() => state.attended(q + i, 5, { layer: 0, head: 'mean', hideSpecial: false, rollout: false })));
-    const head = [0, 1, 2, 3, 4].map((i) => time(() => state.attended(q + i, 5, { layer: 5, head: 3, hideSpecial: true, rollout: false })));
-    // Rollout: the first hover starts computing the head means in the background (one layer per
+    const q = Math.floor(state.T / 2);
+    const mean = [0, 1, 2, 3, 4].map((i) => time(() => state.attended(q + i, 5, { layer: 0, agg: 'mean', hideSpecial: false })));
+    const head = [0, 1, 2, 3, 4].map((i) => time(() => state.attended(q + i, 5, { layer: 5, agg: 3, hideSpecial: true })));
+    // Rollout: the first hover starts computing the head means in the background (one head per
     // turn) and answers null meanwhile; the longest turn while they are computed is the block.
-    const rollout = { layer: model.layers - 1, head: 'mean' as const, hideSpecial: false, rollout: true };
-    const rolloutFirst = time(() => state.attended(q, 5, rollout));
+    const rollout: Focus = { layer: model.layers - 1, agg: 'rollout', hideSpecial: false };
+    const attendRollout = (q: number) => {
+      const words = state.attended(q, 5, rollout);
+      if (!words) state.prepareMeans(setImmediate); // as RunState.attendedIn does
+      return words;
+    };
+    const rolloutFirst = time(() => attendRollout(q));
     const t0 = performance.now();
     let stepMax = 0;
-    while (state.attended(q, 5, rollout) === null) {
+    while (attendRollout(q) === null) {
       const t = performance.now();
       await new Promise((r) => setImmediate(r));
       stepMax = Math.max(stepMax, performance.now() - t);
     }
     const rolloutReady = performance.now() - t0;
-    const rolloutNext = time(() => state.attended(q + 1, 5, rollout));
+    const rolloutNext = time(() => attendRollout(q + 1));
     return { mean_ms: Math.max(...mean), head_hidden_specials_ms: Math.max(...head), rollout_first_ms: rolloutFirst, rollout_step_max_ms: stepMax, rollout_ready_ms: rolloutReady, rollout_next_ms: rolloutNext };
   } catch (e) {
     return { error: String((e as Error).message ?? e) };
@@ -218,7 +197,7 @@ async function supersedeProbe(client: EngineClient, tries = 3): Promise<number[]
         t0 = performance.now();
         newer = client.analyze({ model: MODEL_DIR, text: 'A newer selection.', maxTokens: T, encoding: 'f16' }, { onStart: () => resolve(performance.now() - t0) }).done;
       };
-      client.analyze({ model: MODEL_DIR, text: SAMPLE_TEXT, maxTokens: T, encoding: 'f16' }, { onThumbs: first, onLayer: first }).done.catch(() => undefined);
+      client.analyze({ model: MODEL_DIR, text: SAMPLE_TEXT, maxTokens: T, encoding: 'f16' }, { onPayload: first }).done.catch(() => undefined);
     });
     samples.push(await started);
     await newer;
@@ -227,11 +206,6 @@ async function supersedeProbe(client: EngineClient, tries = 3): Promise<number[]
 }
 
 async function main(): Promise<unknown> {
-  try {
-    RunStateClass = (await import('../src/editor/runState')).RunState;
-  } catch {
-    RunStateClass = null; // it needs vscode at run time now: the emulation above stands in
-  }
   const client = new EngineClient(path.join(ROOT, 'out', 'worker.js'), { cacheDir: BENCH_CACHE, offline: true, runtime: 'cpu', attentionPrecision: 'float16' });
   try {
     if (mode === 'block') {
@@ -241,8 +215,8 @@ async function main(): Promise<unknown> {
       const hover = await hoverOnHost();
       const supersede = await supersedeProbe(client);
       return {
-        T: latest!.tokens.length,
-        runState: RunStateClass ? 'src/editor/runState.ts' : 'emulated (RunState did not load outside VS Code)',
+        T: latest!.T,
+        runState: 'src/run/run.ts',
         cold: { runMs: cold.result.ms, maxBlockMs: cold.maxBlockMs, histMaxMs: cold.histMaxMs, driftMaxMs: cold.driftMaxMs, p99Ms: cold.p99Ms, gcMaxMs: cold.gcMaxMs, handlerMaxMs: cold.handlerMaxMs, handlerMaxBy: cold.handlerMaxBy, handlerTotalBy: cold.handlerTotalBy },
         warm: warm.map((w) => ({
           runMs: w.result.ms,
@@ -266,7 +240,7 @@ async function main(): Promise<unknown> {
       const runMs: number[] = [];
       for (let i = 1; i < N; i++) runMs.push((await oneRun(client)).ms);
       const afterN = heap();
-      return { T: latest!.tokens.length, runs: N, after1, afterN, runMs };
+      return { T: latest!.T, runs: N, after1, afterN, runMs };
     }
     throw new Error(`unknown mode ${mode}`);
   } finally {

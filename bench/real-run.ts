@@ -1,15 +1,16 @@
 // Real runs for the benchmark sections after `engine`: the engine (AttentionEngine, float16 graph,
 // as the worker runs it) on the BERT-base-shaped model for a real prose + code text, cut to T
-// tokens, and the exact host -> webview message sequence the extension sends for it
-// (src/controller.ts: run/start, run/thumbs x L when T is above the thumbnail size, run/layer x L
-// bit-packed, as the worker makes them (src/engine/payloads.ts), run/done, status). Computed once
-// per process.
+// tokens, and the exact host -> webview message sequence the extension sends for it, made by the
+// extension's own translation (src/run/messages.ts: run/start, run/thumbs x L when T is above the
+// thumbnail size, run/layer x L bit-packed, as the worker makes them (src/engine/payloads.ts),
+// run/done, status). Computed once per process.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AttentionEngine } from '../src/engine/engine';
 import type { AttentionResult } from '../src/engine/types';
 import { runPayloads } from '../src/engine/payloads';
-import { layerMessages, type HostToWebview, type RunDoneMessage, type RunLayerMessage, type RunStartMessage, type RunThumbsMessage, type WireToken } from '../src/protocol/webview';
+import type { HostToWebview, RunDoneMessage, RunLayerMessage, RunStartMessage, RunThumbsMessage } from '../src/protocol/webview';
+import { payloadMessages, runDoneMessage, runStartMessage } from '../src/run/messages';
 import { ROOT, ensureModel } from './util';
 import { ensureBuilt } from '../test/webview/harness';
 
@@ -94,39 +95,15 @@ export interface RealRun {
   messages(runId: number): HostToWebview[];
 }
 
-/** Builds the extension's message sequence for an engine result (mirrors AttentionController.analyze). */
+/** The extension's message sequence for an engine result (src/run/messages.ts, as AttentionController.analyze sends it). */
 export function toMessages(result: AttentionResult, text: string): Omit<RealRun, 'T' | 'L' | 'H' | 'result'> {
   const [L, H, T] = result.shape;
-  const range = { start: DOC_OFFSET, end: DOC_OFFSET + text.length };
-  const tokens: WireToken[] = result.tokens.map((t) => ({
-    text: t.text,
-    start: t.special ? -1 : t.start + range.start,
-    end: t.special ? -1 : t.end + range.start,
-    special: t.special,
-  }));
-  const m = result.model;
-  const model = { id: m.id, architecture: m.architecture, kind: m.kind, layers: result.shape[0], heads: result.shape[1], maxLength: m.maxLength };
-  const analysed = result.truncation ? { start: range.start, end: range.start + result.truncation.endOffset } : range;
-  const start: RunStartMessage = {
-    type: 'run/start',
-    runId: 0,
-    model,
-    tokens,
-    encoding: result.encoding,
-    source: SOURCE_LABEL,
-    sourceText: { offset: analysed.start, text: text.slice(0, analysed.end - analysed.start) },
-    truncation: result.truncation ? { total: result.truncation.total, kept: result.truncation.kept } : null,
-    notices: result.notices,
-  };
+  const start = runStartMessage(result, { runId: 0, text, offset: DOC_OFFSET, label: SOURCE_LABEL });
   const stride = H * T * T;
   const all = result.attention as Uint16Array;
   const layers = Array.from({ length: L }, (_, l) => all.slice(l * stride, (l + 1) * stride));
-  const wire = [...runPayloads(result)].flatMap((p): (RunThumbsMessage | RunLayerMessage)[] =>
-    p.kind === 'thumbs'
-      ? [{ type: 'run/thumbs', runId: 0, layer: p.layer, size: p.size, data: p.data, ...(p.packed ? { packed: true } : {}) }]
-      : layerMessages(0, p.layer, p.data, p.packed, result.encoding),
-  );
-  const done: RunDoneMessage = { type: 'run/done', runId: 0, timings: { ...result.timings }, runtime: result.runtime };
+  const wire = [...runPayloads(result)].flatMap((p) => payloadMessages(0, p, result.encoding));
+  const done = runDoneMessage(0, result);
   return {
     start,
     layers,

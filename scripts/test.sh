@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (npm test): installs what the tests need, builds, packages the VSIX, then runs
+# The test command (npm test): installs what the tests need, lints, builds, packages the VSIX, then runs
 # every suite under node's test runner, whose closing summary counts them all:
 #   test/unit        engine + math against PyTorch references, offsets, downloads, worker, CLI
 #   test/webview     the built panel bundle in real Chromium
@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ -d node_modules ] || npm ci
+npm run lint                 # fails fast on lint errors (eslint.config.mjs), before the slow steps
 bash scripts/setup-tools.sh
 npm run package >/dev/null   # production VSIX for the end-to-end tests (cleans out/)
 npm run build                # then the dev build: source maps and the extension-host test suite

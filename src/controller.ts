@@ -8,7 +8,9 @@ import { AttentionPanel } from './panel/panel';
 import { AttentionDecorations } from './editor/decorations';
 import { RunState } from './editor/runState';
 import { readSettings, SECTION } from './settings';
-import { layerMessages, type AttentionEncoding, type WebviewToHost, type WireToken } from './protocol/webview';
+import type { WebviewToHost } from './protocol/webview';
+import { aggregationFromWire, type AttentionEncoding, type Focus } from './protocol/attention';
+import { payloadMessages, runDoneMessage, runStartMessage } from './run/messages';
 
 /** Tokenizing megabytes only to throw most away is slow; no token is longer than this many characters on average. */
 const CHARS_PER_TOKEN_CAP = 64;
@@ -53,7 +55,7 @@ export class AttentionController implements vscode.Disposable {
       selection = doc.lineAt(editor.selection.active.line).range;
       void vscode.window.setStatusBarMessage(`Attention Lens: no selection, analysing line ${selection.start.line + 1}.`, 5000);
     }
-    let start = doc.offsetAt(selection.start);
+    const start = doc.offsetAt(selection.start);
     let end = doc.offsetAt(selection.end);
     const text = doc.getText(selection);
     if (!text.trim()) {
@@ -117,47 +119,29 @@ export class AttentionController implements vscode.Disposable {
             void panel.post({ type: 'status', message });
           },
           onStart: (s) => {
-            const tokens: WireToken[] = s.tokens.map((t) => ({
-              text: t.text,
-              start: t.special ? -1 : t.start + range.start,
-              end: t.special ? -1 : t.end + range.start,
-              special: t.special,
-            }));
-            const model = { id: s.model.id, architecture: s.model.architecture, kind: s.model.kind, layers: s.shape[0], heads: s.shape[1], maxLength: s.model.maxLength };
-            const analysed = s.truncation ? { start: range.start, end: range.start + s.truncation.endOffset } : range;
+            const start = runStartMessage(s, { runId, text, offset: range.start, label: source });
             encoding = s.encoding;
             // Adopted for the editor's hovers with its first layer: a run cancelled or failing
             // during its forward pass leaves the previous one in place.
-            state = new RunState(runId, document, analysed, text.slice(0, analysed.end - analysed.start), tokens, model, s.encoding, version);
+            state = new RunState(start, document, version);
             // The start arrives before the forward pass (when the model declares its heads): say what runs.
-            const running = `Running ${s.model.architecture}: ${tokens.length} tokens`;
+            const running = `Running ${s.model.architecture}: ${start.tokens.length} tokens`;
             progress.report({ message: running });
             void panel.post({ type: 'status', message: `${running}…` });
-            void panel.post({
-              type: 'run/start',
-              runId,
-              model,
-              tokens,
-              encoding: s.encoding,
-              source,
-              sourceText: { offset: analysed.start, text: text.slice(0, analysed.end - analysed.start) },
-              truncation: s.truncation ? { total: s.truncation.total, kept: s.truncation.kept } : null,
-              notices: s.notices,
-            });
+            void panel.post(start);
             for (const notice of s.notices) void vscode.window.showInformationMessage(`Attention Lens: ${notice}`);
           },
-          onThumbs: (layer, size, data, packed) => {
-            void panel.post({ type: 'run/thumbs', runId, layer, size, data, ...(packed ? { packed: true } : {}) });
-          },
-          onLayer: (layer, data, packed) => {
-            if (state && this.state !== state) {
-              if (this.state) state.view = { ...state.view, hideSpecial: this.state.view.hideSpecial };
-              this.state = state;
-              this.paintRange(state);
+          onPayload: (p) => {
+            if (p.kind === 'layer' && state) {
+              if (this.state !== state) {
+                if (this.state) state.view = { ...state.view, hideSpecial: this.state.view.hideSpecial };
+                this.state = state;
+                this.paintRange(state);
+              }
+              // The same bytes for the hovers and the panel: bit-packed (1.75 bytes per cell) when they fit.
+              state.addLayer(p);
             }
-            // The same bytes for the hovers and the panel: bit-packed (1.75 bytes per cell) when they fit.
-            state?.addLayer(layer, data, packed);
-            for (const m of layerMessages(runId, layer, data, packed, encoding)) void panel.post(m);
+            for (const m of payloadMessages(runId, p, encoding)) void panel.post(m);
           },
         },
       );
@@ -167,7 +151,7 @@ export class AttentionController implements vscode.Disposable {
       void vscode.commands.executeCommand('setContext', 'attentionLens.running', true);
       try {
         const { timings, start } = await handle.done;
-        void panel.post({ type: 'run/done', runId, timings: { ...timings }, runtime: start.runtime });
+        void panel.post(runDoneMessage(runId, { timings, runtime: start.runtime }));
         void panel.post({ type: 'status', message: null });
         return true;
       } catch (e) {
@@ -235,15 +219,15 @@ export class AttentionController implements vscode.Disposable {
     if (!state || !('runId' in msg) || msg.runId !== state.runId) return;
     const editor = vscode.window.visibleTextEditors.find((e) => e.document === state.document);
     // Indices come from the webview: clamp them to this run's shape before use.
-    const view = {
-      layer: Math.min(msg.layer, state.model.layers - 1),
-      head: msg.head === 'mean' ? ('mean' as const) : Math.min(msg.head, state.model.heads - 1),
+    const agg = aggregationFromWire(msg);
+    const view: Focus = {
+      layer: Math.min(msg.layer, state.L - 1),
+      agg: typeof agg === 'number' ? Math.min(agg, state.H - 1) : agg,
       hideSpecial: msg.type === 'hover/token' ? msg.hideSpecial : state.view.hideSpecial,
-      rollout: msg.rollout === true,
     };
     if (msg.type === 'select/head') {
       state.view = view;
-      if (view.rollout) state.prepareRollout();
+      if (view.agg === 'rollout') state.prepareRollout();
       return;
     }
     if (msg.type !== 'hover/token' || !editor) return;
@@ -252,7 +236,7 @@ export class AttentionController implements vscode.Disposable {
       return;
     }
     state.view = view;
-    const words = state.attended(msg.tokenIndex, readSettings(this.context).topWords, view) ?? [];
+    const words = state.attendedIn(msg.tokenIndex, readSettings(this.context).topWords, view) ?? [];
     const t = state.tokens[msg.tokenIndex];
     const source = t.special ? null : new vscode.Range(state.document.positionAt(t.start), state.document.positionAt(t.end));
     this.decorations.showAttended(editor, source, words);

@@ -2,15 +2,15 @@
 // to and from the extension host.
 
 import { PROTOCOL_VERSION, type HoverTokenMessage, type SelectHeadMessage } from '../src/protocol/webview';
+import { aggregationLabel as aggLabel, aggregationToWire, parseAggregation as parseAgg, type Aggregation as Agg } from '../src/protocol/attention';
+import { parseHostMessage, type ParsedHostMessage } from '../src/protocol/validate';
 import { topAttended, type AttendedWord } from '../src/analysis';
-import type { ParsedHostMessage } from './validate';
-import { parseHostMessage } from './validate';
-import { RunData, aggLabel, type Agg } from './store';
+import { RunData } from './store';
 import { readTheme, watchTheme, type Theme } from './theme';
 import type { TokenRef, UiState, View, ViewContext, ViewName } from './context';
 import { el, setText, fmtWeight, clear } from './dom';
 import { ModelView } from './views/model';
-import { HeadView, parseAgg } from './views/head';
+import { HeadView } from './views/head';
 import { MatrixView } from './views/matrix';
 import { post, getState, setState } from './vscode';
 
@@ -191,7 +191,7 @@ export class App implements ViewContext {
       }
       case 'run/thumbs': {
         const run = this.runById(m.runId);
-        if (!run || !run.addThumbs(m.layer, m.size, m.data, m.packed)) return;
+        if (!run || !run.addThumbs(m)) return;
         // Only the model view paints thumbnails.
         if (run === this.pending) this.maybeSwap();
         else this.modelView.layerArrived(m.layer);
@@ -200,7 +200,7 @@ export class App implements ViewContext {
       case 'run/layer': {
         const run = this.runById(m.runId);
         if (!run) return;
-        if (!run.addLayer(m.layer, m.data, m.packed, m.start)) return;
+        if (!run.addLayer(m)) return;
         if (run.complete) this.markRun('complete', run.runId);
         if (run === this.pending) this.maybeSwap();
         else {
@@ -390,13 +390,7 @@ export class App implements ViewContext {
     if (changed || !this.ui.selected.includes(agg)) this.ui.selected = [agg];
     this.syncControls();
     if (changed) {
-      const msg: SelectHeadMessage = {
-        type: 'select/head',
-        runId: run.runId,
-        layer,
-        head: agg === 'rollout' ? 'mean' : agg,
-      };
-      if (agg === 'rollout') msg.rollout = true;
+      const msg: SelectHeadMessage = { type: 'select/head', runId: run.runId, layer, ...aggregationToWire(agg) };
       post(msg);
       this.lastPostedToken = null; // the host should re-decorate with the new head
     }
@@ -484,13 +478,13 @@ export class App implements ViewContext {
   private continueRollout(): void {
     const run = this.run;
     if (!run || this.rolloutTimer || !this.wantsRollout()) return;
-    if (run.rolloutProgress() > this.ui.layer) return;
+    if (run.rolloutProgress(run.hideSpecial) > this.ui.layer) return;
     this.rolloutTimer = window.setTimeout(() => {
       this.rolloutTimer = 0;
       if (this.run !== run) return;
-      const did = run.stepRollout(this.ui.layer);
+      const did = run.stepRollout(this.ui.layer, run.hideSpecial);
       if (!did) return; // waiting for a layer to arrive
-      if (run.rolloutProgress() > this.ui.layer) {
+      if (run.rolloutProgress(run.hideSpecial) > this.ui.layer) {
         this.views.head.render();
         this.views.matrix.render();
         this.scheduleHover();
@@ -544,9 +538,7 @@ export class App implements ViewContext {
     if (!force && idx === this.lastPostedToken && run.runId === this.lastPostedRun) return;
     this.lastPostedToken = idx;
     this.lastPostedRun = run.runId;
-    const agg = this.ui.agg;
-    const msg: HoverTokenMessage = { type: 'hover/token', runId: run.runId, tokenIndex: idx, layer: this.ui.layer, head: agg === 'rollout' ? 'mean' : agg, hideSpecial: this.ui.hideSpecial };
-    if (agg === 'rollout') msg.rollout = true;
+    const msg: HoverTokenMessage = { type: 'hover/token', runId: run.runId, tokenIndex: idx, layer: this.ui.layer, ...aggregationToWire(this.ui.agg), hideSpecial: this.ui.hideSpecial };
     post(msg);
   }
 

@@ -1,7 +1,8 @@
 // What the views see of the app: the current run, the theme, the UI state and the token the user
 // is pointing at. Views never talk to the host; the app does.
 
-import type { RunData, Agg } from './store';
+import type { Aggregation as Agg } from '../src/protocol/attention';
+import type { RunData } from './store';
 import type { Theme } from './theme';
 
 export type ViewName = 'model' | 'head' | 'matrix';

@@ -1,56 +1,21 @@
-// One run's data in the panel: tokens, words, the layers' thumbnails and the layers as they arrive
-// (kept in their wire encoding, decoded on demand; bit-packed layers are unpacked on first use,
-// layers sent in parts as each part arrives), head-means, and processed matrices (special tokens
-// hidden and rows renormalised) in a small LRU cache. Rollout is computed incrementally, one layer
-// per task.
+// One run's data in the panel: the run model (src/run: tokens, words, layers as they arrive,
+// thumbnails, head means, rollout) plus what only the panel needs: how each token is shown, the
+// special-token hiding choice, and processed matrices (special tokens hidden and rows
+// renormalised) in a small LRU cache.
 
-import type { RunStartMessage, WireToken, WireModel, AttentionEncoding } from '../src/protocol/webview';
-import {
-  LayerStore,
-  layerTensor,
-  decodeHead,
-  meanHeads,
-  renormalizeRows,
-  keepMask,
-  groupWords,
-  cleanTokenText,
-  Rollout,
-  type LayerTensor,
-  type WordGrouping,
-} from '../src/analysis';
-
-/** What a matrix shows: one head, the mean of the layer's heads, or rollout through the layer. */
-export type Agg = number | 'mean' | 'rollout';
-
-export const aggKey = (a: Agg): string => String(a);
-
-export function aggLabel(a: Agg): string {
-  return a === 'mean' ? 'mean of heads' : a === 'rollout' ? 'rollout' : `head ${a + 1}`;
-}
+import type { Aggregation, SourceText, WireToken } from '../src/protocol/attention';
+import type { RunStartMessage } from '../src/protocol/webview';
+import { Run } from '../src/run/run';
+import { decodeHead, renormalizeRows, keepMask, cleanTokenText } from '../src/analysis';
 
 const CACHE_SIZE = 24;
 
-export class RunData {
-  readonly runId: number;
-  readonly model: WireModel;
-  readonly tokens: WireToken[];
-  readonly encoding: AttentionEncoding;
+export class RunData extends Run {
   readonly source: string;
   readonly truncation: RunStartMessage['truncation'];
   readonly notices: string[];
-  readonly T: number;
-  readonly L: number;
-  readonly H: number;
-  readonly words: WordGrouping;
   /** Text shown for each token. */
   readonly display: string[];
-  /** The layers as they arrive (bit-packed ones unpacked on first use). */
-  private readonly store: LayerStore;
-  private readonly means: (Float32Array | undefined)[];
-  /** Per layer, its thumbnails as the host pooled them: [H + 1][size][size], the head-mean last. */
-  private readonly thumbList: (LayerTensor | undefined)[];
-  arrived = 0;
-  thumbsArrived = 0;
   done = false;
   timings: Record<string, number> = {};
   runtime = '';
@@ -59,64 +24,15 @@ export class RunData {
   private keepCache: Uint8Array;
   private visCache: Int32Array;
   private cache = new Map<string, Float32Array>();
-  private rollouts = new Map<boolean, Rollout>();
 
   constructor(m: RunStartMessage) {
-    this.runId = m.runId;
-    this.model = m.model;
-    this.tokens = m.tokens;
-    this.encoding = m.encoding;
+    super(m);
     this.source = m.source;
     this.truncation = m.truncation;
     this.notices = m.notices;
-    this.T = m.tokens.length;
-    this.L = m.model.layers;
-    this.H = m.model.heads;
-    this.store = new LayerStore(this.encoding, this.L, this.H, this.T);
-    this.means = new Array(this.L).fill(undefined);
-    this.thumbList = new Array(this.L).fill(undefined);
-    this.words = groupWords(m.tokens, m.sourceText ?? null);
     this.display = m.tokens.map((t, i) => displayToken(t, i > 0 ? m.tokens[i - 1] : null, m.sourceText));
     this.keepCache = keepMask(this.tokens, false);
     this.visCache = visibleIndices(this.keepCache);
-  }
-
-  /**
-   * Stores one layer, or its part from cell `start` (`packed`: bit-packed f16); throws (caught by
-   * the caller) when its size is wrong. Returns true when the layer is complete with it.
-   */
-  addLayer(layer: number, data: ArrayBuffer | ArrayBufferView, packed = false, start?: number): boolean {
-    if (!this.store.add(layer, data, packed, start)) return false;
-    this.arrived++;
-    return true;
-  }
-
-  /** Stores one layer's thumbnails (throws, caught by the caller, when the size is wrong). Returns true when they are new. */
-  addThumbs(layer: number, size: number, data: ArrayBuffer | ArrayBufferView, packed = false): boolean {
-    if (layer >= this.L) throw new Error(`thumbnails of layer ${layer}: the run has ${this.L} layers`);
-    if (size >= this.T) throw new Error(`thumbnails of ${size} px for ${this.T} tokens`);
-    if (this.thumbList[layer]) return false;
-    this.thumbList[layer] = layerTensor(data, this.encoding, this.H + 1, size, packed);
-    this.thumbsArrived++;
-    return true;
-  }
-
-  /** Layer `l`'s thumbnails, or undefined when none came (yet, or at all: small T). */
-  thumbs(l: number): LayerTensor | undefined {
-    return this.thumbList[l];
-  }
-
-  hasLayer(l: number): boolean {
-    return this.store.has(l);
-  }
-
-  /** Layer `l`, or undefined while it has not arrived. */
-  layer(l: number): LayerTensor | undefined {
-    return this.store.get(l);
-  }
-
-  get complete(): boolean {
-    return this.arrived === this.L;
   }
 
   /** Hiding special tokens changes every processed matrix. */
@@ -142,52 +58,26 @@ export class RunData {
     return this.visCache;
   }
 
-  /** Mean of the layer's heads (raw, before hiding), computed once. */
-  mean(l: number): Float32Array | null {
-    const m = this.means[l];
-    if (m) return m;
-    const layer = this.layer(l);
-    if (!layer) return null;
-    const out = meanHeads(layer);
-    this.means[l] = out;
-    return out;
-  }
-
   /**
    * The T x T matrix for (layer, agg) with special tokens hidden when asked, or null when its
    * data has not arrived (or rollout is not computed yet: see rolloutProgress/stepRollout).
    */
-  matrix(l: number, agg: Agg): Float32Array | null {
-    const key = `${l}:${aggKey(agg)}`;
+  matrix(l: number, agg: Aggregation): Float32Array | null {
+    if (agg === 'rollout') return this.rollout(l, this.hide); // rollout matrices live in the run model
+    const key = `${l}:${agg}`;
     const hit = this.cache.get(key);
     if (hit) {
       this.cache.delete(key);
       this.cache.set(key, hit);
       return hit;
     }
-    let m: Float32Array | null = null;
-    if (agg === 'rollout') {
-      const r = this.rollouts.get(this.hide)?.get(l);
-      return r ?? null; // rollout matrices live in their own store
-    }
-    const layer = this.layer(l);
-    if (!layer) return null;
-    const T = this.T;
+    if (typeof agg === 'number' && (agg < 0 || agg >= this.H)) return null;
     // Evicted arrays are not recycled: a view may still hold one for the paint in progress.
+    const out = this.headInto(l, agg, new Float32Array(this.T * this.T));
+    if (!out) return null;
     if (this.cache.size >= CACHE_SIZE) this.evict();
-    const out = new Float32Array(T * T);
-    if (agg === 'mean') {
-      const mean = this.mean(l);
-      if (!mean) return null;
-      out.set(mean);
-    } else {
-      if (agg < 0 || agg >= this.H) return null;
-      decodeHead(layer, agg, out);
-    }
-    if (this.hide) renormalizeRows(out, T, this.keepCache, out);
-    m = out;
-    this.cache.set(key, m);
-    return m;
+    this.cache.set(key, out);
+    return out;
   }
 
   private evict(): void {
@@ -195,39 +85,12 @@ export class RunData {
     if (!first.done) this.cache.delete(first.value);
   }
 
-  /** How many layers of rollout exist for the current hiding choice. */
-  rolloutProgress(): number {
-    return this.rollouts.get(this.hide)?.length ?? 0;
-  }
-
-  /**
-   * Computes the next rollout layer if its input has arrived. Returns true when it did work.
-   * (About 90 ms per layer at T = 512 for causal attention; the caller spreads it over tasks.)
-   */
-  stepRollout(upTo: number): boolean {
-    let r = this.rollouts.get(this.hide);
-    if (!r) {
-      r = new Rollout(this.T);
-      this.rollouts.set(this.hide, r);
-    }
-    const next = r.length;
-    if (next > upTo || next >= this.L) return false;
-    const mean = this.mean(next);
-    if (!mean) return false;
-    const input = this.hide ? renormalizeRows(mean, this.T, this.keepCache) : mean;
-    r.push(input);
-    return true;
-  }
-
-  /** Decodes one head (processed like matrix()) into `out` without caching: for thumbnails. */
+  /** Decodes one head or the mean (processed like matrix()) into `out` without caching: for thumbnails. */
   headInto(l: number, agg: number | 'mean', out: Float32Array): Float32Array | null {
     const layer = this.layer(l);
     if (!layer) return null;
-    if (agg === 'mean') {
-      const mean = this.mean(l);
-      if (!mean) return null;
-      out.set(mean);
-    } else decodeHead(layer, agg, out);
+    if (agg === 'mean') out.set(this.mean(l)!);
+    else decodeHead(layer, agg, out);
     if (this.hide) renormalizeRows(out, this.T, this.keepCache, out);
     return out;
   }
@@ -251,7 +114,7 @@ function showWhitespace(s: string): string {
 }
 
 /** How a token is shown: its source text when known (trimmed, whitespace made visible), else its vocabulary spelling. */
-export function displayToken(t: WireToken, prev: WireToken | null, src: RunStartMessage['sourceText']): string {
+export function displayToken(t: WireToken, prev: WireToken | null, src: SourceText | null | undefined): string {
   if (t.special || t.start < 0) return t.text;
   const sharesChar = prev !== null && !prev.special && prev.start >= 0 && t.start < prev.end;
   if (src && !sharesChar) {

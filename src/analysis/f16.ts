@@ -42,7 +42,7 @@ export function numberToF16Bits(value: number): number {
   let mant = x & 0x7fffff;
   if (exp === 0xff) return mant ? 0x7e00 : sign | 0x7c00; // NaN / Inf
   // Unbiased exponent, re-biased for half.
-  let e = exp - 127 + 15;
+  const e = exp - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00; // overflow
   if (e <= 0) {
     // Subnormal half (or zero). Shift the mantissa (with its implicit 1) right.

@@ -1,11 +1,8 @@
 // Typed views over one layer of attention: [heads][T][T], row = query, column = key, in one of the
 // wire encodings. Everything here works on flat row-major typed arrays; no per-cell objects.
 
+import { BYTES_PER_ELEMENT, type AttentionEncoding as Encoding } from '../protocol/attention';
 import { F14_GROUP, F14_GROUP_BYTES, f14ByteLength, f16Lut, unpackF14 } from './f16';
-
-export type Encoding = 'f32' | 'f16' | 'u8';
-
-export const BYTES_PER_ELEMENT: Record<Encoding, number> = { f32: 4, f16: 2, u8: 1 };
 
 /** One layer as it came over the wire, plus the table that turns a stored element into a float. */
 export interface LayerTensor {

@@ -3,7 +3,8 @@
 // one per head plus the head-mean; the engine's worker computes them so that a long run's grid
 // can be painted from a few MB before its full layers (16 times larger at T = 512) have crossed.
 
-import type { Encoding, LayerTensor } from './tensor';
+import type { AttentionEncoding } from '../protocol/attention';
+import type { LayerTensor } from './tensor';
 import { encodeF16, encodeU8, packF14 } from './f16';
 
 /** Largest thumbnail side in pixels. */
@@ -106,7 +107,7 @@ export function layerThumbs(layer: LayerTensor, size = thumbSize(layer.T)): Laye
   return { size, ...encodeThumbs(poolLayer(layer.raw, layer.lut, layer.heads, layer.T, size), layer.encoding) };
 }
 
-function encodeThumbs(pooled: Float32Array, encoding: Encoding): { data: ArrayBuffer; packed: boolean } {
+function encodeThumbs(pooled: Float32Array, encoding: AttentionEncoding): { data: ArrayBuffer; packed: boolean } {
   switch (encoding) {
     case 'f32':
       return { data: pooled.buffer as ArrayBuffer, packed: false };

@@ -7,6 +7,8 @@
 //     pieces of one emoji or CJK character do.
 // A word's weight is the sum of its tokens' weights. Special tokens are words of their own.
 
+import type { SourceText } from '../protocol/attention';
+
 export interface TokenLike {
   text: string;
   /** UTF-16 offsets into the source (absolute; see SourceText.offset); -1 for special tokens. */
@@ -15,11 +17,6 @@ export interface TokenLike {
   special: boolean;
 }
 
-/** The text the token offsets point into: `text[i]` is at absolute offset `offset + i`. */
-export interface SourceText {
-  text: string;
-  offset: number;
-}
 
 export interface Word {
   /** The word as written in the source (trimmed), or the token text for special tokens. */

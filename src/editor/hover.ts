@@ -16,17 +16,17 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     const q = run.tokenAtOffset(offset);
     if (q < 0) return null;
     const token = run.tokens[q];
-    const words = run.attended(q, this.topWords());
+    const words = run.attendedIn(q, this.topWords());
     const md = new vscode.MarkdownString(undefined, true);
     md.isTrusted = { enabledCommands: ['attentionLens.focusToken'] };
     md.supportHtml = false;
-    md.appendMarkdown(`**Attention Lens** · ${run.describeView()}\n\n`);
+    md.appendMarkdown(`**Attention Lens** · ${run.describe(run.view)}\n\n`);
     // The source text of the token reads better than its vocabulary spelling (▁Lily, Ġthe, ##ing).
     const source = document.getText(new vscode.Range(document.positionAt(token.start), document.positionAt(token.end)));
     md.appendMarkdown('Token ');
     md.appendMarkdown(inlineCode(source || token.text));
     if (!words) {
-      md.appendMarkdown(run.view.rollout ? '\n\nRollout through this layer is being computed…' : '\n\nThe attention of this layer is still arriving…');
+      md.appendMarkdown(run.view.agg === 'rollout' ? '\n\nRollout through this layer is being computed…' : '\n\nThe attention of this layer is still arriving…');
     } else if (!words.length) {
       md.appendMarkdown(' attends to nothing above zero here.');
     } else {

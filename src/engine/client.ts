@@ -2,7 +2,8 @@
 // cancellation, and recovery: if the worker dies, pending requests fail with WORKER_CRASHED and the
 // next request starts a fresh worker.
 import { Worker } from 'node:worker_threads';
-import { EngineError, type AttentionEncoding, type EngineOptions, type LoadProgress, type Timings } from './types';
+import { EngineError, type EngineOptions, type LoadProgress, type Timings } from './types';
+import type { AttentionEncoding, AttentionPayload } from '../protocol/attention';
 import type { AnalyzeRequest, HostToWorker, WorkerToHost } from '../protocol/worker';
 
 export type RunStart = Extract<WorkerToHost, { type: 'start' }>;
@@ -10,10 +11,8 @@ export type RunStart = Extract<WorkerToHost, { type: 'start' }>;
 export interface RunHandlers {
   onProgress?: (p: LoadProgress) => void;
   onStart?: (start: RunStart) => void;
-  /** `packed`: `data` is the f16 layer bit-packed (packF14), as the panel takes it. */
-  onLayer?: (layer: number, data: ArrayBuffer, packed: boolean) => void;
-  /** A layer's thumbnails (analysis/thumbs.ts: [heads + 1][size][size]), before the layers; only when T > their size. */
-  onThumbs?: (layer: number, size: number, data: ArrayBuffer, packed: boolean) => void;
+  /** A layer (bit-packed f16 when it fits, as the panel takes it) or, before the layers and only when T is above their size, a layer's thumbnails. */
+  onPayload?: (payload: AttentionPayload) => void;
 }
 
 export interface RunHandle {
@@ -149,11 +148,8 @@ export class EngineClient {
         p.start = msg;
         p.handlers.onStart?.(msg);
         break;
-      case 'layer':
-        p.handlers.onLayer?.(msg.layer, msg.data, msg.packed === true);
-        break;
-      case 'thumbs':
-        p.handlers.onThumbs?.(msg.layer, msg.size, msg.data, msg.packed === true);
+      case 'payload':
+        p.handlers.onPayload?.(msg.payload);
         break;
       case 'done':
         this.pending.delete(msg.requestId);

@@ -9,9 +9,9 @@ import { loadExposedGraph } from './onnx/exposedCache';
 import { tokenizeWithOffsets } from './offsets';
 import { encodeF16, encodeU8, f16Lut } from '../analysis/f16';
 import { newElements } from '../analysis/tensor';
+import type { AttentionEncoding } from '../protocol/attention';
 import {
   EngineError,
-  type AttentionEncoding,
   type AttentionResult,
   type EngineOptions,
   type LoadProgress,
@@ -179,8 +179,8 @@ export class AttentionEngine {
     attentionLayers: number,
     tokenizer: PreTrainedTokenizer,
   ): ModelInfo {
-    const c = config as Record<string, any>;
-    const text = (c.text_config ?? {}) as Record<string, any>;
+    const c = config;
+    const text = (c.text_config ?? {}) as Record<string, unknown>;
     const layers = num(c.num_hidden_layers, c.n_layer, c.num_layers, c.n_layers, text.num_hidden_layers) ?? attentionLayers;
     if (layers !== attentionLayers) {
       throw new EngineError(
@@ -316,7 +316,7 @@ export class AttentionEngine {
 
     const metadata = (model.session as unknown as { inputMetadata?: Array<{ name: string; type?: string; shape?: Array<number | string> }> }).inputMetadata ?? [];
     const meta = new Map(metadata.map((m) => [m.name, m]));
-    const c = model.config as Record<string, any>;
+    const c = model.config;
     const feeds: Record<string, OrtTypes.Tensor> = {};
     for (const name of model.session.inputNames) {
       if (name === 'input_ids') feeds[name] = int64(batch.input_ids);

@@ -2,15 +2,10 @@
 // thumbnails first (a few MB: the model view's grid paints from them), then the full layers, which
 // the head and matrix views, hovers and rollout need. Each payload owns its buffer (transferable).
 import { layerTensor, layerThumbs, packF14 } from '../analysis';
+import type { AttentionPayload } from '../protocol/attention';
 import type { AttentionResult } from './types';
 
-export type RunPayload =
-  /** One layer's thumbnails (analysis/thumbs.ts layerThumbs): [heads + 1][size][size]. */
-  | { kind: 'thumbs'; layer: number; size: number; data: ArrayBuffer; packed: boolean }
-  /** One layer, [heads][T][T]; f16 bit-packed (packF14) when every value fits. */
-  | { kind: 'layer'; layer: number; data: ArrayBuffer; packed: boolean };
-
-export function* runPayloads(result: Pick<AttentionResult, 'attention' | 'shape' | 'encoding'>): Generator<RunPayload> {
+export function* runPayloads(result: Pick<AttentionResult, 'attention' | 'shape' | 'encoding'>): Generator<AttentionPayload> {
   const [L, H, T] = result.shape;
   const stride = H * T * T;
   const layer = (l: number) => result.attention.subarray(l * stride, (l + 1) * stride);
@@ -31,7 +26,7 @@ export function* runPayloads(result: Pick<AttentionResult, 'attention' | 'shape'
  * it. Once `signal` is aborted it stops, and the payloads not sent are never computed. Resolves
  * true when it sent them all.
  */
-export async function streamPayloads(payloads: Iterable<RunPayload>, send: (p: RunPayload) => void, signal: AbortSignal): Promise<boolean> {
+export async function streamPayloads(payloads: Iterable<AttentionPayload>, send: (p: AttentionPayload) => void, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return false;
   for (const p of payloads) {
     send(p);

@@ -14,10 +14,13 @@ export interface LoadedRuntime {
 }
 
 /** The module loaders, replaceable in tests to simulate a binary that cannot load. */
+// require(), not import: loaded on demand, so a binary that cannot load throws here, where `auto` catches it.
+/* eslint-disable @typescript-eslint/no-require-imports */
 export const runtimeLoaders = {
   native: (): Ort => require('onnxruntime-node') as Ort,
   wasm: (): Ort => require('onnxruntime-web') as Ort,
 };
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 export function loadRuntime(choice: RuntimeChoice, threads?: number): LoadedRuntime {
   const loadWasm = (notice?: string): LoadedRuntime => {

@@ -1,11 +1,10 @@
 // Shared types of the attention engine. Nothing here (or anywhere under src/engine) imports `vscode`.
+import type { AttentionEncoding } from '../protocol/attention';
 
 /** Which ONNX Runtime build runs the model. `auto` = native, falling back to WASM if the binary cannot load. */
 export type RuntimeChoice = 'auto' | 'cpu' | 'wasm' | 'webgpu';
 /** fp32 reads `onnx/model.onnx`; q8 reads `onnx/model_quantized.onnx`. */
 export type DtypeChoice = 'fp32' | 'q8';
-/** How attention crosses thread/process boundaries. f16 = IEEE half in a Uint16Array; u8 = round(p * 255). */
-export type AttentionEncoding = 'f32' | 'f16' | 'u8';
 
 export interface EngineOptions {
   /** Folder for downloaded hub models and rewritten graphs. */

@@ -53,10 +53,7 @@ async function analyze(msg: Extract<HostToWorker, { type: 'analyze' }>): Promise
     if (signal.aborted) return; // cancelled or superseded: its error was already posted
     if (!started) start(result);
     // Thumbnails and packing are computed here, off the extension host's thread; the host keeps the layers and forwards everything to the panel.
-    const sent = await streamPayloads(runPayloads(result), (p) => {
-      if (p.kind === 'thumbs') post({ type: 'thumbs', requestId: msg.requestId, layer: p.layer, size: p.size, data: p.data, ...(p.packed ? { packed: true } : {}) }, [p.data]);
-      else post({ type: 'layer', requestId: msg.requestId, layer: p.layer, data: p.data, ...(p.packed ? { packed: true } : {}) }, [p.data]);
-    }, signal);
+    const sent = await streamPayloads(runPayloads(result), (payload) => post({ type: 'payload', requestId: msg.requestId, payload }, [payload.data]), signal);
     if (!sent) return; // cancelled or superseded mid-stream: its error was already posted
     post({ type: 'done', requestId: msg.requestId, timings: result.timings });
   } catch (e) {

@@ -2,7 +2,8 @@
 // after a window reload (the serializer restores an empty panel that says how to fill it).
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
-import { parseWebviewMessage, type HostToWebview, type WebviewToHost } from '../protocol/webview';
+import type { HostToWebview, WebviewToHost } from '../protocol/webview';
+import { parseWebviewMessage } from '../protocol/validate';
 
 export const PANEL_VIEW_TYPE = 'attentionLens.panel';
 

@@ -2,31 +2,9 @@
 // Message types are string literals (never numeric enums: reordering would break the wire).
 // Big data crosses as ArrayBuffers (VS Code sends them as binary); everything else is small JSON.
 
-import { BYTES_PER_ELEMENT, splitLayer } from '../analysis/tensor';
+import type { AttentionEncoding, HeadSelection, LayerData, SourceText, ThumbsData, WireModel, WireToken } from './attention';
 
 export const PROTOCOL_VERSION = 1;
-
-export type AttentionEncoding = 'f32' | 'f16' | 'u8';
-
-export interface WireToken {
-  text: string;
-  /** UTF-16 offsets into the analysed document text (absolute document offsets); -1 for special tokens. */
-  start: number;
-  end: number;
-  special: boolean;
-}
-
-export interface WireModel {
-  id: string;
-  architecture: string;
-  kind: 'encoder' | 'decoder';
-  layers: number;
-  heads: number;
-  maxLength: number;
-}
-
-/** Which heads an aggregate covers: one head index, or the mean of all heads of the layer. */
-export type HeadSelection = number | 'mean';
 
 // ---------------------------------------------------------------- host -> webview
 
@@ -46,48 +24,24 @@ export interface RunStartMessage {
    * tokens into words. `text[i]` is at absolute document offset `offset + i` (the tokens'
    * offsets are absolute). Without it the panel falls back to the vocabulary spellings.
    */
-  sourceText?: { offset: number; text: string };
-}
-
-/** One layer: [heads][T][T] in `encoding`, row = query, column = key. */
-export interface RunLayerMessage {
-  type: 'run/layer';
-  runId: number;
-  layer: number;
-  data: ArrayBuffer;
-  /**
-   * Optional (f16 runs): `data` holds the half-precision patterns bit-packed 14 bits each
-   * (analysis/f16.ts packF14, 1.75 bytes per cell). Absent when a value of this layer lies outside
-   * [0, 2) and the layer travels as plain f16.
-   */
-  packed?: boolean;
-  /**
-   * Optional: `data` is a part of the layer (analysis/tensor.ts splitLayer), its cells from this
-   * index of the flattened [heads][T][T] on; the parts come in order. Absent: the whole layer.
-   */
-  start?: number;
+  sourceText?: SourceText;
 }
 
 /**
- * One layer's thumbnails (analysis/thumbs.ts layerThumbs): [heads + 1][size][size] in the run's
- * encoding (f16 bit-packed when `packed`), each head max-pooled and the head-mean last. Sent for
- * every layer before the layers themselves when T > size, so the model view's grid paints from a
- * few MB while the full layers (what the other views, hovers and rollout read) are on their way.
+ * A layer or a part of one (LayerData in the run's encoding) on the wire: `packed` and `start`
+ * are left out when false / absent. The parts of a large layer come in order.
  */
-export interface RunThumbsMessage {
-  type: 'run/thumbs';
-  runId: number;
-  layer: number;
-  size: number;
-  data: ArrayBuffer;
-  packed?: boolean;
-}
+export type RunLayerMessage = { type: 'run/layer'; runId: number } & WireFields<LayerData>;
 
-/** The run/layer messages that carry one layer: the layer, or its parts in order when it is large. */
-export function layerMessages(runId: number, layer: number, data: ArrayBuffer, packed: boolean, encoding: AttentionEncoding): RunLayerMessage[] {
-  const parts = splitLayer(data, packed, BYTES_PER_ELEMENT[encoding]);
-  return parts.map((p) => ({ type: 'run/layer', runId, layer, data: p.data, ...(packed ? { packed: true } : {}), ...(parts.length > 1 ? { start: p.start } : {}) }));
-}
+/**
+ * One layer's thumbnails (ThumbsData). Sent for every layer before the layers themselves when T
+ * is above their size, so the model view's grid paints from a few MB while the full layers (what
+ * the other views, hovers and rollout read) are on their way.
+ */
+export type RunThumbsMessage = { type: 'run/thumbs'; runId: number } & WireFields<ThumbsData>;
+
+/** A payload's fields as a message carries them: `packed` only when true. */
+type WireFields<P extends { packed: boolean }> = Omit<P, 'packed'> & { packed?: boolean };
 
 export interface RunDoneMessage {
   type: 'run/done';
@@ -154,25 +108,3 @@ export interface SelectHeadMessage {
 }
 
 export type WebviewToHost = ReadyMessage | HoverTokenMessage | SelectHeadMessage;
-
-// ---------------------------------------------------------------- validators (webview input is untrusted)
-
-const isInt = (v: unknown, min = 0): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min;
-const isHead = (v: unknown): v is HeadSelection => v === 'mean' || isInt(v);
-
-export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
-  if (typeof raw !== 'object' || raw === null) return null;
-  const m = raw as Record<string, unknown>;
-  switch (m.type) {
-    case 'ready':
-      return isInt(m.protocol) ? { type: 'ready', protocol: m.protocol } : null;
-    case 'hover/token':
-      if (!isInt(m.runId) || !(m.tokenIndex === null || isInt(m.tokenIndex)) || !isInt(m.layer) || !isHead(m.head)) return null;
-      return { type: 'hover/token', runId: m.runId, tokenIndex: m.tokenIndex as number | null, layer: m.layer, head: m.head, hideSpecial: m.hideSpecial === true, rollout: m.rollout === true };
-    case 'select/head':
-      if (!isInt(m.runId) || !isInt(m.layer) || !isHead(m.head)) return null;
-      return { type: 'select/head', runId: m.runId, layer: m.layer, head: m.head, rollout: m.rollout === true };
-    default:
-      return null;
-  }
-}

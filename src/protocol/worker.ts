@@ -1,6 +1,7 @@
 // Messages between the extension host (EngineClient) and the engine's worker thread.
 // Attention crosses as one transferred ArrayBuffer per layer, so the host can stream layers on.
-import type { AttentionEncoding, EngineErrorCode, EngineOptions, LoadProgress, ModelInfo, Timings, TokenSpan, Truncation } from '../engine/types';
+import type { AttentionEncoding, AttentionPayload } from './attention';
+import type { EngineErrorCode, EngineOptions, LoadProgress, ModelInfo, Timings, TokenSpan, Truncation } from '../engine/types';
 
 export interface AnalyzeRequest {
   /** Hub id or local folder. */
@@ -31,11 +32,9 @@ export type WorkerToHost =
       runtime: string;
     }
   /**
-   * One layer, [heads][T][T] in the request's encoding (buffer transferred, not copied). `packed`:
-   * f16 bit-packed (packF14), as the host forwards it to the panel; absent when a value did not fit.
+   * One layer or one layer's thumbnails in the request's encoding (buffer transferred, not copied),
+   * as the host forwards it to the panel: every layer's thumbnails first when T is above their size.
    */
-  | { type: 'layer'; requestId: number; layer: number; data: ArrayBuffer; packed?: boolean }
-  /** One layer's thumbnails (analysis/thumbs.ts), sent before the layers when T is above their size. */
-  | { type: 'thumbs'; requestId: number; layer: number; size: number; data: ArrayBuffer; packed?: boolean }
+  | { type: 'payload'; requestId: number; payload: AttentionPayload }
   | { type: 'done'; requestId: number; timings: Timings }
   | { type: 'error'; requestId: number; code: EngineErrorCode; message: string };

@@ -6,7 +6,7 @@
 // (tools missing, VS Code did not start, timeout).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, stripVTControlCharacters } from 'node:util';
 import { launchBrowser, type Browser } from './browser';
 import { buildIntegrationSuite } from './buildSuite';
 import { startCodeServer, type CodeServer } from './codeServer';
@@ -17,8 +17,6 @@ import { REPO_ROOT, assertToolsInstalled, makeTempDir, outputPath, removeTempDir
 const OUTPUT_MARK = '[ext] ';
 /** Marks the suite's one-line JSON summary. */
 const SUMMARY_PREFIX = '[attention-lens-suite] summary ';
-
-const ANSI_ESCAPE = /\x1b\[[0-9;]*m/g;
 
 interface Summary {
   passes: number;
@@ -120,7 +118,7 @@ async function main(): Promise<number> {
     // Every workbench log message arrives here; the suite's own output carries OUTPUT_MARK and is
     // printed as it comes (workbench messages only with --verbose; all are in transcript.log).
     await page.exposeFunction('codeAutomationLog', (type: unknown, args: unknown) => {
-      const text = formatLogArgs(args).replace(ANSI_ESCAPE, '');
+      const text = stripVTControlCharacters(formatLogArgs(args));
       entries.push({ type: String(type), text });
       if (values.verbose) console.log(`[vscode:${String(type)}] ${text}`);
       else if (text.startsWith(OUTPUT_MARK) && !text.includes(SUMMARY_PREFIX)) {

@@ -16,7 +16,6 @@ import {
   layerTensor,
   LayerStore,
   splitLayer,
-  BYTES_PER_ELEMENT,
   decodeHead,
   decodeRow,
   meanHeads,
@@ -43,7 +42,8 @@ import {
   THUMB_MAX,
   type TokenLike,
 } from '../../src/analysis';
-import { runPayloads, streamPayloads, type RunPayload } from '../../src/engine/payloads';
+import { BYTES_PER_ELEMENT, type AttentionPayload } from '../../src/protocol/attention';
+import { runPayloads, streamPayloads } from '../../src/engine/payloads';
 
 // ------------------------------------------------------------------ helpers
 
@@ -400,7 +400,7 @@ describe('thumbnails (layerThumbs)', () => {
 
   test('streamPayloads: a cancel arriving between payloads stops the stream, and the rest are never computed', async () => {
     const computed: number[] = [];
-    function* payloads(): Generator<RunPayload> {
+    function* payloads(): Generator<AttentionPayload> {
       for (let l = 0; l < 6; l++) {
         computed.push(l);
         yield { kind: 'layer', layer: l, data: new ArrayBuffer(8), packed: false };

@@ -16,12 +16,18 @@ env.allowLocalModels = true;
 env.localModelPath = '';
 
 type Kind = 'wordpiece' | 'bytelevel' | 'sentencepiece';
+/** The parts of tokenizer.json the variants edit. */
+interface TokenizerJson {
+  normalizer: unknown;
+  pre_tokenizer: Record<string, unknown>;
+  [key: string]: unknown;
+}
 interface Subject {
   name: string;
   dir: string;
   kind: Kind;
   /** Edits tokenizer.json to make a variant of the real tokenizer (other pre-tokenizers / normalizers). */
-  edit?: (json: Record<string, any>) => void;
+  edit?: (json: TokenizerJson) => void;
   tok?: PreTrainedTokenizer;
 }
 
@@ -83,7 +89,12 @@ const BYTE_DECODER = (() => {
   for (let b = 174; b <= 255; b++) bs.push(b);
   const cs = bs.slice();
   let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) (bs.push(b), cs.push(256 + n++));
+  for (let b = 0; b < 256; b++) {
+    if (!bs.includes(b)) {
+      bs.push(b);
+      cs.push(256 + n++);
+    }
+  }
   return new Map(cs.map((c, i) => [String.fromCharCode(c), bs[i]]));
 })();
 

@@ -26,7 +26,7 @@ describe('engine worker', () => {
   test('streams a start message, one transferred buffer per layer (bit-packed f16), then done', async () => {
     const layers: Array<[number, ArrayBuffer, boolean]> = [];
     let starts = 0;
-    const run = client.analyze({ model: STORIES, text }, { onStart: () => starts++, onLayer: (l, d, p) => layers.push([l, d, p]) });
+    const run = client.analyze({ model: STORIES, text }, { onStart: () => starts++, onPayload: (p) => p.kind === 'layer' && layers.push([p.layer, p.data, p.packed]) });
     const { start, timings } = await run.done;
     const [L, H, T] = start.shape;
     assert.equal(starts, 1);
@@ -50,7 +50,7 @@ describe('engine worker', () => {
     const long = Array.from({ length: 12 }, () => text).join(' ');
     const order: string[] = [];
     const thumbs: Array<[number, number, ArrayBuffer, boolean]> = [];
-    const run = client.analyze({ model: STORIES, text: long }, { onThumbs: (l, size, d, p) => (order.push(`t${l}`), thumbs.push([l, size, d, p])), onLayer: (l) => order.push(`l${l}`) });
+    const run = client.analyze({ model: STORIES, text: long }, { onPayload: (p) => (p.kind === 'thumbs' ? (order.push(`t${p.layer}`), thumbs.push([p.layer, p.size, p.data, p.packed])) : order.push(`l${p.layer}`)) });
     const { start } = await run.done;
     const [L, H, T] = start.shape;
     assert.ok(T > THUMB_MAX, `T=${T} is above the thumbnail size`);
@@ -68,7 +68,7 @@ describe('engine worker', () => {
 
   test('cancel rejects with CANCELLED and sends nothing more', async () => {
     let layers = 0;
-    const run = client.analyze({ model: STORIES, text }, { onLayer: () => layers++ });
+    const run = client.analyze({ model: STORIES, text }, { onPayload: (p) => p.kind === 'layer' && layers++ });
     run.cancel();
     await assert.rejects(run.done, isCode('CANCELLED'));
     // The worker keeps serving: the next request works.

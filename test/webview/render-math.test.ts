@@ -5,10 +5,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fillHeat, fillHeatDown, fillHeatRaw } from '../../webview/heatmap';
-import { parseHostMessage } from '../../webview/validate';
+import { parseHostMessage } from '../../src/protocol/validate';
 import { LUT_SIZE } from '../../webview/theme';
 import { encodeF16, layerTensor, layerThumbs, thumbSize, decodeHead, meanHeads } from '../../src/analysis';
-import { layerMessages } from '../../src/protocol/webview';
+import { layerMessages } from '../../src/run/messages';
 import { rng, syntheticRun } from './synthetic';
 
 // An identity "palette": pixel value = palette index, so fills can be checked numerically.

@@ -3,7 +3,8 @@
 // recognisable patterns (previous token, self, sink on the first token, broad), f16-encoded with
 // the engine's encoder.
 
-import type { RunStartMessage, WireToken, AttentionEncoding } from '../../src/protocol/webview';
+import type { RunStartMessage } from '../../src/protocol/webview';
+import type { AttentionEncoding, WireToken } from '../../src/protocol/attention';
 import { encodeF16, encodeU8 } from '../../src/analysis';
 
 export interface SyntheticRun {

@@ -4,8 +4,7 @@
 // The token columns are virtualised: only rows in the viewport exist in the DOM.
 
 import type { View, ViewContext, TokenRef } from '../context';
-import type { Agg } from '../store';
-import { aggLabel } from '../store';
+import { aggregationLabel as aggLabel, parseAggregation as parseAgg, type Aggregation as Agg } from '../../src/protocol/attention';
 import { el, clear, setText, fmtWeight } from '../dom';
 import { sizeCanvas } from '../heatmap';
 
@@ -398,7 +397,7 @@ export class HeadView implements View {
     const ui = this.ctx.ui;
     const parts: string[] = [];
     if (!run.hasLayer(ui.layer)) parts.push(`Waiting for layer ${ui.layer + 1}…`);
-    else if (missing > 0 && ui.selected.includes('rollout')) parts.push(`Computing rollout (${run.rolloutProgress()}/${ui.layer + 1} layers)…`);
+    else if (missing > 0 && ui.selected.includes('rollout')) parts.push(`Computing rollout (${run.rolloutProgress(run.hideSpecial)}/${ui.layer + 1} layers)…`);
     const what = ui.selected.map(aggLabel).join(', ');
     parts.push(`Layer ${ui.layer + 1}: ${what}.`);
     if (active) {
@@ -503,10 +502,4 @@ export class HeadView implements View {
   focus(): void {
     this.scroller.focus();
   }
-}
-
-export function parseAgg(s: string): Agg | null {
-  if (s === 'mean' || s === 'rollout') return s;
-  const n = Number(s);
-  return Number.isInteger(n) && n >= 0 ? n : null;
 }

@@ -3,7 +3,7 @@
 // and highlights live on an overlay canvas redrawn on hover (labels thinned when T is large).
 
 import type { View, ViewContext, TokenRef } from '../context';
-import { aggLabel } from '../store';
+import { aggregationLabel as aggLabel } from '../../src/protocol/attention';
 import { el, setText, fmtWeight } from '../dom';
 import { fillHeat, fillHeatDown, imageFor, sizeCanvas } from '../heatmap';
 
@@ -224,7 +224,7 @@ export class MatrixView implements View {
       g.textBaseline = 'middle';
       const msg = !run.hasLayer(ui.layer)
         ? `Waiting for layer ${ui.layer + 1}…`
-        : `Computing rollout (${run.rolloutProgress()}/${ui.layer + 1} layers)…`;
+        : `Computing rollout (${run.rolloutProgress(run.hideSpecial)}/${ui.layer + 1} layers)…`;
       g.fillText(msg, left + side / 2, top + side / 2);
     }
 

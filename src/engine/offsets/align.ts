@@ -55,37 +55,376 @@ function insertedByTemplate(profile: Profile, ids: ArrayLike<number>, occ: Occur
   return ins;
 }
 
-export function alignWithProfile(profile: Profile, text: string, ids: ArrayLike<number>): AlignResult {
-  const st: Stream = buildStream(profile, text);
-  const { bytes, cls, unit, uStart, uEnd, occ } = st;
-  const len = st.len;
-  const vocab = profile.core.model.vocab;
-  const ins = insertedByTemplate(profile, ids, occ);
-  const spans: TokenSpan[] = new Array(ids.length);
-  const endSrc = len > 0 ? uEnd[unit[len - 1]] : 0;
-  let p = 0;
-  let oi = 0;
-  let fallbacks = 0;
+/** Index just past the UTF-8 character at `at` in `buf` (continuation bytes skipped, up to `end`). */
+function nextChar(buf: Uint8Array, at: number, end: number): number {
+  at++;
+  while (at < end && (buf[at] & 0xc0) === 0x80) at++;
+  return at;
+}
 
-  const srcAt = (b: number) => (b < len ? uStart[unit[b]] : endSrc);
-  const nextChar = (b: number, lim: number) => {
-    b++;
-    while (b < lim && (bytes[b] & 0xc0) === 0x80) b++;
-    return b;
-  };
-  const nextTokChar = (tb: Uint8Array, k: number) => {
-    k++;
-    while (k < tb.length && (tb[k] & 0xc0) === 0x80) k++;
-    return k;
-  };
-  const sameAt = (q: number, lim: number, tb: Uint8Array, k: number, m: number) => {
-    if (q + m > lim) return false;
-    for (let i = 0; i < m; i++) if (bytes[q + i] !== tb[k + i]) return false;
-    return true;
-  };
+function span(text: string, id: number, start: number, end: number, special: boolean): TokenSpan {
+  return { text, id, start, end, special };
+}
+
+export function alignWithProfile(profile: Profile, text: string, ids: ArrayLike<number>): AlignResult {
+  return new Aligner(profile, buildStream(profile, text), ids).run();
+}
+
+/**
+ * One alignment pass. The stream is read-only; the only mutable state is `p`, `oi`, `lastEnd` and
+ * `fallbacks`.
+ */
+class Aligner {
+  private readonly bytes: Uint8Array;
+  private readonly cls: Uint8Array;
+  private readonly unit: Int32Array;
+  private readonly uStart: Int32Array;
+  private readonly uEnd: Int32Array;
+  private readonly occ: Occurrence[];
+  private readonly len: number;
+  /** 1 for each token the post-processor inserted. */
+  private readonly ins: Uint8Array;
+  /** Source position after the last unit: where empty tokens at the very end sit. */
+  private readonly endSrc: number;
+
+  /** Stream byte the next token is matched from. */
+  private p = 0;
+  /** Index in `occ` of the next added token written in the text. */
+  private oi = 0;
+  /** Stream byte where the last text token ended (a "##x" right there continues a word). */
+  private lastEnd = -1;
+  /** Resynchronizations so far. */
+  private fallbacks = 0;
+
+  constructor(
+    private readonly profile: Profile,
+    st: Stream,
+    private readonly ids: ArrayLike<number>,
+  ) {
+    this.bytes = st.bytes;
+    this.cls = st.cls;
+    this.unit = st.unit;
+    this.uStart = st.uStart;
+    this.uEnd = st.uEnd;
+    this.occ = st.occ;
+    this.len = st.len;
+    this.ins = insertedByTemplate(profile, ids, st.occ);
+    this.endSrc = st.len > 0 ? st.uEnd[st.unit[st.len - 1]] : 0;
+  }
+
+  // Tokens are placed strictly in order: each one starts where the previous one stopped.
+  run(): AlignResult {
+    const spans: TokenSpan[] = new Array(this.ids.length);
+    for (let i = 0; i < this.ids.length; i++) spans[i] = this.alignToken(i);
+    return { spans, fallbacks: this.fallbacks };
+  }
+
+  // Inserted specials, added tokens and text tokens each get their range a different way.
+  private alignToken(i: number): TokenSpan {
+    const id = this.ids[i];
+    const tokText = this.profile.core.model.vocab[id] ?? '';
+    if (this.ins[i]) return span(tokText, id, -1, -1, true);
+    // Text tokens must not run past the next literal added token.
+    const lim = this.oi < this.occ.length ? this.occ[this.oi].pos : this.len;
+    const added = this.profile.added.get(id);
+    if (added) {
+      const s = this.alignAdded(id, tokText, added.normalized, lim);
+      if (s) return s;
+    }
+    return this.alignText(i, id, tokText, lim);
+  }
+
+  // An added token is written in the text, matched inside the normalized text, or inserted;
+  // null for an [UNK] that is none of these, to be matched as a text token.
+  private alignAdded(id: number, tokText: string, normalized: boolean, lim: number): TokenSpan | null {
+    const o = this.oi < this.occ.length ? this.occ[this.oi] : null;
+    if (o && o.id === id && this.skipWs(this.p, o.pos) === o.pos) {
+      this.p = o.pos;
+      this.oi++;
+      return span(tokText, id, o.start, o.end, false);
+    }
+    if (id === this.profile.unkId) return null;
+    if (normalized && this.profile.hasNormalizer) {
+      const tb = tokenBytes(this.profile, id);
+      if (tb && tb.length) {
+        const first = this.match(tb, lim, true, -1);
+        if (first >= 0) {
+          const [s, e] = this.rangeOf(first, this.p);
+          return span(tokText, id, s, e, false);
+        }
+      }
+    }
+    return span(tokText, id, -1, -1, true);
+  }
+
+  // A text token (or [UNK]) covers what it matched; one that covers nothing is empty at the cursor.
+  private alignText(i: number, id: number, tokText: string, lim: number): TokenSpan {
+    const tb = id === this.profile.unkId ? null : tokenBytes(this.profile, id);
+    let first: number;
+    if (!tb) first = this.matchUnknown(lim);
+    else {
+      // A WordPiece token can start a word that itself begins with "##" (Whitespace pre-tokenizer).
+      const full = tokenBytesUnstripped(this.profile, id);
+      first = full ? this.matchEither(tb, full, lim, i) : -2;
+      if (first === -2) first = this.match(tb, lim, false, i);
+    }
+    this.lastEnd = this.p;
+    if (first < 0) {
+      const at = this.srcAt(this.p);
+      return span(tokText, id, at, at, false);
+    }
+    const [s, e] = this.rangeOf(first, this.p);
+    return span(tokText, id, s, e, false);
+  }
+
+  /**
+   * Matches token bytes (token i, or -1 for none) at the cursor. Returns the first stream byte the
+   * token covers (-1 if it covers none) and advances p past it. Strict mode gives up (-2, p
+   * unchanged) on a mismatch instead of resynchronizing.
+   */
+  private match(tb: Uint8Array, lim: number, strict: boolean, i: number): number {
+    const save = this.p;
+    let k = this.skipRunBeforeMarkers(tb, lim);
+    let first = -1;
+    while (k < tb.length) {
+      const t = tb[k];
+      const p = this.p;
+      if (p < lim && this.bytes[p] === t) {
+        if (first < 0 && this.skipDroppedWs(tb, k, lim, i)) continue;
+        if (first < 0) first = p;
+        this.p++;
+        k++;
+        continue;
+      }
+      if (first < 0) {
+        if (t === 0x20) {
+          k = this.placeSpaceMarker(tb, k, lim, i);
+          continue;
+        }
+        if (p < lim && this.cls[p] & WS) {
+          this.p++;
+          continue;
+        }
+      }
+      if (strict) {
+        this.p = save;
+        return -2;
+      }
+      if (p >= lim) break;
+      this.fallbacks++;
+      const nk = this.resync(tb, k, lim);
+      // A resync that stepped both sides took this text character as the token's.
+      if (first < 0 && nk > k && this.p > p) first = p;
+      k = nk;
+    }
+    return first;
+  }
+
+  // A token of space markers + text ("▁b") after a whitespace run longer than its markers (the
+  // pre-tokenizer dropped the rest, e.g. WhitespaceSplit): its markers are the run's last spaces.
+  // Returns the token byte to start matching at.
+  private skipRunBeforeMarkers(tb: Uint8Array, lim: number): number {
+    let m = 0;
+    while (m < tb.length && tb[m] === 0x20) m++;
+    if (m === 0 || m >= tb.length) return 0;
+    const q = this.skipWs(this.p, lim);
+    if (q - this.p <= m) return 0;
+    for (let d = q - m; d < q; d++) {
+      if (this.bytes[d] !== 0x20) {
+        // The run does not end in spaces ("\t", "\r\n"): the markers are synthetic.
+        this.p = q;
+        return m;
+      }
+    }
+    this.p = q - m;
+    return 0;
+  }
+
+  // A multi-byte whitespace character (BOM, U+2028, ...) the tokenizer may have dropped: skip it
+  // (true) unless the tokens spell all of it.
+  private skipDroppedWs(tb: Uint8Array, k: number, lim: number, i: number): boolean {
+    const p = this.p;
+    if (!(this.cls[p] & WS) || this.bytes[p] < 0x80) return false;
+    const n = Math.min(seqLength(this.bytes[p]), lim - p);
+    for (let d = 1; d < n; d++) {
+      if (this.upcoming(i, tb, k, d) !== this.bytes[p + d]) {
+        this.p += n;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // A leading space marker: find the space it stands for, or it is synthetic (added by the
+  // pre-tokenizer) when what follows it, in this token or the next, is here already.
+  // Returns the token byte to go on from.
+  private placeSpaceMarker(tb: Uint8Array, k: number, lim: number, i: number): number {
+    const { bytes, cls } = this;
+    let m = k;
+    while (m < tb.length && tb[m] === 0x20) m++;
+    const after = this.upcoming(i, tb, m, 0);
+    let q = this.p;
+    if (after < 0 || q >= lim || bytes[q] !== after) {
+      while (q < lim && cls[q] & WS && bytes[q] !== 0x20) q++;
+    }
+    if (q < lim && bytes[q] === 0x20) {
+      this.p = q;
+      return k;
+    }
+    return k + 1;
+  }
+
+  // The stream disagrees with the token at (p, k): realign them locally so later tokens stay in
+  // place. Returns the token byte to go on from.
+  private resync(tb: Uint8Array, k: number, lim: number): number {
+    const { bytes } = this;
+    const p = this.p;
+    const t = tb[k];
+    // 1. The same character, spelled differently (case, accents, compatibility forms).
+    if ((bytes[p] & 0xc0) !== 0x80 && (t & 0xc0) !== 0x80) {
+      const sc = decodeAt(bytes, p, lim);
+      const tc = decodeAt(tb, k, tb.length);
+      if (sc >= 0 && tc >= 0 && loose(sc) === loose(tc)) {
+        this.p += seqLength(bytes[p]);
+        return k + seqLength(t);
+      }
+    }
+    // 2. Characters in the text the tokenizer dropped.
+    const m = Math.min(4, tb.length - k);
+    let q = p;
+    for (let d = 0; d < 4; d++) {
+      q = nextChar(bytes, q, lim);
+      if (q >= lim) break;
+      if (this.sameAt(q, lim, tb, k, m)) {
+        this.p = q;
+        return k;
+      }
+    }
+    // 3. Characters in the token the text does not have.
+    let kk = k;
+    for (let d = 0; d < 4; d++) {
+      kk = nextChar(tb, kk, tb.length);
+      if (kk >= tb.length) break;
+      if (this.sameAt(p, lim, tb, kk, Math.min(4, tb.length - kk))) return kk;
+    }
+    // 4. Substitute one character for one character.
+    this.p = nextChar(bytes, p, lim);
+    return nextChar(tb, k, tb.length);
+  }
+
+  /** An unknown token: a whole word (WordPiece) or the unknown character(s) (BPE, Unigram). */
+  private matchUnknown(lim: number): number {
+    this.p = this.skipWs(this.p, lim);
+    if (this.p >= lim) return -1;
+    const first = this.p;
+    this.p = this.profile.modelType === 'wordpiece' ? this.endOfWord(this.p, lim) : this.endOfUnknownChars(this.p, lim);
+    return first;
+  }
+
+  // What one WordPiece [UNK] covers: a word as the pre-tokenizer delimits it.
+  private endOfWord(p: number, lim: number): number {
+    const { cls } = this;
+    const rule = this.profile.wordRule;
+    if (rule === 'bert') {
+      if (cls[p] & PUNCT) return nextChar(this.bytes, p, lim);
+      while (p < lim && !(cls[p] & (WS | PUNCT))) p++;
+    } else if (rule === 'ascii-word') {
+      const w = cls[p] & WORD;
+      while (p < lim && !(cls[p] & WS) && (cls[p] & WORD) === w) p++;
+    } else {
+      while (p < lim && !(cls[p] & WS)) p++;
+    }
+    return p;
+  }
+
+  // What a BPE / Unigram [UNK] covers: one character, or the run of unknown ones when fused.
+  private endOfUnknownChars(p: number, lim: number): number {
+    const { bytes, cls } = this;
+    p = nextChar(bytes, p, lim);
+    if (!this.profile.fuseUnk) return p;
+    const t2i = this.profile.core.model.tokens_to_ids;
+    while (p < lim && !(cls[p] & WS)) {
+      const cp = decodeAt(bytes, p, lim);
+      if (cp < 0 || t2i.has(String.fromCodePoint(cp))) break;
+      p = nextChar(bytes, p, lim);
+    }
+    return p;
+  }
+
+  /**
+   * A "##x" WordPiece token is "x" continuing a word, or the start of a word written "##x". When the
+   * text allows both, keep the one after which the next token fits; else "continuing" if the
+   * previous token ends right here.
+   */
+  private matchEither(tb: Uint8Array, full: Uint8Array, lim: number, i: number): number {
+    const p0 = this.p;
+    const a = this.match(tb, lim, true, i);
+    const pa = this.p;
+    this.p = p0;
+    const b = this.match(full, lim, true, i);
+    const pb = this.p;
+    this.p = p0;
+    if (a === -2 && b === -2) return -2;
+    let useFull = a === -2;
+    if (a !== -2 && b !== -2) {
+      const okA = this.matchesAt(i + 1, pa, lim);
+      const okB = this.matchesAt(i + 1, pb, lim);
+      useFull = okB === true && okA === false ? true : okA === true && okB === false ? false : this.lastEnd !== p0;
+    }
+    this.p = useFull ? pb : pa;
+    return useFull ? b : a;
+  }
+
+  /** Whether the next text token from j on fits at byte q (strictly, either spelling); null when it cannot tell. */
+  private matchesAt(j: number, q: number, lim: number): boolean | null {
+    const { ids, profile, occ, oi } = this;
+    while (j < ids.length && this.ins[j]) j++;
+    if (j >= ids.length) return this.skipWs(q, this.len) >= this.len;
+    if (ids[j] === profile.unkId && !(oi < occ.length && occ[oi].id === ids[j])) {
+      return profile.modelType === 'wordpiece' ? this.wordBoundary(q, lim) : null;
+    }
+    if (profile.added.has(ids[j])) return oi < occ.length && occ[oi].id === ids[j] ? this.skipWs(q, occ[oi].pos) >= occ[oi].pos : null;
+    const nb = tokenBytes(profile, ids[j]);
+    if (!nb) return null;
+    // Trial matches from q; the cursor is put back afterwards.
+    const save = this.p;
+    this.p = q;
+    let ok = this.match(nb, lim, true, j) !== -2;
+    this.p = q;
+    const nf = ok ? null : tokenBytesUnstripped(profile, ids[j]);
+    if (nf) ok = this.match(nf, lim, true, j) !== -2;
+    this.p = save;
+    return ok;
+  }
+
+  /** Whether a WordPiece word can end at byte q (what a following [UNK] needs). */
+  private wordBoundary(q: number, lim: number): boolean {
+    const { cls } = this;
+    if (q >= lim || q === 0 || cls[q] & WS || cls[q - 1] & WS) return true;
+    if (this.profile.wordRule === 'bert') return (cls[q] & PUNCT) !== 0 || (cls[q - 1] & PUNCT) !== 0;
+    if (this.profile.wordRule === 'ascii-word') return (cls[q] & WORD) !== (cls[q - 1] & WORD);
+    return false;
+  }
+
+  /** Byte `n` of the token stream from (token i, byte k) on, crossing into the next tokens; -1 past a non-text token. */
+  private upcoming(i: number, tb: Uint8Array, k: number, n: number): number {
+    if (k + n < tb.length) return tb[k + n];
+    if (i < 0) return -1;
+    n -= tb.length - k;
+    const { ids, profile } = this;
+    for (let j = i + 1; j < ids.length; j++) {
+      if (profile.added.has(ids[j]) || ids[j] === profile.unkId) return -1;
+      const nb = tokenBytes(profile, ids[j]);
+      if (!nb) return -1;
+      if (n < nb.length) return nb[n];
+      n -= nb.length;
+    }
+    return -1;
+  }
 
   /** Source range of stream bytes [b0, b1): trimmed of whitespace / synthetic bytes at the ends. */
-  const rangeOf = (b0: number, b1: number): [number, number] => {
+  private rangeOf(b0: number, b1: number): [number, number] {
+    const { cls, unit, uStart, uEnd } = this;
     let c0 = b0;
     while (c0 < b1 && cls[c0] & (WS | SYN)) c0++;
     if (c0 < b1) {
@@ -93,6 +432,7 @@ export function alignWithProfile(profile: Profile, text: string, ids: ArrayLike<
       while (cls[c1] & (WS | SYN)) c1--;
       return [uStart[unit[c0]], uEnd[unit[c1]]];
     }
+    // Only whitespace: keep it, minus synthetic bytes.
     let n0 = b0;
     while (n0 < b1 && cls[n0] & SYN) n0++;
     if (n0 < b1) {
@@ -102,277 +442,22 @@ export function alignWithProfile(profile: Profile, text: string, ids: ArrayLike<
     }
     const at = uStart[unit[b0]];
     return [at, at];
-  };
-
-  /** Byte `n` of the token stream from (token i, byte k) on, crossing into the next tokens; -1 past a non-text token. */
-  const upcoming = (i: number, tb: Uint8Array, k: number, n: number): number => {
-    if (k + n < tb.length) return tb[k + n];
-    if (i < 0) return -1;
-    n -= tb.length - k;
-    for (let j = i + 1; j < ids.length; j++) {
-      if (profile.added.has(ids[j]) || ids[j] === profile.unkId) return -1;
-      const nb = tokenBytes(profile, ids[j]);
-      if (!nb) return -1;
-      if (n < nb.length) return nb[n];
-      n -= nb.length;
-    }
-    return -1;
-  };
-
-  /**
-   * Matches token bytes (token i, or -1 for none) at the cursor. Returns the first stream byte the
-   * token covers (-1 if it covers none) and advances p past it. Strict mode gives up (-2, p
-   * unchanged) on a mismatch instead of resynchronizing.
-   */
-  const match = (tb: Uint8Array, lim: number, strict: boolean, i: number): number => {
-    const save = p;
-    let k = 0;
-    let first = -1;
-    // A token of space markers + text ("▁b") after a whitespace run longer than its markers (the
-    // pre-tokenizer dropped the rest, e.g. WhitespaceSplit): its markers are the run's last spaces.
-    let m = 0;
-    while (m < tb.length && tb[m] === 0x20) m++;
-    if (m > 0 && m < tb.length) {
-      let q = p;
-      while (q < lim && cls[q] & WS) q++;
-      if (q - p > m) {
-        let allSpaces = true;
-        for (let d = q - m; d < q; d++) if (bytes[d] !== 0x20) allSpaces = false;
-        if (allSpaces) p = q - m;
-        else {
-          // The run does not end in spaces ("\t", "\r\n"): the markers are synthetic.
-          p = q;
-          k = m;
-        }
-      }
-    }
-    outer: while (k < tb.length) {
-      const t = tb[k];
-      if (p < lim && bytes[p] === t) {
-        if (first < 0 && cls[p] & WS && bytes[p] >= 0x80) {
-          // A multi-byte whitespace character (BOM, U+2028, ...) the tokenizer may have dropped:
-          // take it only if the tokens spell all of it.
-          const n = Math.min(seqLength(bytes[p]), lim - p);
-          let all = true;
-          for (let d = 1; d < n && all; d++) all = upcoming(i, tb, k, d) === bytes[p + d];
-          if (!all) {
-            p += n;
-            continue;
-          }
-        }
-        if (first < 0) first = p;
-        p++;
-        k++;
-        continue;
-      }
-      if (first < 0) {
-        if (t === 0x20) {
-          // A leading space marker: find the space it stands for, or it is synthetic (added by
-          // the pre-tokenizer) when what follows it, in this token or the next, is here already.
-          let m = k;
-          while (m < tb.length && tb[m] === 0x20) m++;
-          const after = upcoming(i, tb, m, 0);
-          let q = p;
-          if (after < 0 || p >= lim || bytes[p] !== after) {
-            while (q < lim && cls[q] & WS && bytes[q] !== 0x20) q++;
-          }
-          if (q < lim && bytes[q] === 0x20) p = q;
-          else k++;
-          continue;
-        }
-        if (p < lim && cls[p] & WS) {
-          p++;
-          continue;
-        }
-      }
-      if (strict) {
-        p = save;
-        return -2;
-      }
-      if (p >= lim) break;
-      fallbacks++;
-      // 1. The same character, spelled differently (case, accents, compatibility forms).
-      if ((bytes[p] & 0xc0) !== 0x80 && (t & 0xc0) !== 0x80) {
-        const sc = decodeAt(bytes, p, lim);
-        const tc = decodeAt(tb, k, tb.length);
-        if (sc >= 0 && tc >= 0 && loose(sc) === loose(tc)) {
-          if (first < 0) first = p;
-          p += seqLength(bytes[p]);
-          k += seqLength(t);
-          continue;
-        }
-      }
-      // 2. Characters in the text the tokenizer dropped.
-      const m = Math.min(4, tb.length - k);
-      let q = p;
-      for (let d = 0; d < 4; d++) {
-        q = nextChar(q, lim);
-        if (q >= lim) break;
-        if (sameAt(q, lim, tb, k, m)) {
-          p = q;
-          continue outer;
-        }
-      }
-      // 3. Characters in the token the text does not have.
-      let kk = k;
-      for (let d = 0; d < 4; d++) {
-        kk = nextTokChar(tb, kk);
-        if (kk >= tb.length) break;
-        if (sameAt(p, lim, tb, kk, Math.min(4, tb.length - kk))) {
-          k = kk;
-          continue outer;
-        }
-      }
-      // 4. Substitute one character for one character.
-      if (first < 0) first = p;
-      p = nextChar(p, lim);
-      k = nextTokChar(tb, k);
-    }
-    return first;
-  };
-
-  /** An unknown token: a whole word (WordPiece) or the unknown character(s) (BPE, Unigram). */
-  const matchUnknown = (lim: number): number => {
-    while (p < lim && cls[p] & WS) p++;
-    if (p >= lim) return -1;
-    const first = p;
-    if (profile.modelType === 'wordpiece') {
-      const rule = profile.wordRule;
-      if (rule === 'bert') {
-        if (cls[p] & PUNCT) p = nextChar(p, lim);
-        else while (p < lim && !(cls[p] & (WS | PUNCT))) p++;
-      } else if (rule === 'ascii-word') {
-        const w = cls[p] & WORD;
-        while (p < lim && !(cls[p] & WS) && (cls[p] & WORD) === w) p++;
-      } else {
-        while (p < lim && !(cls[p] & WS)) p++;
-      }
-    } else {
-      p = nextChar(p, lim);
-      if (profile.fuseUnk) {
-        const t2i = profile.core.model.tokens_to_ids;
-        while (p < lim && !(cls[p] & WS)) {
-          const cp = decodeAt(bytes, p, lim);
-          if (cp < 0 || t2i.has(String.fromCodePoint(cp))) break;
-          p = nextChar(p, lim);
-        }
-      }
-    }
-    return first;
-  };
-
-  const onlyWs = (q: number, end: number) => {
-    while (q < end && cls[q] & WS) q++;
-    return q >= end;
-  };
-  /** Whether a WordPiece word can end at byte q (what a following [UNK] needs). */
-  const wordBoundary = (q: number, lim: number): boolean => {
-    if (q >= lim || q === 0 || cls[q] & WS || cls[q - 1] & WS) return true;
-    if (profile.wordRule === 'bert') return (cls[q] & PUNCT) !== 0 || (cls[q - 1] & PUNCT) !== 0;
-    if (profile.wordRule === 'ascii-word') return (cls[q] & WORD) !== (cls[q - 1] & WORD);
-    return false;
-  };
-  /** Whether the next text token from j on fits at byte q (strictly, either spelling); null when it cannot tell. */
-  const matchesAt = (j: number, q: number, lim: number): boolean | null => {
-    while (j < ids.length && ins[j]) j++;
-    if (j >= ids.length) return onlyWs(q, len);
-    if (ids[j] === profile.unkId && !(oi < occ.length && occ[oi].id === ids[j])) {
-      return profile.modelType === 'wordpiece' ? wordBoundary(q, lim) : null;
-    }
-    if (profile.added.has(ids[j])) return oi < occ.length && occ[oi].id === ids[j] ? onlyWs(q, occ[oi].pos) : null;
-    const nb = tokenBytes(profile, ids[j]);
-    if (!nb) return null;
-    const save = p;
-    p = q;
-    let ok = match(nb, lim, true, j) !== -2;
-    p = q;
-    const nf = ok ? null : tokenBytesUnstripped(profile, ids[j]);
-    if (nf) ok = match(nf, lim, true, j) !== -2;
-    p = save;
-    return ok;
-  };
-
-  /**
-   * A "##x" WordPiece token is "x" continuing a word, or the start of a word written "##x". When the
-   * text allows both, keep the one after which the next token fits; else "continuing" if the
-   * previous token ends right here.
-   */
-  const matchEither = (tb: Uint8Array, full: Uint8Array, lim: number, i: number): number => {
-    const p0 = p;
-    const a = match(tb, lim, true, i);
-    const pa = p;
-    p = p0;
-    const b = match(full, lim, true, i);
-    const pb = p;
-    p = p0;
-    if (a === -2 && b === -2) return -2;
-    let useFull = a === -2;
-    if (a !== -2 && b !== -2) {
-      const okA = matchesAt(i + 1, pa, lim);
-      const okB = matchesAt(i + 1, pb, lim);
-      useFull = okB === true && okA === false ? true : okA === true && okB === false ? false : lastEnd !== p0;
-    }
-    p = useFull ? pb : pa;
-    return useFull ? b : a;
-  };
-
-  let lastEnd = -1;
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    const tokText = vocab[id] ?? '';
-    const special = (): TokenSpan => ({ text: tokText, id, start: -1, end: -1, special: true });
-    if (ins[i]) {
-      spans[i] = special();
-      continue;
-    }
-    const lim = oi < occ.length ? occ[oi].pos : len;
-    const added = profile.added.get(id);
-    if (added) {
-      const o = oi < occ.length ? occ[oi] : null;
-      if (o && o.id === id) {
-        let q = p;
-        while (q < o.pos && cls[q] & WS) q++;
-        if (q === o.pos) {
-          spans[i] = { text: tokText, id, start: o.start, end: o.end, special: false };
-          p = o.pos;
-          oi++;
-          continue;
-        }
-      }
-      if (id !== profile.unkId) {
-        // A normalized added token is matched inside the normalized text; otherwise it was inserted.
-        if (added.normalized && profile.hasNormalizer) {
-          const tb = tokenBytes(profile, id);
-          if (tb && tb.length) {
-            const first = match(tb, lim, true, -1);
-            if (first >= 0) {
-              const [s, e] = rangeOf(first, p);
-              spans[i] = { text: tokText, id, start: s, end: e, special: false };
-              continue;
-            }
-          }
-        }
-        spans[i] = special();
-        continue;
-      }
-    }
-    const tb = id === profile.unkId ? null : tokenBytes(profile, id);
-    let first: number;
-    if (!tb) first = matchUnknown(lim);
-    else {
-      // A WordPiece token can start a word that itself begins with "##" (Whitespace pre-tokenizer).
-      const full = tokenBytesUnstripped(profile, id);
-      first = full ? matchEither(tb, full, lim, i) : -2;
-      if (first === -2) first = match(tb, lim, false, i);
-    }
-    lastEnd = p;
-    if (first < 0) {
-      const at = srcAt(p);
-      spans[i] = { text: tokText, id, start: at, end: at, special: false };
-    } else {
-      const [s, e] = rangeOf(first, p);
-      spans[i] = { text: tokText, id, start: s, end: e, special: false };
-    }
   }
-  return { spans, fallbacks };
+
+  /** Source position of stream byte b (the end of the text past the last byte). */
+  private srcAt(b: number): number {
+    return b < this.len ? this.uStart[this.unit[b]] : this.endSrc;
+  }
+
+  /** First byte from q (before end) that is not whitespace; end if there is none. */
+  private skipWs(q: number, end: number): number {
+    while (q < end && this.cls[q] & WS) q++;
+    return q;
+  }
+
+  private sameAt(q: number, lim: number, tb: Uint8Array, k: number, m: number): boolean {
+    if (q + m > lim) return false;
+    for (let i = 0; i < m; i++) if (this.bytes[q + i] !== tb[k + i]) return false;
+    return true;
+  }
 }

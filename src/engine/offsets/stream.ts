@@ -185,13 +185,19 @@ function sigmaRec(profile: Profile, text: string, i: number, j: number, u: strin
     let ch = text[q - 1];
     if (q - 1 > secStart && /[\udc00-\udfff]/.test(ch) && /[\ud800-\udbff]/.test(text[q - 2])) ch = text.slice(q - 2, q);
     q -= ch.length;
-    if (kept(ch)) (before = ch + before), n++;
+    if (kept(ch)) {
+      before = ch + before;
+      n++;
+    }
   }
   let after = '';
   for (let q = j, n = 0; q < secEnd && n < 16; ) {
     const ch = String.fromCodePoint(text.codePointAt(q)!);
     q += ch.length;
-    if (kept(ch)) (after += ch), n++;
+    if (kept(ch)) {
+      after += ch;
+      n++;
+    }
   }
   const lowered = (before + u + after).toLowerCase();
   const at = before.toLowerCase().length;

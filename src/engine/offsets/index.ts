@@ -1,6 +1,6 @@
 // Exact token -> source ranges for transformers.js tokenizers (which report no character offsets).
 //
-// How it works (details in ./offsets/*):
+// How it works (details in stream.ts, profile.ts and align.ts beside this file):
 //   1. The text is cut where the tokenizer itself cuts it (added tokens written literally, e.g.
 //      "[CLS]" or "<|endoftext|>") and each piece is normalized unit by unit with the tokenizer's own
 //      normalizer (a unit is a code point, plus its combining marks when the normalizer touches
@@ -18,11 +18,11 @@
 // No `vscode` import here: this runs in the engine worker and in the CLI.
 
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
-import type { TokenSpan } from './types';
-import { alignWithProfile, AlignResult } from './offsets/align';
-import { getProfile } from './offsets/profile';
+import type { TokenSpan } from '../types';
+import { alignWithProfile, AlignResult } from './align';
+import { getProfile } from './profile';
 
-export type { AlignResult } from './offsets/align';
+export type { AlignResult } from './align';
 
 /** A transformers.js tokenizer (what `AutoTokenizer.from_pretrained` returns). */
 export type OffsetTokenizer = PreTrainedTokenizer;

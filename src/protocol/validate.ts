@@ -1,13 +1,8 @@
-// Validation of host -> webview messages. Anything malformed is dropped (returns null): the panel
-// never trusts the shape of what arrives, and a bad message must not break the current view.
+// Validation of both directions of the host <-> webview protocol. Each side trusts nothing it
+// receives: anything malformed is dropped (null), and a bad message must not break the current view.
 
-import type {
-  AttentionEncoding,
-  HostToWebview,
-  RunStartMessage,
-  WireModel,
-  WireToken,
-} from '../src/protocol/webview';
+import { ENCODINGS, type AttentionEncoding, type HeadSelection, type LayerData, type ThumbsData, type WireData, type WireModel, type WireToken } from './attention';
+import type { HostToWebview, RunLayerMessage, RunStartMessage, RunThumbsMessage, WebviewToHost } from './webview';
 
 /** Limits that keep a bad message from allocating absurd amounts of memory. */
 export const MAX_TOKENS = 4096;
@@ -15,10 +10,36 @@ export const MAX_LAYERS = 512;
 export const MAX_HEADS = 512;
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isInt = (v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): v is number =>
-  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
+const isInt = (v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 const isStr = (v: unknown): v is string => typeof v === 'string';
-const ENCODINGS: readonly AttentionEncoding[] = ['f32', 'f16', 'u8'];
+const isHead = (v: unknown): v is HeadSelection => v === 'mean' || isInt(v);
+
+// ---------------------------------------------------------------- webview -> host
+
+export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
+  if (!isObj(raw)) return null;
+  const m = raw;
+  switch (m.type) {
+    case 'ready':
+      return isInt(m.protocol) ? { type: 'ready', protocol: m.protocol } : null;
+    case 'hover/token':
+      if (!isInt(m.runId) || !(m.tokenIndex === null || isInt(m.tokenIndex)) || !isInt(m.layer) || !isHead(m.head)) return null;
+      return { type: 'hover/token', runId: m.runId, tokenIndex: m.tokenIndex as number | null, layer: m.layer, head: m.head, hideSpecial: m.hideSpecial === true, rollout: m.rollout === true };
+    case 'select/head':
+      if (!isInt(m.runId) || !isInt(m.layer) || !isHead(m.head)) return null;
+      return { type: 'select/head', runId: m.runId, layer: m.layer, head: m.head, rollout: m.rollout === true };
+    default:
+      return null;
+  }
+}
+
+// ---------------------------------------------------------------- host -> webview
+
+/** A host message as the panel uses it: attention with the fields its run's store takes. */
+export type ParsedHostMessage =
+  | Exclude<HostToWebview, RunLayerMessage | RunThumbsMessage>
+  | ({ type: 'run/layer'; runId: number } & LayerData<WireData>)
+  | ({ type: 'run/thumbs'; runId: number } & ThumbsData<WireData>);
 
 function parseModel(v: unknown): WireModel | null {
   if (!isObj(v)) return null;
@@ -52,33 +73,16 @@ function parseStart(m: Record<string, unknown>): RunStartMessage | null {
     truncation = { total: m.truncation.total, kept: m.truncation.kept };
   }
   const notices = Array.isArray(m.notices) ? m.notices.filter(isStr) : [];
-  const msg: RunStartMessage = {
-    type: 'run/start',
-    runId: m.runId,
-    model,
-    tokens,
-    encoding: m.encoding as AttentionEncoding,
-    source,
-    truncation,
-    notices,
-  };
+  const msg: RunStartMessage = { type: 'run/start', runId: m.runId, model, tokens, encoding: m.encoding as AttentionEncoding, source, truncation, notices };
   if (isObj(m.sourceText) && isStr(m.sourceText.text) && isInt(m.sourceText.offset)) {
     msg.sourceText = { text: m.sourceText.text, offset: m.sourceText.offset };
   }
   return msg;
 }
 
-/** Accepts an ArrayBuffer or any typed-array view (some hosts deliver a Uint8Array). */
-function asBuffer(v: unknown): ArrayBuffer | ArrayBufferView | null {
-  if (v instanceof ArrayBuffer) return v;
-  if (ArrayBuffer.isView(v)) return v;
-  return null;
+function asData(v: unknown): WireData | null {
+  return v instanceof ArrayBuffer || ArrayBuffer.isView(v) ? v : null;
 }
-
-export type ParsedHostMessage =
-  | Exclude<HostToWebview, { type: 'run/layer' | 'run/thumbs' }>
-  | { type: 'run/layer'; runId: number; layer: number; data: ArrayBuffer | ArrayBufferView; packed: boolean; start?: number }
-  | { type: 'run/thumbs'; runId: number; layer: number; size: number; data: ArrayBuffer | ArrayBufferView; packed: boolean };
 
 export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
   if (!isObj(raw)) return null;
@@ -86,13 +90,13 @@ export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
     case 'run/start':
       return parseStart(raw);
     case 'run/layer': {
-      const data = asBuffer(raw.data);
+      const data = asData(raw.data);
       if (!isInt(raw.runId) || !isInt(raw.layer, 0, MAX_LAYERS - 1) || !data) return null;
       if (raw.start !== undefined && !isInt(raw.start, 0)) return null;
       return { type: 'run/layer', runId: raw.runId, layer: raw.layer, data, packed: raw.packed === true, ...(raw.start === undefined ? {} : { start: raw.start }) };
     }
     case 'run/thumbs': {
-      const data = asBuffer(raw.data);
+      const data = asData(raw.data);
       if (!isInt(raw.runId) || !isInt(raw.layer, 0, MAX_LAYERS - 1) || !isInt(raw.size, 1, MAX_TOKENS) || !data) return null;
       return { type: 'run/thumbs', runId: raw.runId, layer: raw.layer, size: raw.size, data, packed: raw.packed === true };
     }

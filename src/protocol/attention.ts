@@ -1,0 +1,100 @@
+// The protocol's vocabulary: the words the worker, the host, the run model and the panel share.
+// Each is defined here once; messages (webview.ts, worker.ts) and the math (src/analysis) use them.
+
+/** How attention crosses thread/process boundaries. f16 = IEEE half in a Uint16Array; u8 = round(p * 255). */
+export type AttentionEncoding = 'f32' | 'f16' | 'u8';
+
+export const ENCODINGS: readonly AttentionEncoding[] = ['f32', 'f16', 'u8'];
+
+export const BYTES_PER_ELEMENT: Record<AttentionEncoding, number> = { f32: 4, f16: 2, u8: 1 };
+
+export interface WireToken {
+  text: string;
+  /** UTF-16 offsets into the analysed document text (absolute document offsets); -1 for special tokens. */
+  start: number;
+  end: number;
+  special: boolean;
+}
+
+/** The text the token offsets point into: `text[i]` is at absolute document offset `offset + i`. */
+export interface SourceText {
+  text: string;
+  offset: number;
+}
+
+export interface WireModel {
+  id: string;
+  architecture: string;
+  kind: 'encoder' | 'decoder';
+  layers: number;
+  heads: number;
+  maxLength: number;
+}
+
+/**
+ * What one matrix shows for a layer: one head, the mean of the layer's heads, or attention rollout
+ * through the layer (head means of every layer up to it, with the residual mixed in). New kinds
+ * (value-weighted, the difference of two runs) join this union; every view and the editor take it.
+ */
+export type Aggregation = number | 'mean' | 'rollout';
+
+/** The heads of one layer an aggregation reads directly (rollout reads the head means of many). */
+export type HeadSelection = Exclude<Aggregation, 'rollout'>;
+
+export function aggregationLabel(a: Aggregation): string {
+  return a === 'mean' ? 'mean of heads' : a === 'rollout' ? 'rollout' : `head ${a + 1}`;
+}
+
+/** An aggregation from its string form (a select's value, a data attribute, saved state); null when it is none. */
+export function parseAggregation(s: string): Aggregation | null {
+  if (s === 'mean' || s === 'rollout') return s;
+  const n = Number(s);
+  return s !== '' && Number.isInteger(n) && n >= 0 ? n : null;
+}
+
+/**
+ * On the wire (hover/token, select/head) an aggregation travels as `head` plus a `rollout` flag,
+ * the form earlier panels spoke: rollout is { head: 'mean', rollout: true }.
+ */
+export function aggregationToWire(a: Aggregation): { head: HeadSelection; rollout?: true } {
+  return a === 'rollout' ? { head: 'mean', rollout: true } : { head: a };
+}
+
+export function aggregationFromWire(m: { head: HeadSelection; rollout?: boolean }): Aggregation {
+  return m.rollout === true ? 'rollout' : m.head;
+}
+
+/** What the panel and the editor hover focus: a layer, an aggregation of it, and whether special tokens are hidden. */
+export interface Focus {
+  layer: number;
+  agg: Aggregation;
+  hideSpecial: boolean;
+}
+
+/**
+ * Attention as it travels from the worker to a run's store (host and panel alike), the one shape
+ * for it: a layer ([heads][T][T], row = query, column = key) or a part of one, or one layer's
+ * thumbnails. `D` is ArrayBuffer from the worker; a webview may deliver a typed-array view.
+ * Messages carry the same fields under their own type (run/layer, run/thumbs) instead of `kind`.
+ */
+export type AttentionPayload<D = ArrayBuffer> = ({ kind: 'layer' } & LayerData<D>) | ({ kind: 'thumbs' } & ThumbsData<D>);
+
+/** Attention bytes as a webview receives them: an ArrayBuffer or any typed-array view (some hosts deliver a Uint8Array). */
+export type WireData = ArrayBuffer | ArrayBufferView;
+
+export interface LayerData<D = ArrayBuffer> {
+  layer: number;
+  data: D;
+  /** f16 bit-packed 14 bits a cell (analysis/f16.ts packF14); false when a value lies outside [0, 2). */
+  packed: boolean;
+  /** A part of the layer: its cells from this index of the flattened [heads][T][T] on, in order. Absent: the whole layer. */
+  start?: number;
+}
+
+/** One layer's thumbnails (analysis/thumbs.ts): [heads + 1][size][size], each head max-pooled, the head-mean last. */
+export interface ThumbsData<D = ArrayBuffer> {
+  layer: number;
+  size: number;
+  data: D;
+  packed: boolean;
+}

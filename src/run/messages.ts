@@ -1,0 +1,62 @@
+// The one translation from engine output to the panel's messages, used by the extension
+// (src/controller.ts) and every benchmark driver: run/start from the engine's start, run/thumbs and
+// run/layer from its payloads (a large layer in parts), run/done from its result.
+
+import { BYTES_PER_ELEMENT, type AttentionEncoding, type AttentionPayload, type WireToken } from '../protocol/attention';
+import type { RunDoneMessage, RunLayerMessage, RunStartMessage, RunThumbsMessage } from '../protocol/webview';
+import type { AttentionResult } from '../engine/types';
+import { splitLayer } from '../analysis/tensor';
+
+/** What the engine says before (or with) the attention: the worker's start message, or a whole result. */
+export type EngineStart = Pick<AttentionResult, 'model' | 'tokens' | 'encoding' | 'shape' | 'truncation' | 'notices'>;
+
+/** Where the analysed text came from. */
+export interface RunOrigin {
+  runId: number;
+  /** The text handed to the engine. */
+  text: string;
+  /** Its absolute offset in the document: the tokens' offsets are shifted by it. */
+  offset: number;
+  /** Shown in the panel's header ("story.txt:3-5"). */
+  label: string;
+}
+
+/** run/start: tokens at absolute offsets, the model's shape, and the text actually analysed (cut where the engine cut it). */
+export function runStartMessage(start: EngineStart, origin: RunOrigin): RunStartMessage {
+  const { offset } = origin;
+  const tokens: WireToken[] = start.tokens.map((t) => ({
+    text: t.text,
+    start: t.special ? -1 : t.start + offset,
+    end: t.special ? -1 : t.end + offset,
+    special: t.special,
+  }));
+  const m = start.model;
+  const analysed = start.truncation ? origin.text.slice(0, start.truncation.endOffset) : origin.text;
+  return {
+    type: 'run/start',
+    runId: origin.runId,
+    model: { id: m.id, architecture: m.architecture, kind: m.kind, layers: start.shape[0], heads: start.shape[1], maxLength: m.maxLength },
+    tokens,
+    encoding: start.encoding,
+    source: origin.label,
+    sourceText: { offset, text: analysed },
+    truncation: start.truncation ? { total: start.truncation.total, kept: start.truncation.kept } : null,
+    notices: start.notices,
+  };
+}
+
+/** The messages that carry one payload: its thumbnails, or the layer (in parts of at most 1 MB when it is large). */
+export function payloadMessages(runId: number, p: AttentionPayload, encoding: AttentionEncoding): (RunThumbsMessage | RunLayerMessage)[] {
+  if (p.kind === 'thumbs') return [{ type: 'run/thumbs', runId, layer: p.layer, size: p.size, data: p.data, ...(p.packed ? { packed: true } : {}) }];
+  return layerMessages(runId, p.layer, p.data, p.packed, encoding);
+}
+
+/** The run/layer messages that carry one layer: the layer, or its parts in order when it is large. */
+export function layerMessages(runId: number, layer: number, data: ArrayBuffer, packed: boolean, encoding: AttentionEncoding): RunLayerMessage[] {
+  const parts = splitLayer(data, packed, BYTES_PER_ELEMENT[encoding]);
+  return parts.map((p) => ({ type: 'run/layer', runId, layer, data: p.data, ...(packed ? { packed: true } : {}), ...(parts.length > 1 ? { start: p.start } : {}) }));
+}
+
+export function runDoneMessage(runId: number, done: Pick<AttentionResult, 'timings' | 'runtime'>): RunDoneMessage {
+  return { type: 'run/done', runId, timings: { ...done.timings }, runtime: done.runtime };
+}

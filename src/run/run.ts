@@ -1,0 +1,215 @@
+// One run of the model on the user's text, as the extension host and the panel both hold it: its
+// tokens and words, its attention as it arrives (layers, parts of layers, thumbnails), head means,
+// incremental rollout, and the words a token attends to most. Built from the run/start message on
+// both sides, fed the same payloads, so a hover in the editor and in the panel read one model.
+// The editor adds the document (src/editor/runState.ts); the panel adds canvases and caches
+// (webview/store.ts). No vscode, no DOM.
+//
+// Room for what comes next: a run with more than one kind of attention (encoder, decoder, cross)
+// gets a LayerStore per kind beside `store`; tokens that arrive while generating grow `tokens` and
+// the stores' T; rows computed on demand fill a store row by row instead of layer by layer.
+
+import type { Aggregation, AttentionEncoding, AttentionPayload, Focus, LayerData, SourceText, ThumbsData, WireData, WireModel, WireToken } from '../protocol/attention';
+import { aggregationLabel } from '../protocol/attention';
+import type { RunStartMessage } from '../protocol/webview';
+import { attendedWords, tokenAt } from '../analysis/attended';
+import { Rollout, rolloutRow } from '../analysis/rollout';
+import { LayerStore, addHead, keepMask, layerTensor, meanHeads, renormalizeRow, renormalizeRows, type LayerTensor } from '../analysis/tensor';
+import { groupWords, topAttended, type AttendedWord, type WordGrouping } from '../analysis/words';
+
+export class Run {
+  readonly runId: number;
+  readonly model: WireModel;
+  readonly tokens: WireToken[];
+  readonly encoding: AttentionEncoding;
+  /** The analysed text and its document offset, when the host sent it. */
+  readonly sourceText: SourceText | null;
+  readonly T: number;
+  readonly L: number;
+  readonly H: number;
+  readonly words: WordGrouping;
+  /** Layers fully arrived, and layers whose thumbnails arrived. */
+  arrived = 0;
+  thumbsArrived = 0;
+
+  /** The layers as they arrive (bit-packed ones unpacked on first use). */
+  private readonly store: LayerStore;
+  /** Per layer, its thumbnails as the worker pooled them: [H + 1][size][size], the head-mean last. */
+  private readonly thumbList: (LayerTensor | undefined)[];
+  /** Head means per layer (raw, before hiding), computed once. */
+  private readonly means: (Float32Array | undefined)[];
+  /** The head mean being summed a head at a time (stepMeans). */
+  private meanWork: { layer: number; sum: Float32Array; heads: number } | null = null;
+  /** A prepareMeans step is scheduled. */
+  private preparing = false;
+  /** Rollout matrices, with special tokens hidden (true) or not. */
+  private readonly rollouts = new Map<boolean, Rollout>();
+
+  constructor(start: RunStartMessage) {
+    this.runId = start.runId;
+    this.model = start.model;
+    this.tokens = start.tokens;
+    this.encoding = start.encoding;
+    this.sourceText = start.sourceText ?? null;
+    this.T = start.tokens.length;
+    this.L = start.model.layers;
+    this.H = start.model.heads;
+    this.store = new LayerStore(this.encoding, this.L, this.H, this.T);
+    this.thumbList = new Array(this.L).fill(undefined);
+    this.means = new Array(this.L).fill(undefined);
+    this.words = groupWords(this.tokens, this.sourceText);
+  }
+
+  // ---------------------------------------------------------------- attention as it arrives
+
+  /** Stores a payload; throws when it does not fit the run. Returns true when it completed something new. */
+  add(p: AttentionPayload<WireData>): boolean {
+    return p.kind === 'layer' ? this.addLayer(p) : this.addThumbs(p);
+  }
+
+  /**
+   * Stores one layer, or its part from cell `start` (bit-packed f16 when `packed`); throws when its
+   * size is wrong. Returns true when the layer is complete with it.
+   */
+  addLayer(p: LayerData<WireData>): boolean {
+    if (!this.store.add(p.layer, p.data, p.packed, p.start)) return false;
+    this.arrived++;
+    return true;
+  }
+
+  /** Stores one layer's thumbnails (throws when the size is wrong). Returns true when they are new. */
+  addThumbs(p: ThumbsData<WireData>): boolean {
+    if (p.layer >= this.L) throw new Error(`thumbnails of layer ${p.layer}: the run has ${this.L} layers`);
+    if (p.size >= this.T) throw new Error(`thumbnails of ${p.size} px for ${this.T} tokens`);
+    if (this.thumbList[p.layer]) return false;
+    this.thumbList[p.layer] = layerTensor(p.data, this.encoding, this.H + 1, p.size, p.packed);
+    this.thumbsArrived++;
+    return true;
+  }
+
+  /** Layer `l`'s thumbnails, or undefined when none came (yet, or at all: small T). */
+  thumbs(l: number): LayerTensor | undefined {
+    return this.thumbList[l];
+  }
+
+  hasLayer(l: number): boolean {
+    return this.store.has(l);
+  }
+
+  /** Layer `l`, or undefined while it has not arrived. */
+  layer(l: number): LayerTensor | undefined {
+    return this.store.get(l);
+  }
+
+  get complete(): boolean {
+    return this.arrived === this.L;
+  }
+
+  // ---------------------------------------------------------------- head means and rollout
+
+  /** Mean of the layer's heads (raw, before hiding), computed once; null while the layer has not arrived. */
+  mean(l: number): Float32Array | null {
+    const m = this.means[l];
+    if (m) return m;
+    const layer = this.layer(l);
+    if (!layer) return null;
+    const out = meanHeads(layer);
+    this.means[l] = out;
+    if (this.meanWork?.layer === l) this.meanWork = null;
+    return out;
+  }
+
+  /** Whether the head means of layers 0..upTo are all computed. */
+  meansReady(upTo: number): boolean {
+    for (let l = 0; l <= upTo; l++) if (!this.means[l]) return false;
+    return true;
+  }
+
+  /**
+   * Adds one head to the next missing head mean of an arrived layer (a whole layer at T=512 is
+   * 40-70 ms on a slow machine; a head a twelfth of that), so that a caller stepping between
+   * event-loop turns never blocks. Returns false when there was nothing to do.
+   */
+  stepMeans(): boolean {
+    const l = this.means.findIndex((m, i) => !m && this.store.has(i));
+    if (l < 0) return false;
+    const tensor = this.layer(l)!;
+    let work = this.meanWork;
+    if (!work || work.layer !== l) work = this.meanWork = { layer: l, sum: new Float32Array(tensor.T * tensor.T), heads: 0 };
+    addHead(tensor, work.heads++, work.sum);
+    if (work.heads < tensor.heads) return true;
+    const inv = 1 / tensor.heads; // as meanHeads computes it
+    for (let i = 0; i < work.sum.length; i++) work.sum[i] *= inv;
+    this.means[l] = work.sum;
+    this.meanWork = null;
+    return true;
+  }
+
+  /**
+   * Computes the missing head means of arrived layers in the background, one head per turn that
+   * `defer` schedules (setImmediate on the host), so that rollout hovers never block the caller.
+   */
+  prepareMeans(defer: (step: () => void) => void): void {
+    if (this.preparing) return;
+    this.preparing = true;
+    defer(() => {
+      this.preparing = false;
+      if (this.stepMeans()) this.prepareMeans(defer);
+    });
+  }
+
+  /** The rollout matrix through layer `l` (special tokens hidden or not), or null while it is not computed (stepRollout). */
+  rollout(l: number, hideSpecial: boolean): Float32Array | null {
+    return this.rollouts.get(hideSpecial)?.get(l) ?? null;
+  }
+
+  /** How many layers of rollout matrices exist for this choice of hiding. */
+  rolloutProgress(hideSpecial: boolean): number {
+    return this.rollouts.get(hideSpecial)?.length ?? 0;
+  }
+
+  /**
+   * Computes the next rollout matrix if its input has arrived. Returns true when it did work.
+   * (About 90 ms per layer at T = 512 for causal attention; the caller spreads it over tasks.)
+   */
+  stepRollout(upTo: number, hideSpecial: boolean): boolean {
+    let r = this.rollouts.get(hideSpecial);
+    if (!r) this.rollouts.set(hideSpecial, (r = new Rollout(this.T)));
+    const next = r.length;
+    if (next > upTo || next >= this.L) return false;
+    const mean = this.mean(next);
+    if (!mean) return false;
+    r.push(hideSpecial ? renormalizeRows(mean, this.T, keepMask(this.tokens, true)) : mean);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- what a token attends to
+
+  /**
+   * The top `k` words token `q` attends to under `focus`, or null while that layer is still
+   * streaming or, for rollout, while the head means are being computed (stepMeans): computing
+   * them here would block the caller for up to 40 ms per layer at T=512.
+   */
+  attended(q: number, k: number, focus: Focus): AttendedWord[] | null {
+    const { layer, agg, hideSpecial } = focus;
+    if (agg !== 'rollout') {
+      const tensor = this.layer(layer);
+      return tensor ? attendedWords(tensor, agg, q, this.tokens, this.words, k, hideSpecial) : null;
+    }
+    if (!this.meansReady(layer)) return null;
+    const row = rolloutRow(this.means as Float32Array[], this.T, q, layer);
+    if (hideSpecial) renormalizeRow(row, keepMask(this.tokens, true));
+    return topAttended(row, this.tokens, this.words, k);
+  }
+
+  /** Index of the token whose source range holds the absolute `offset`, or -1. */
+  tokenAtOffset(offset: number): number {
+    return tokenAt(this.tokens, offset);
+  }
+
+  describe(focus: { layer: number; agg: Aggregation }): string {
+    const layer = `layer ${focus.layer + 1}/${this.L}`;
+    if (focus.agg === 'rollout') return `rollout through ${layer}`;
+    return `${layer}, ${focus.agg === 'mean' ? aggregationLabel('mean') : `head ${focus.agg + 1}/${this.H}`}`;
+  }
+}
