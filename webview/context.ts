@@ -1,7 +1,7 @@
 // What the views see of the app: the current run, the theme, the UI state and the token the user
 // is pointing at. Views never talk to the host; the app does.
 
-import type { Aggregation as Agg } from '../src/protocol/attention';
+import type { Aggregation } from '../src/protocol/attention';
 import type { RunData } from './store';
 import type { Theme } from './theme';
 
@@ -12,9 +12,9 @@ export interface UiState {
   /** Focused layer (0-based). */
   layer: number;
   /** Focused head, mean or rollout. */
-  agg: Agg;
+  agg: Aggregation;
   /** What the head view draws (toggle chips); defaults to [agg]. */
-  selected: Agg[];
+  selected: Aggregation[];
   hideSpecial: boolean;
   /** Weights below are not drawn. */
   threshold: number;
@@ -38,13 +38,13 @@ export interface ViewContext {
   setHover(ref: TokenRef | null): void;
   setCursor(ref: TokenRef | null, pinned: boolean): void;
   /** Focus a layer/head (model grid click, chips); optionally switch view. */
-  focusHead(layer: number, agg: Agg, view?: ViewName): void;
+  focusHead(layer: number, agg: Aggregation, view?: ViewName): void;
   /** Head-view toggles. */
-  setSelected(selected: Agg[]): void;
+  setSelected(selected: Aggregation[]): void;
   /** Screen-reader announcement (polite). */
   announce(text: string): void;
   /** The processed matrix for the layer, or null if not available yet (rollout: starts computing it). */
-  matrix(layer: number, agg: Agg): Float32Array | null;
+  matrix(layer: number, agg: Aggregation): Float32Array | null;
   /** Called by the model view as thumbnails get painted. */
   reportPainted(painted: number, total: number): void;
 }

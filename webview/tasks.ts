@@ -1,4 +1,5 @@
-// Scheduling on the panel's main thread: short tasks, so frames keep coming while a run streams in.
+// Scheduling on the panel's main thread: short tasks, so frames keep coming while a run streams in,
+// and repaints coalesced to one per frame.
 
 /** Yields to the event loop without setTimeout's 4 ms clamp: runs `fn` in a task of its own. */
 export function makeYield(): (fn: () => void) => void {
@@ -41,4 +42,46 @@ export function listenInOrder(handle: (data: unknown) => void): void {
     inbox.push(e);
     if (inbox.length === 1) later(drain);
   });
+}
+
+/** The next animation frame, as a `later` for Coalesced. */
+export const nextFrame = (fn: () => void): void => void requestAnimationFrame(fn);
+
+/**
+ * Runs `work` once at the next opportunity `later` gives (by default the next animation frame),
+ * however often it is requested before then: the views and the app ask for repaints on every
+ * pointer move, scroll and arriving layer, and one paint per frame covers them all.
+ */
+export class Coalesced {
+  private pending = false;
+  /** Bumped by cancel(), so a callback already handed to `later` knows it was withdrawn. */
+  private ticket = 0;
+
+  constructor(
+    private readonly work: () => void,
+    private readonly later: (fn: () => void) => void = nextFrame,
+  ) {}
+
+  request(): void {
+    if (this.pending) return;
+    this.pending = true;
+    const ticket = this.ticket;
+    this.later(() => {
+      if (ticket !== this.ticket) return;
+      this.pending = false;
+      this.work();
+    });
+  }
+
+  cancel(): void {
+    if (!this.pending) return;
+    this.pending = false;
+    this.ticket++;
+  }
+
+  /** Runs the work now and drops the pending request: for callers already inside a frame. */
+  runNow(): void {
+    this.cancel();
+    this.work();
+  }
 }

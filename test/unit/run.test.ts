@@ -109,7 +109,10 @@ describe('one run model on both sides', () => {
     const { start, payloads } = messagesOf(short, STORY);
     const host = new Run(start);
     const panel = new RunData(start);
-    for (const p of payloads) (host.add(p), panel.add(p));
+    for (const p of payloads) {
+      host.add(p);
+      panel.add(p);
+    }
     const T = host.T;
     while (host.stepMeans()); // what the editor does a head per turn
     for (let l = 0; l < host.L; l++) while (panel.stepRollout(l, false));

@@ -1,23 +1,16 @@
 // Head view: tokens in two columns (queries left, keys right) joined by lines whose opacity is the
 // attention weight, for the focused layer and any set of heads (toggle chips, one colour each),
-// the mean of heads or rollout. Lines go on one canvas, batched by colour and quantised opacity.
-// The token columns are virtualised: only rows in the viewport exist in the DOM.
+// the mean of heads or rollout. Lines go on one canvas (headLines.ts). The token columns are
+// virtualised: only rows in the viewport exist in the DOM.
 
 import type { View, ViewContext, TokenRef } from '../context';
-import { aggregationLabel as aggLabel, parseAggregation as parseAgg, type Aggregation as Agg } from '../../src/protocol/attention';
+import { aggregationLabel, parseAggregation, type Aggregation } from '../../src/protocol/attention';
 import { el, clear, setText, fmtWeight } from '../dom';
-import { sizeCanvas } from '../heatmap';
+import { Coalesced } from '../tasks';
+import { tokenWeights } from '../weights';
+import { DENSE_T, IDLE_MIN, LinePainter, ROW_H } from './headLines';
 
-const ROW_H = 22;
 const OVERSCAN = 6;
-const BUCKETS = 16;
-/** Most lines drawn per aggregate in one paint (the strongest ones). */
-const MAX_LINES = 128;
-/** Above this many tokens, idle lines (no active token) are only drawn for weights >= IDLE_MIN. */
-const DENSE_T = 64;
-const IDLE_MIN = 0.1;
-/** Buckets at or above this (weights >= 0.25) are drawn 2 px wide. */
-const STRONG_BUCKET = BUCKETS / 2;
 
 interface Slot {
   q: HTMLElement;
@@ -32,16 +25,15 @@ export class HeadView implements View {
   private readonly scroller: HTMLElement;
   private readonly spacer: HTMLElement;
   private readonly canvas: HTMLCanvasElement;
-  private readonly g: CanvasRenderingContext2D;
+  private readonly lines: LinePainter;
   private readonly note: HTMLElement;
   private slots: Slot[] = [];
   private posOf = new Int32Array(0);
   private posVis: Int32Array | null = null;
   private first = 0;
   private last = -1;
-  private frame = 0;
+  private readonly frame = new Coalesced(() => this.paint());
   private visible = false;
-  private readonly buckets: number[][] = Array.from({ length: BUCKETS }, () => []);
   private weights = new Float32Array(0);
   private colW = 0;
 
@@ -59,9 +51,7 @@ export class HeadView implements View {
       this.spacer,
     );
     this.canvas = el('canvas', { class: 'hv-lines', role: 'img', 'aria-label': 'Attention lines between query and key tokens' });
-    const g = this.canvas.getContext('2d');
-    if (!g) throw new Error('no 2d canvas');
-    this.g = g;
+    this.lines = new LinePainter(this.canvas);
     this.note = el('p', { class: 'view-note', role: 'note' });
     const heads = el(
       'div',
@@ -93,7 +83,7 @@ export class HeadView implements View {
     this.scroller.addEventListener('keydown', (e) => this.onKey(e));
     this.chips.addEventListener('click', (e) => {
       const b = (e.target as HTMLElement).closest<HTMLElement>('button[data-agg]');
-      if (b) this.toggle(parseAgg(b.dataset.agg ?? ''));
+      if (b) this.toggle(parseAggregation(b.dataset.agg ?? ''));
     });
     new ResizeObserver(() => this.schedule()).observe(this.scroller);
   }
@@ -122,7 +112,7 @@ export class HeadView implements View {
     const run = this.ctx.run;
     if (!run) return;
     const t = this.ctx.theme;
-    const mk = (agg: Agg, label: string, color: string, title: string): void => {
+    const mk = (agg: Aggregation, label: string, color: string, title: string): void => {
       const sw = el('span', { class: 'swatch', 'aria-hidden': 'true' });
       sw.style.background = color;
       this.chips.append(el('button', { class: 'chip', type: 'button', 'data-agg': String(agg), 'aria-pressed': 'false', title }, sw, label));
@@ -140,7 +130,7 @@ export class HeadView implements View {
     }
   }
 
-  private toggle(agg: Agg | null): void {
+  private toggle(agg: Aggregation | null): void {
     if (agg === null) return;
     const cur = this.ctx.ui.selected;
     const has = cur.some((a) => a === agg);
@@ -149,7 +139,7 @@ export class HeadView implements View {
     this.ctx.setSelected(next);
   }
 
-  private colorOf(agg: Agg): string {
+  private colorOf(agg: Aggregation): string {
     const t = this.ctx.theme;
     const run = this.ctx.run;
     if (agg === 'mean') return t.meanCss;
@@ -175,32 +165,21 @@ export class HeadView implements View {
     if (!run) return;
     this.spacer.style.height = `${run.vis.length * ROW_H}px`;
     // Theme may have changed: chip colours.
-    const t = this.ctx.theme;
     for (const b of this.chips.querySelectorAll<HTMLElement>('button[data-agg]')) {
-      const agg = parseAgg(b.dataset.agg ?? '');
+      const agg = parseAggregation(b.dataset.agg ?? '');
       const sw = b.querySelector<HTMLElement>('.swatch');
       if (sw && agg !== null) sw.style.background = this.colorOf(agg);
     }
-    void t;
     this.schedule();
   }
 
   /** Called inside the app's hover animation frame: paint now, not one frame later. */
   renderHover(): void {
-    if (!this.visible) return;
-    if (this.frame) {
-      cancelAnimationFrame(this.frame);
-      this.frame = 0;
-    }
-    this.paint();
+    if (this.visible) this.frame.runNow();
   }
 
   private schedule(): void {
-    if (!this.visible || this.frame) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.paint();
-    });
+    if (this.visible) this.frame.request();
   }
 
   /** Paints now (rows + lines). Public for the benchmark/test harness via the app. */
@@ -226,7 +205,24 @@ export class HeadView implements View {
     // Geometry is read once, above: reading it again after layoutRows' writes would force a
     // second style and layout pass inside the hover frame.
     this.layoutRows(top, height);
-    this.drawLines(Math.max(1, width - 2 * colW), Math.max(1, height), top);
+    const ui = this.ctx.ui;
+    const active = this.ctx.active();
+    const missing = this.lines.paint({
+      run,
+      layer: ui.layer,
+      aggs: ui.selected,
+      threshold: ui.threshold,
+      active,
+      pos: this.positions(),
+      first: this.first,
+      last: this.last,
+      top,
+      width: Math.max(1, width - 2 * colW),
+      height: Math.max(1, height),
+      matrix: (l, agg) => this.ctx.matrix(l, agg),
+      colorOf: (agg) => this.colorOf(agg),
+    });
+    this.updateNote(missing, active);
   }
 
   private layoutRows(top: number, h: number): void {
@@ -295,101 +291,8 @@ export class HeadView implements View {
   private activeWeights(active: TokenRef | null): Float32Array | null {
     const run = this.ctx.run!;
     if (!active) return null;
-    const T = run.T;
-    if (this.weights.length !== T) this.weights = new Float32Array(T);
-    const w = this.weights;
-    w.fill(0);
-    let n = 0;
-    for (const agg of this.ctx.ui.selected) {
-      const m = this.ctx.matrix(this.ctx.ui.layer, agg);
-      if (!m) continue;
-      n++;
-      if (active.side === 'q') {
-        const base = active.index * T;
-        for (let j = 0; j < T; j++) w[j] += m[base + j];
-      } else {
-        for (let i = 0; i < T; i++) w[i] += m[i * T + active.index];
-      }
-    }
-    if (n === 0) return null;
-    if (n > 1) for (let j = 0; j < T; j++) w[j] /= n;
-    return w;
-  }
-
-  private drawLines(cw: number, ch: number, top: number): void {
-    const run = this.ctx.run!;
-    const ui = this.ctx.ui;
-    const dpr = window.devicePixelRatio || 1;
-    sizeCanvas(this.canvas, Math.round(cw * dpr), Math.round(ch * dpr));
-    const g = this.g;
-    g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    g.clearRect(0, 0, cw, ch);
-    const T = run.T;
-    const vis = run.vis;
-    const V = vis.length;
-    const pos = this.positions();
-    const y = (vi: number): number => vi * ROW_H + ROW_H / 2 - top;
-    const active = this.ctx.active();
-    const thr = ui.threshold;
-    const minW = Math.max(thr, active ? 1e-3 : V > DENSE_T ? IDLE_MIN : 0.05);
-    let missing = 0;
-    g.lineCap = 'butt';
-    for (const agg of ui.selected) {
-      const m = this.ctx.matrix(ui.layer, agg);
-      if (!m) {
-        missing++;
-        continue;
-      }
-      for (const b of this.buckets) b.length = 0;
-      const add = (w: number, y1: number, y2: number): void => {
-        if (!(w >= minW)) return;
-        if ((y1 < -ROW_H && y2 < -ROW_H) || (y1 > ch + ROW_H && y2 > ch + ROW_H)) return;
-        let b = Math.floor(Math.sqrt(w > 1 ? 1 : w) * BUCKETS);
-        if (b >= BUCKETS) b = BUCKETS - 1;
-        this.buckets[b].push(y1, y2);
-      };
-      if (active) {
-        const p = pos[active.index];
-        if (p >= 0) {
-          const ya = y(p);
-          if (active.side === 'q') {
-            const base = active.index * T;
-            for (let vj = 0; vj < V; vj++) add(m[base + vis[vj]], ya, y(vj));
-          } else {
-            for (let vi = 0; vi < V; vi++) add(m[vis[vi] * T + active.index], y(vi), ya);
-          }
-        }
-      } else {
-        // Idle: lines of the query rows in view.
-        for (let vi = this.first; vi <= this.last; vi++) {
-          const base = vis[vi] * T;
-          const yq = y(vi);
-          for (let vj = 0; vj < V; vj++) add(m[base + vis[vj]], yq, y(vj));
-        }
-      }
-      g.strokeStyle = this.colorOf(agg);
-      // Strongest buckets first, at most MAX_LINES lines: near-uniform attention at T=512 would
-      // otherwise stroke hundreds of faint lines per hover, costing a frame for nothing visible.
-      let budget = MAX_LINES;
-      for (let b = BUCKETS - 1; b >= 0 && budget > 0; b--) {
-        const list = this.buckets[b];
-        if (list.length === 0) continue;
-        const end = Math.min(list.length, budget * 2);
-        budget -= end / 2;
-        g.globalAlpha = (b + 1) / BUCKETS;
-        // Faint lines are 1 px hairlines, which rasterise several times faster than wider strokes
-        // (128 of them at 1.5 px cost 6 ms a hover at T = 512); the few strong ones stay bold.
-        g.lineWidth = b >= STRONG_BUCKET ? 2 : 1;
-        g.beginPath();
-        for (let i = 0; i < end; i += 2) {
-          g.moveTo(0, list[i]);
-          g.lineTo(cw, list[i + 1]);
-        }
-        g.stroke();
-      }
-    }
-    g.globalAlpha = 1;
-    this.updateNote(missing, active);
+    if (this.weights.length !== run.T) this.weights = new Float32Array(run.T);
+    return tokenWeights((l, agg) => this.ctx.matrix(l, agg), this.ctx.ui.layer, this.ctx.ui.selected, active, run.T, this.weights);
   }
 
   private updateNote(missing: number, active: TokenRef | null): void {
@@ -398,7 +301,7 @@ export class HeadView implements View {
     const parts: string[] = [];
     if (!run.hasLayer(ui.layer)) parts.push(`Waiting for layer ${ui.layer + 1}…`);
     else if (missing > 0 && ui.selected.includes('rollout')) parts.push(`Computing rollout (${run.rolloutProgress(run.hideSpecial)}/${ui.layer + 1} layers)…`);
-    const what = ui.selected.map(aggLabel).join(', ');
+    const what = ui.selected.map(aggregationLabel).join(', ');
     parts.push(`Layer ${ui.layer + 1}: ${what}.`);
     if (active) {
       const t = run.display[active.index];

@@ -3,9 +3,11 @@
 // and highlights live on an overlay canvas redrawn on hover (labels thinned when T is large).
 
 import type { View, ViewContext, TokenRef } from '../context';
-import { aggregationLabel as aggLabel } from '../../src/protocol/attention';
+import { aggregationLabel } from '../../src/protocol/attention';
 import { el, setText, fmtWeight } from '../dom';
 import { fillHeat, fillHeatDown, imageFor, sizeCanvas } from '../heatmap';
+import { gridMove, isArrowKey, type GridPos } from '../gridKeys';
+import { Coalesced } from '../tasks';
 
 const MAX_LABEL_W = 110;
 const PAD = 8;
@@ -22,7 +24,7 @@ export class MatrixView implements View {
   private readonly caption: HTMLElement;
   private readonly legend: HTMLElement;
   private visible = false;
-  private frame = 0;
+  private readonly frame = new Coalesced(() => this.paint());
   private needHeat = true;
   // geometry (CSS px)
   private left = 0;
@@ -32,8 +34,8 @@ export class MatrixView implements View {
   private labelFont = '';
   private labelsFor: unknown = null;
   /** Cell under the pointer / keyboard cell cursor, in visible positions. */
-  private hoverCell: { r: number; c: number } | null = null;
-  private kbCell: { r: number; c: number } | null = null;
+  private hoverCell: GridPos | null = null;
+  private kbCell: GridPos | null = null;
 
   constructor(private readonly ctx: ViewContext) {
     this.heat = el('canvas', { class: 'mx-heat', 'aria-hidden': 'true' });
@@ -96,20 +98,11 @@ export class MatrixView implements View {
 
   /** Called inside the app's hover animation frame: paint now, not one frame later. */
   renderHover(): void {
-    if (!this.visible) return;
-    if (this.frame) {
-      cancelAnimationFrame(this.frame);
-      this.frame = 0;
-    }
-    this.paint();
+    if (this.visible) this.frame.runNow();
   }
 
   private schedule(): void {
-    if (!this.visible || this.frame) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.paint();
-    });
+    if (this.visible) this.frame.request();
   }
 
   private paint(): void {
@@ -163,7 +156,7 @@ export class MatrixView implements View {
     const ui = this.ctx.ui;
     const m = this.ctx.matrix(ui.layer, ui.agg);
     const V = run.vis.length;
-    const what = `Layer ${ui.layer + 1} ${aggLabel(ui.agg)}`;
+    const what = `Layer ${ui.layer + 1} ${aggregationLabel(ui.agg)}`;
     this.overlay.setAttribute('aria-label', `${what} attention matrix, ${V} by ${V} tokens. Arrow keys move between cells.`);
     this.heat.classList.toggle('waiting', !m);
     if (!m || V === 0) return;
@@ -292,7 +285,7 @@ export class MatrixView implements View {
   private updateCaption(m: Float32Array | null, r: number, c: number): void {
     const run = this.ctx.run!;
     const ui = this.ctx.ui;
-    let s = `Layer ${ui.layer + 1} · ${aggLabel(ui.agg)} · ${run.vis.length} tokens`;
+    let s = `Layer ${ui.layer + 1} · ${aggregationLabel(ui.agg)} · ${run.vis.length} tokens`;
     if (m && r >= 0 && c >= 0) {
       const qi = run.vis[r];
       const ki = run.vis[c];
@@ -301,7 +294,7 @@ export class MatrixView implements View {
     setText(this.caption, s);
   }
 
-  private hit(e: MouseEvent): { ref: TokenRef; cell: { r: number; c: number } | null } | null {
+  private hit(e: MouseEvent): { ref: TokenRef; cell: GridPos | null } | null {
     const run = this.ctx.run;
     if (!run) return null;
     const rect = this.overlay.getBoundingClientRect();
@@ -334,35 +327,7 @@ export class MatrixView implements View {
     const V = run.vis.length;
     if (V === 0) return;
     const cur = this.kbCell ?? { r: 0, c: 0 };
-    let { r, c } = cur;
-    const page = 10;
     switch (e.key) {
-      case 'ArrowDown':
-        if (this.kbCell) r = Math.min(V - 1, r + 1);
-        break;
-      case 'ArrowUp':
-        if (this.kbCell) r = Math.max(0, r - 1);
-        break;
-      case 'ArrowRight':
-        if (this.kbCell) c = Math.min(V - 1, c + 1);
-        break;
-      case 'ArrowLeft':
-        if (this.kbCell) c = Math.max(0, c - 1);
-        break;
-      case 'PageDown':
-        r = Math.min(V - 1, r + page);
-        break;
-      case 'PageUp':
-        r = Math.max(0, r - page);
-        break;
-      case 'Home':
-        c = 0;
-        if (e.ctrlKey) r = 0;
-        break;
-      case 'End':
-        c = V - 1;
-        if (e.ctrlKey) r = V - 1;
-        break;
       case 'Enter':
       case ' ':
         e.preventDefault();
@@ -377,11 +342,13 @@ export class MatrixView implements View {
         this.ctx.setCursor(null, false);
         this.schedule();
         return;
-      default:
-        return;
     }
+    // The first arrow press only shows the keyboard cell, at the top left.
+    const next = !this.kbCell && isArrowKey(e.key) ? cur : gridMove(e, cur, V, V, 10);
+    if (!next) return;
     e.preventDefault();
-    this.kbCell = { r, c };
+    this.kbCell = next;
+    const { r, c } = next;
     this.hoverCell = null;
     this.ctx.setHover(null);
     this.ctx.setCursor({ index: run.vis[r], side: 'q' }, this.ctx.pinned);

@@ -8,7 +8,8 @@ import type { View, ViewContext } from '../context';
 import { el, clear } from '../dom';
 import { fillHeatDown, fillHeatRaw, imageFor, sizeCanvas } from '../heatmap';
 import { thumbSize, type LayerTensor } from '../../src/analysis';
-import { makeYield } from '../tasks';
+import { Coalesced, makeYield } from '../tasks';
+import { gridMove } from '../gridKeys';
 
 /**
  * Painting runs in slices of this many ms between yields. Each yield lets the browser render a
@@ -42,9 +43,9 @@ export class ModelView implements View {
   /** What each unit was last painted from (NONE: not painted yet); a better source repaints it. */
   private paintedFrom: Uint8Array = new Uint8Array(0);
   private paintedCount = 0;
-  private scheduled = false;
+  /** Paints the queue in time-sliced tasks of their own (not frames: the slices make the frames). */
+  private readonly pumpTask = new Coalesced(() => this.pump(), makeYield());
   private scratch = new Float32Array(0);
-  private readonly yieldTask = makeYield();
   private focusIndex = 0;
 
   constructor(private readonly ctx: ViewContext) {
@@ -172,13 +173,10 @@ export class ModelView implements View {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.queue.length === 0) return;
-    this.scheduled = true;
-    this.yieldTask(() => this.pump());
+    if (this.queue.length > 0) this.pumpTask.request();
   }
 
   private pump(): void {
-    this.scheduled = false;
     const t0 = performance.now();
     while (this.queue.length > 0 && performance.now() - t0 < SLICE_MS) {
       const unit = this.queue.shift()!;
@@ -258,37 +256,15 @@ export class ModelView implements View {
     if (this.cells.length === 0) return;
     const cols = this.cols;
     const i = this.focusIndex;
-    const row = Math.floor(i / cols);
-    const col = i % cols;
-    let next = -1;
-    switch (e.key) {
-      case 'ArrowRight':
-        next = col < cols - 1 ? i + 1 : i;
-        break;
-      case 'ArrowLeft':
-        next = col > 0 ? i - 1 : i;
-        break;
-      case 'ArrowDown':
-        next = row < this.rows - 1 ? i + cols : i;
-        break;
-      case 'ArrowUp':
-        next = row > 0 ? i - cols : i;
-        break;
-      case 'Home':
-        next = e.ctrlKey ? 0 : row * cols;
-        break;
-      case 'End':
-        next = e.ctrlKey ? this.cells.length - 1 : row * cols + cols - 1;
-        break;
-      case 'Enter':
-      case ' ':
-        e.preventDefault();
-        this.open(this.cells[i]);
-        return;
-      default:
-        return;
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      this.open(this.cells[i]);
+      return;
     }
+    const to = gridMove(e, { r: Math.floor(i / cols), c: i % cols }, this.rows, cols);
+    if (!to) return;
     e.preventDefault();
+    const next = to.r * cols + to.c;
     this.setFocusIndex(next, true);
     const c = this.cells[next];
     this.ctx.announce(c.canvas.getAttribute('aria-label') ?? '');

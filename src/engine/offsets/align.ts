@@ -1,3 +1,4 @@
+// Over 450 lines on purpose: the Aligner's steps share one cursor over one stream and read best together.
 // Walks token ids through the normalized byte stream of the text, greedily, in one pass.
 //
 // Each token's bytes (see tokenBytes) must match the stream at the cursor; whitespace the

@@ -1,0 +1,166 @@
+// The page around the views: header (title, run facts, status), notices, the error line, the
+// controls (view tabs, layer and head selects, hiding, threshold, colour legend) and the empty-page
+// message. It shows state and reports what the user picks; the app decides what follows.
+
+import { parseAggregation, type Aggregation } from '../src/protocol/attention';
+import type { UiState, ViewName } from './context';
+import type { RunData } from './store';
+import type { Theme } from './theme';
+import { el, setText, clear } from './dom';
+
+/** The views in tab order (keys 1, 2, 3). */
+export const VIEWS: readonly { name: ViewName; label: string }[] = [
+  { name: 'model', label: 'Model' },
+  { name: 'head', label: 'Heads' },
+  { name: 'matrix', label: 'Matrix' },
+];
+
+/** What the user picked in the controls. */
+export interface ChromeActions {
+  view(view: ViewName): void;
+  layer(layer: number): void;
+  head(agg: Aggregation): void;
+  hideSpecial(hide: boolean): void;
+  threshold(t: number): void;
+  tabKey(e: KeyboardEvent): void;
+}
+
+export class Chrome {
+  readonly header: HTMLElement;
+  readonly notices: HTMLElement;
+  readonly error: HTMLElement;
+  readonly controls: HTMLElement;
+  readonly empty: HTMLElement;
+  private readonly meta: HTMLElement;
+  private readonly status: HTMLElement;
+  private readonly tabs: HTMLButtonElement[] = [];
+  private readonly layerSel: HTMLSelectElement;
+  private readonly headSel: HTMLSelectElement;
+  private readonly hideBox: HTMLInputElement;
+  private readonly thrInput: HTMLInputElement;
+  private readonly thrOut: HTMLOutputElement;
+  private readonly legend: HTMLCanvasElement;
+
+  constructor(
+    private readonly ui: UiState,
+    actions: ChromeActions,
+  ) {
+    this.meta = el('span', { class: 'meta' });
+    this.status = el('span', { class: 'status', role: 'status', 'aria-live': 'polite' });
+    this.header = el('header', { class: 'top' }, el('h1', { class: 'title', text: 'Attention Lens' }), this.meta, this.status);
+    this.notices = el('ul', { class: 'notices', 'aria-label': 'Notices', hidden: true });
+    this.error = el('div', { class: 'error', role: 'alert', hidden: true });
+
+    const tablist = el('div', { class: 'tabs', role: 'tablist', 'aria-label': 'View' });
+    for (const v of VIEWS) {
+      const b = el('button', { class: 'tab', type: 'button', role: 'tab', id: `tab-${v.name}`, 'aria-controls': `view-${v.name}`, 'data-view': v.name, text: v.label });
+      b.addEventListener('click', () => actions.view(v.name));
+      tablist.append(b);
+      this.tabs.push(b);
+    }
+    tablist.addEventListener('keydown', (e) => actions.tabKey(e));
+    this.layerSel = el('select', { class: 'layer', 'aria-label': 'Layer' });
+    this.layerSel.addEventListener('change', () => actions.layer(Number(this.layerSel.value)));
+    this.headSel = el('select', { class: 'head', 'aria-label': 'Head' });
+    this.headSel.addEventListener('change', () => {
+      const a = parseAggregation(this.headSel.value);
+      if (a !== null) actions.head(a);
+    });
+    this.hideBox = el('input', { type: 'checkbox', class: 'hide-special', id: 'hide-special' });
+    this.hideBox.checked = ui.hideSpecial;
+    this.hideBox.addEventListener('change', () => actions.hideSpecial(this.hideBox.checked));
+    this.thrInput = el('input', { type: 'range', class: 'threshold', id: 'threshold', min: 0, max: 0.5, step: 0.01, 'aria-label': 'Threshold: hide weights below' });
+    this.thrInput.value = String(ui.threshold);
+    this.thrOut = el('output', { class: 'thr-value', for: 'threshold' });
+    this.thrInput.addEventListener('input', () => actions.threshold(Number(this.thrInput.value)));
+    this.legend = el('canvas', { class: 'legend', role: 'img', 'aria-label': 'Colour scale: background is 0, foreground is 1 (square-root scale)' });
+    this.controls = el(
+      'nav',
+      { class: 'controls', 'aria-label': 'Attention controls' },
+      tablist,
+      el('label', { class: 'ctl' }, 'Layer ', this.layerSel),
+      el('label', { class: 'ctl' }, 'Head ', this.headSel),
+      el('label', { class: 'ctl check', for: 'hide-special' }, this.hideBox, ' Hide special tokens'),
+      el('label', { class: 'ctl', for: 'threshold' }, 'Threshold ', this.thrInput, this.thrOut),
+      el('span', { class: 'ctl legend-wrap', 'aria-hidden': 'false' }, el('span', { text: '0' }), this.legend, el('span', { text: '1' })),
+    );
+    this.empty = el('div', { class: 'empty' }, el('p', { text: 'Select text and run Attention Lens: Show Attention' }));
+  }
+
+  /** Options for a run's layers and heads. */
+  fillSelects(run: RunData): void {
+    clear(this.layerSel);
+    for (let l = 0; l < run.L; l++) this.layerSel.append(el('option', { value: l, text: `Layer ${l + 1}` }));
+    clear(this.headSel);
+    this.headSel.append(el('option', { value: 'mean', text: 'Mean of heads' }), el('option', { value: 'rollout', text: 'Rollout (layers 1…n)' }));
+    for (let h = 0; h < run.H; h++) this.headSel.append(el('option', { value: h, text: `Head ${h + 1}` }));
+    this.syncControls();
+  }
+
+  /** The controls show the UI state (after a change from elsewhere: keys, the grid, a new run). */
+  syncControls(): void {
+    this.layerSel.value = String(this.ui.layer);
+    this.headSel.value = String(this.ui.agg);
+    this.hideBox.checked = this.ui.hideSpecial;
+    this.thrInput.value = String(this.ui.threshold);
+    this.showThreshold();
+  }
+
+  /** The threshold's label only: the slider itself is what the user is dragging. */
+  showThreshold(): void {
+    setText(this.thrOut, this.ui.threshold > 0 ? `≥ ${this.ui.threshold.toFixed(2)}` : 'off');
+  }
+
+  selectTab(view: ViewName): void {
+    for (const b of this.tabs) {
+      const on = b.dataset.view === view;
+      b.setAttribute('aria-selected', on ? 'true' : 'false');
+      b.tabIndex = on ? 0 : -1;
+    }
+  }
+
+  focusTab(i: number): void {
+    this.tabs[i].focus();
+  }
+
+  /** The run's facts in the header and its notices (truncation, model warnings). */
+  updateMeta(run: RunData): void {
+    const parts = [run.model.id, `${run.L} layers × ${run.H} heads`, `${run.T} tokens`];
+    if (run.source) parts.push(run.source);
+    if (!run.complete) parts.push(`${run.arrived}/${run.L} layers`);
+    if (run.done && run.runtime) parts.push(run.runtime);
+    if (run.done && typeof run.timings.forwardMs === 'number') parts.push(`forward ${Math.round(run.timings.forwardMs)} ms`);
+    setText(this.meta, parts.join(' · '));
+    clear(this.notices);
+    if (run.truncation) this.notices.append(el('li', { text: `Input truncated: showing the first ${run.truncation.kept} of ${run.truncation.total} tokens.` }));
+    for (const n of run.notices) this.notices.append(el('li', { text: n }));
+    this.notices.hidden = this.notices.childElementCount === 0;
+  }
+
+  setStatus(message: string): void {
+    setText(this.status, message);
+  }
+
+  showError(message: string): void {
+    setText(this.error, message);
+    this.error.hidden = false;
+  }
+
+  hideError(): void {
+    this.error.hidden = true;
+    setText(this.error, '');
+  }
+
+  paintLegend(theme: Theme): void {
+    const c = this.legend;
+    c.width = 128;
+    c.height = 1;
+    const g = c.getContext('2d');
+    if (!g) return;
+    const img = g.createImageData(128, 1);
+    const u32 = new Uint32Array(img.data.buffer);
+    const lut = theme.heat;
+    for (let i = 0; i < 128; i++) u32[i] = lut[Math.round((i / 127) ** 2 * (lut.length - 1))];
+    g.putImageData(img, 0, 0);
+  }
+}

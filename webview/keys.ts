@@ -1,0 +1,69 @@
+// Panel-wide keys: arrows in the view tabs, and shortcuts anywhere outside a form control
+// ([ ] layer, , . head, 1 2 3 view, Escape clears the token). The views handle their own keys first.
+
+import type { Aggregation } from '../src/protocol/attention';
+import type { UiState, ViewName } from './context';
+import type { RunData } from './store';
+import { VIEWS } from './chrome';
+
+/** What the keys act on: the app. */
+export interface KeyTarget {
+  readonly run: RunData | null;
+  readonly ui: UiState;
+  setView(view: ViewName): void;
+  focusView(view: ViewName): void;
+  focusTab(i: number): void;
+  focusHead(layer: number, agg: Aggregation): void;
+  /** Clears the hovered and the cursor token; false when there was none. */
+  clearToken(): boolean;
+}
+
+/** Arrows, Home and End move between the view tabs (the ARIA tabs pattern). */
+export function onTabKey(e: KeyboardEvent, app: KeyTarget): void {
+  const i = VIEWS.findIndex((v) => v.name === app.ui.view);
+  let n = -1;
+  if (e.key === 'ArrowRight') n = (i + 1) % VIEWS.length;
+  else if (e.key === 'ArrowLeft') n = (i + VIEWS.length - 1) % VIEWS.length;
+  else if (e.key === 'Home') n = 0;
+  else if (e.key === 'End') n = VIEWS.length - 1;
+  if (n < 0) return;
+  e.preventDefault();
+  app.setView(VIEWS[n].name);
+  app.focusTab(n);
+}
+
+export function onGlobalKey(e: KeyboardEvent, app: KeyTarget): void {
+  const t = e.target as HTMLElement;
+  if (t.closest('select, input, textarea')) return;
+  const run = app.run;
+  if (!run || e.altKey || e.ctrlKey || e.metaKey) return;
+  switch (e.key) {
+    case 'Escape':
+      if (app.clearToken()) e.preventDefault();
+      return;
+    case '[':
+    case ']': {
+      e.preventDefault();
+      app.focusHead(app.ui.layer + (e.key === ']' ? 1 : -1), app.ui.agg);
+      return;
+    }
+    case ',':
+    case '.': {
+      e.preventDefault();
+      const order: Aggregation[] = ['mean', 'rollout', ...Array.from({ length: run.H }, (_, h) => h)];
+      const i = order.findIndex((a) => a === app.ui.agg);
+      const n = (i + (e.key === '.' ? 1 : order.length - 1)) % order.length;
+      app.focusHead(app.ui.layer, order[n]);
+      return;
+    }
+    case '1':
+    case '2':
+    case '3': {
+      e.preventDefault();
+      const v = VIEWS[Number(e.key) - 1].name;
+      app.setView(v);
+      app.focusView(v);
+      return;
+    }
+  }
+}

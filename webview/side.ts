@@ -1,0 +1,85 @@
+// The side box next to the head and matrix views: the words the active token attends to most
+// (or, for a key, is attended by), sub-word pieces merged, with bars scaled to the top one.
+
+import { aggregationLabel } from '../src/protocol/attention';
+import { topAttended, type AttendedWord } from '../src/analysis';
+import type { ViewContext } from './context';
+import { el, setText, fmtWeight } from './dom';
+import { tokenWeights } from './weights';
+
+const TOP_K = 8;
+const IDLE_TITLE = 'Top attended words';
+const IDLE_HINT = 'Hover or select a token to see the words it attends to most (sub-word pieces merged, weights summed).';
+
+export class SideList {
+  readonly root: HTMLElement;
+  private readonly title: HTMLElement;
+  private readonly hint: HTMLElement;
+  private readonly list: HTMLOListElement;
+  /** What was last announced, so a repaint does not repeat it. */
+  private lastSpoken = '';
+
+  constructor(private readonly ctx: ViewContext) {
+    this.title = el('h2', { class: 'side-title', text: IDLE_TITLE });
+    this.hint = el('p', { class: 'side-hint', text: IDLE_HINT });
+    this.list = el('ol', { class: 'top-words', 'aria-label': 'Top attended words' });
+    this.root = el('aside', { class: 'side', 'aria-label': 'Top attended words' }, this.title, this.hint, this.list);
+  }
+
+  /** Repaints for the active token; `keyboard`: it was reached by keyboard (not a pointer hover). */
+  render(keyboard: boolean): void {
+    const run = this.ctx.run;
+    const ui = this.ctx.ui;
+    if (!run || this.root.hidden) return;
+    const a = this.ctx.active();
+    let top: AttendedWord[] = [];
+    if (a) {
+      const aggs = ui.view === 'head' ? ui.selected : [ui.agg];
+      const w = tokenWeights((l, agg) => this.ctx.matrix(l, agg), ui.layer, aggs, a, run.T, new Float32Array(run.T));
+      if (w) top = topAttended(w, run.tokens, run.words, TOP_K);
+      const tokenText = run.display[a.index];
+      const sel = ui.view === 'head' ? ui.selected.map(aggregationLabel).join(' + ') : aggregationLabel(ui.agg);
+      setText(this.title, a.side === 'q' ? `“${tokenText}” attends to` : `Attending to “${tokenText}”`);
+      setText(this.hint, `Token ${a.index + 1} of ${run.T} · layer ${ui.layer + 1} · ${sel}${this.ctx.pinned ? ' · pinned (Esc clears)' : ''}${w ? '' : ' · waiting for data'}`);
+    } else {
+      setText(this.title, IDLE_TITLE);
+      setText(this.hint, IDLE_HINT);
+    }
+    this.root.dataset.token = a ? String(a.index) : '';
+    // Keyboard users hear the token and its top words (pointer hovers stay quiet).
+    if (a && keyboard && ui.view === 'head') {
+      const key = `${a.index}:${a.side}:${ui.layer}:${ui.selected.join(',')}:${top.length}`;
+      if (key !== this.lastSpoken) {
+        this.lastSpoken = key;
+        const words = top.slice(0, 3).map((t) => `${t.text} ${fmtWeight(t.weight)}`).join(', ');
+        this.ctx.announce(`${this.title.textContent ?? ''}: ${words || 'no data yet'}`);
+      }
+    }
+    this.fill(top);
+  }
+
+  /** Writes the list, reusing its items. */
+  private fill(top: AttendedWord[]): void {
+    const items = this.list.children;
+    while (items.length < top.length) {
+      const word = el('span', { class: 'word' });
+      const bar = el('span', { class: 'bar' }, el('span', { class: 'fill' }));
+      const val = el('span', { class: 'val' });
+      this.list.append(el('li', {}, word, bar, val));
+    }
+    const max = top.length ? top[0].weight : 1;
+    for (let i = 0; i < items.length; i++) {
+      const li = items[i] as HTMLElement;
+      if (i >= top.length) {
+        li.hidden = true;
+        continue;
+      }
+      li.hidden = false;
+      const t = top[i];
+      setText(li.children[0], t.text);
+      (li.children[1].firstChild as HTMLElement).style.width = `${Math.round((t.weight / max) * 100)}%`;
+      setText(li.children[2], fmtWeight(t.weight));
+      li.title = t.start >= 0 ? `characters ${t.start}–${t.end}` : 'special token';
+    }
+  }
+}
