@@ -1,4 +1,4 @@
-// Token -> source range alignment (src/engine/offsets.ts) on the real tokenizers in ../shared:
+// Token -> source range alignment (src/engine/offsets/) on the real tokenizers in ../shared:
 // WordPiece (bert-base-uncased, tiny-bert), byte-level BPE (tiny-gpt2) and SentencePiece BPE with
 // byte fallback (stories260K). Property tests over the tricky-strings corpus plus exact examples.
 import { before, describe, test } from 'node:test';
