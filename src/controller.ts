@@ -12,6 +12,15 @@ import type { WebviewToHost } from './protocol/webview';
 import { aggregationFromWire, type AttentionEncoding, type Focus } from './protocol/attention';
 import { payloadMessages, runDoneMessage, runStartMessage } from './run/messages';
 
+/** Where the latest run stands, for the status bar. */
+export interface RunStatus {
+  state: 'loading' | 'running' | 'done' | 'cancelled' | 'error';
+  /** The model setting the run uses (hub id or folder). */
+  model: string;
+  /** What to show: the progress message, the token count, the error. */
+  message: string;
+}
+
 /** Tokenizing megabytes only to throw most away is slow; no token is longer than this many characters on average. */
 const CHARS_PER_TOKEN_CAP = 64;
 
@@ -25,10 +34,14 @@ export class AttentionController implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   /** Cancels the run in flight, if any; `attentionLens.running` (a when-clause context) mirrors it. */
   private currentCancel: (() => void) | null = null;
+  private readonly statusEmitter = new vscode.EventEmitter<RunStatus>();
+  /** Fires as the latest run loads, runs, ends, is cancelled or fails. */
+  readonly onDidChangeStatus = this.statusEmitter.event;
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.disposables.push(
       this.decorations,
+      this.statusEmitter,
       vscode.workspace.onDidChangeTextDocument((e) => this.onDocumentChanged(e)),
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (e.affectsConfiguration(SECTION)) this.client?.setOptions(readSettings(this.context).engine);
@@ -77,6 +90,11 @@ export class AttentionController implements vscode.Disposable {
     await this.panel.post({ type: 'focus/token', runId: args.runId, tokenIndex: args.tokenIndex });
   }
 
+  /** Shows the panel (opening an empty one when there is none) and moves focus into it. */
+  focusPanel(): void {
+    this.ensurePanel(true).panel.reveal(undefined, false);
+  }
+
   cancel(): void {
     this.currentCancel?.();
   }
@@ -117,6 +135,7 @@ export class AttentionController implements vscode.Disposable {
             const message = describeProgress(p);
             progress.report({ message });
             void panel.post({ type: 'status', message });
+            this.statusEmitter.fire({ state: 'loading', model: settings.model, message });
           },
           onStart: (s) => {
             const start = runStartMessage(s, { runId, text, offset: range.start, label: source });
@@ -128,6 +147,7 @@ export class AttentionController implements vscode.Disposable {
             const running = `Running ${s.model.architecture}: ${start.tokens.length} tokens`;
             progress.report({ message: running });
             void panel.post({ type: 'status', message: `${running}…` });
+            this.statusEmitter.fire({ state: 'running', model: settings.model, message: running });
             void panel.post(start);
             for (const notice of s.notices) void vscode.window.showInformationMessage(`Attention Lens: ${notice}`);
           },
@@ -153,14 +173,17 @@ export class AttentionController implements vscode.Disposable {
         const { timings, start } = await handle.done;
         void panel.post(runDoneMessage(runId, { timings, runtime: start.runtime }));
         void panel.post({ type: 'status', message: null });
+        this.statusEmitter.fire({ state: 'done', model: settings.model, message: `${start.model.architecture}: ${start.tokens.length} tokens` });
         return true;
       } catch (e) {
         const err = e instanceof EngineError ? e : new EngineError('INTERNAL', String((e as Error)?.message ?? e));
         if (err.code === 'SUPERSEDED') return false;
         if (err.code === 'CANCELLED') {
           void panel.post({ type: 'status', message: 'Cancelled.' });
+          this.statusEmitter.fire({ state: 'cancelled', model: settings.model, message: 'Cancelled.' });
           return false;
         }
+        this.statusEmitter.fire({ state: 'error', model: settings.model, message: err.message });
         void panel.post({ type: 'run/error', runId, message: err.message });
         void this.showError(err);
         return false;
