@@ -21,6 +21,24 @@ export interface RunStatus {
   message: string;
 }
 
+/** A moment in a run's life (performance.now() of the extension host), for tests and the benchmark. */
+export interface RunEvent {
+  runId: number;
+  what: 'requested' | 'done' | 'painted' | 'complete' | 'failed';
+  at: number;
+}
+const RUN_EVENTS_KEPT = 400;
+
+/** What a window reload needs to bring the last run back (workspace state). */
+interface SavedRun {
+  uri: string;
+  /** The requested range (document offsets) and a hash of its text: a changed text is not re-run. */
+  start: number;
+  end: number;
+  hash: string;
+}
+const SAVED_RUN_KEY = 'attentionLens.lastRun';
+
 /** Tokenizing megabytes only to throw most away is slow; no token is longer than this many characters on average. */
 const CHARS_PER_TOKEN_CAP = 64;
 
@@ -37,6 +55,8 @@ export class AttentionController implements vscode.Disposable {
   private readonly statusEmitter = new vscode.EventEmitter<RunStatus>();
   /** Fires as the latest run loads, runs, ends, is cancelled or fails. */
   readonly onDidChangeStatus = this.statusEmitter.event;
+  /** Recent runs' moments, oldest first (bounded). */
+  readonly events: RunEvent[] = [];
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.disposables.push(
@@ -64,7 +84,13 @@ export class AttentionController implements vscode.Disposable {
     }
     const doc = editor.document;
     let selection: vscode.Range = editor.selection;
-    if (editor.selection.isEmpty) {
+    if (editor.selections.length > 1) {
+      // One range at a time: the union when the selections join up, else the primary one.
+      const union = joinedRanges(doc, editor.selections);
+      if (union) selection = union;
+      else void vscode.window.showInformationMessage(`Attention Lens: analysing the primary selection; the ${editor.selections.length - 1} other selection${editor.selections.length > 2 ? 's were' : ' was'} ignored.`);
+    }
+    if (selection.isEmpty) {
       selection = doc.lineAt(editor.selection.active.line).range;
       void vscode.window.setStatusBarMessage(`Attention Lens: no selection, analysing line ${selection.start.line + 1}.`, 5000);
     }
@@ -73,7 +99,7 @@ export class AttentionController implements vscode.Disposable {
     const text = doc.getText(selection);
     if (!text.trim()) {
       void vscode.window.showWarningMessage(
-        editor.selection.isEmpty ? 'Attention Lens: the current line is empty. Select some text to analyse.' : 'Attention Lens: the selection is only whitespace. Select some text to analyse.',
+        editor.selection.isEmpty && editor.selections.length === 1 ? 'Attention Lens: the current line is empty. Select some text to analyse.' : 'Attention Lens: the selection is only whitespace. Select some text to analyse.',
       );
       return false;
     }
@@ -87,7 +113,7 @@ export class AttentionController implements vscode.Disposable {
   async focusToken(args: { runId?: number; tokenIndex?: number } | undefined): Promise<void> {
     if (!this.panel || !this.state || !args || args.runId !== this.state.runId || typeof args.tokenIndex !== 'number') return;
     this.panel.reveal(vscode.ViewColumn.Beside);
-    await this.panel.post({ type: 'focus/token', runId: args.runId, tokenIndex: args.tokenIndex });
+    this.panel.post({ type: 'focus/token', runId: args.runId, tokenIndex: args.tokenIndex });
   }
 
   /** Shows the panel (opening an empty one when there is none) and moves focus into it. */
@@ -103,9 +129,23 @@ export class AttentionController implements vscode.Disposable {
     for (const editor of vscode.window.visibleTextEditors) this.decorations.clearAll(editor);
   }
 
-  /** Adopts a panel VS Code restored after a reload. */
-  revivePanel(webviewPanel: vscode.WebviewPanel): void {
+  /** Adopts a panel VS Code restored after a reload, and brings the last run back into it (and the editor). */
+  async revivePanel(webviewPanel: vscode.WebviewPanel): Promise<void> {
     this.attachPanel(new AttentionPanel(webviewPanel, this.context.extensionUri));
+    const saved = this.context.workspaceState.get<SavedRun>(SAVED_RUN_KEY);
+    if (!saved || this.state) return;
+    let document: vscode.TextDocument;
+    try {
+      document = await vscode.workspace.openTextDocument(vscode.Uri.parse(saved.uri));
+    } catch {
+      return; // an untitled or deleted file: the panel says how to fill it
+    }
+    const range = new vscode.Range(document.positionAt(saved.start), document.positionAt(saved.end));
+    if (document.offsetAt(range.end) !== saved.end || textHash(document.getText(range)) !== saved.hash) {
+      this.panel?.post({ type: 'status', message: 'The text of the last run has changed since: select it and run Show Attention again.' });
+      return;
+    }
+    await this.analyze(document, { start: saved.start, end: saved.end }, false);
   }
 
   // ------------------------------------------------------------------ runs
@@ -121,9 +161,16 @@ export class AttentionController implements vscode.Disposable {
     const client = this.ensureClient();
     client.setOptions(settings.engine);
     const runId = this.nextRunId++;
+    // Whatever older runs have not sent to the panel yet is dropped now: only the newest matters.
+    panel.supersede(runId);
+    this.logEvent(runId, 'requested');
     const text = document.getText(new vscode.Range(document.positionAt(range.start), document.positionAt(range.end)));
     const version = document.version;
-    const source = `${path.basename(document.uri.path)}:${document.positionAt(range.start).line + 1}-${document.positionAt(range.end).line + 1}`;
+    // The lines actually analysed: a long selection is cut where the model's limit falls.
+    const label = (analysed: { start: number; end: number }) => {
+      const [first, last] = [document.positionAt(analysed.start).line + 1, document.positionAt(analysed.end).line + 1];
+      return `${path.basename(document.uri.path)}:${first === last ? first : `${first}-${last}`}`;
+    };
     let state: RunState | null = null;
     let encoding: AttentionEncoding = 'f16';
 
@@ -134,11 +181,11 @@ export class AttentionController implements vscode.Disposable {
           onProgress: (p) => {
             const message = describeProgress(p);
             progress.report({ message });
-            void panel.post({ type: 'status', message });
+            panel.post({ type: 'status', message });
             this.statusEmitter.fire({ state: 'loading', model: settings.model, message });
           },
           onStart: (s) => {
-            const start = runStartMessage(s, { runId, text, offset: range.start, label: source });
+            const start = runStartMessage(s, { runId, text, offset: range.start, label });
             encoding = s.encoding;
             // Adopted for the editor's hovers with its first layer: a run cancelled or failing
             // during its forward pass leaves the previous one in place.
@@ -146,9 +193,9 @@ export class AttentionController implements vscode.Disposable {
             // The start arrives before the forward pass (when the model declares its heads): say what runs.
             const running = `Running ${s.model.architecture}: ${start.tokens.length} tokens`;
             progress.report({ message: running });
-            void panel.post({ type: 'status', message: `${running}…` });
+            panel.post({ type: 'status', message: `${running}…` });
             this.statusEmitter.fire({ state: 'running', model: settings.model, message: running });
-            void panel.post(start);
+            panel.post(start);
             for (const notice of s.notices) void vscode.window.showInformationMessage(`Attention Lens: ${notice}`);
           },
           onPayload: (p) => {
@@ -161,7 +208,7 @@ export class AttentionController implements vscode.Disposable {
               // The same bytes for the hovers and the panel: bit-packed (1.75 bytes per cell) when they fit.
               state.addLayer(p);
             }
-            for (const m of payloadMessages(runId, p, encoding)) void panel.post(m);
+            for (const m of payloadMessages(runId, p, encoding)) panel.post(m);
           },
         },
       );
@@ -171,20 +218,24 @@ export class AttentionController implements vscode.Disposable {
       void vscode.commands.executeCommand('setContext', 'attentionLens.running', true);
       try {
         const { timings, start } = await handle.done;
-        void panel.post(runDoneMessage(runId, { timings, runtime: start.runtime }));
-        void panel.post({ type: 'status', message: null });
+        panel.post(runDoneMessage(runId, { timings, runtime: start.runtime }));
+        this.logEvent(runId, 'done');
+        const saved: SavedRun = { uri: document.uri.toString(), start: range.start, end: range.end, hash: textHash(text) };
+        void this.context.workspaceState.update(SAVED_RUN_KEY, saved);
+        panel.post({ type: 'status', message: null });
         this.statusEmitter.fire({ state: 'done', model: settings.model, message: `${start.model.architecture}: ${start.tokens.length} tokens` });
         return true;
       } catch (e) {
         const err = e instanceof EngineError ? e : new EngineError('INTERNAL', String((e as Error)?.message ?? e));
+        this.logEvent(runId, 'failed');
         if (err.code === 'SUPERSEDED') return false;
         if (err.code === 'CANCELLED') {
-          void panel.post({ type: 'status', message: 'Cancelled.' });
+          panel.post({ type: 'status', message: 'Cancelled.' });
           this.statusEmitter.fire({ state: 'cancelled', model: settings.model, message: 'Cancelled.' });
           return false;
         }
         this.statusEmitter.fire({ state: 'error', model: settings.model, message: err.message });
-        void panel.post({ type: 'run/error', runId, message: err.message });
+        panel.post({ type: 'run/error', runId, message: err.message });
         void this.showError(err);
         return false;
       } finally {
@@ -237,7 +288,18 @@ export class AttentionController implements vscode.Disposable {
     return panel;
   }
 
+  private logEvent(runId: number, what: RunEvent['what']): void {
+    this.events.push({ runId, what, at: performance.now() });
+    if (this.events.length > RUN_EVENTS_KEPT) this.events.splice(0, this.events.length - RUN_EVENTS_KEPT);
+  }
+
+  /** What the panel has sent and dropped (newest run first), for tests and the benchmark. */
+  get outboxStats() {
+    return this.panel ? { ...this.panel.outbox.stats, ...this.panel.outbox.backlog } : null;
+  }
+
   private onPanelMessage(msg: WebviewToHost): void {
+    if (msg.type === 'run/milestone') return this.logEvent(msg.runId, msg.what);
     const state = this.state;
     if (!state || !('runId' in msg) || msg.runId !== state.runId) return;
     const editor = vscode.window.visibleTextEditors.find((e) => e.document === state.document);
@@ -309,6 +371,24 @@ export class AttentionController implements vscode.Disposable {
     void this.client?.dispose();
     for (const d of this.disposables.splice(0)) d.dispose();
   }
+}
+
+/** The union of `selections` when they cover one contiguous stretch of the document (touching or overlapping), else null. */
+function joinedRanges(doc: vscode.TextDocument, selections: readonly vscode.Selection[]): vscode.Range | null {
+  const spans = selections.map((s) => [doc.offsetAt(s.start), doc.offsetAt(s.end)]).sort((a, b) => a[0] - b[0]);
+  let end = spans[0][1];
+  for (const [s, e] of spans.slice(1)) {
+    if (s > end) return null;
+    end = Math.max(end, e);
+  }
+  return new vscode.Range(doc.positionAt(spans[0][0]), doc.positionAt(end));
+}
+
+/** FNV-1a of the text, in hex: enough to tell whether the text of a saved run is still there. */
+function textHash(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return `${text.length}:${(h >>> 0).toString(16)}`;
 }
 
 function describeProgress(p: LoadProgress): string {

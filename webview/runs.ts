@@ -1,11 +1,13 @@
 // The message pump: validated host messages in, runs out. A new run loads behind the one on
 // screen (which stays, marked 'updating') until what the current view needs has arrived, then
-// swaps in, so a re-run never flashes an empty panel. Also the run milestones tests and the
-// benchmark wait for.
+// swaps in, so a re-run never flashes an empty panel. Every piece of attention read is
+// acknowledged (the host keeps only a few MB unread in flight: src/run/outbox.ts), and the run
+// milestones go to the host too (tests and the benchmark wait for them).
 
 import { parseHostMessage, type ParsedHostMessage } from '../src/protocol/validate';
 import type { UiState } from './context';
 import { RunData } from './store';
+import { post } from './vscode';
 
 /** What the app does as runs come and go. */
 export interface RunEvents {
@@ -47,6 +49,9 @@ export class Runs {
       // A message that passes validation but cannot be used (e.g. a layer of the wrong size)
       // is dropped; the view stays as it was.
       console.warn('attention-lens: dropped message', m.type, err);
+    } finally {
+      // Used, stale or refused: the host may send more.
+      if (m.type === 'run/layer' || m.type === 'run/thumbs') post({ type: 'ack', bytes: m.data.byteLength });
     }
   }
 
@@ -162,5 +167,6 @@ export class Runs {
     if (prev !== undefined) performance.clearMarks(`attention-lens:${what}:${prev}`);
     this.root.dataset[attr] = String(runId);
     performance.mark(`attention-lens:${what}:${runId}`);
+    post({ type: 'run/milestone', runId, what });
   }
 }

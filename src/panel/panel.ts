@@ -1,9 +1,10 @@
-// The webview panel: strict CSP HTML, validated messages in, typed messages out, and revival
-// after a window reload (the serializer restores an empty panel that says how to fill it).
+// The webview panel: strict CSP HTML, validated messages in, typed messages out through the
+// outbox (flow control, newest run first), and revival after a window reload.
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
 import type { HostToWebview, WebviewToHost } from '../protocol/webview';
 import { parseWebviewMessage } from '../protocol/validate';
+import { Outbox } from '../run/outbox';
 
 export const PANEL_VIEW_TYPE = 'attentionLens.panel';
 
@@ -12,11 +13,14 @@ export class AttentionPanel implements vscode.Disposable {
   private readonly messageEmitter = new vscode.EventEmitter<WebviewToHost>();
   private readonly disposeEmitter = new vscode.EventEmitter<void>();
   private readyResolve!: () => void;
+  private isReady = false;
   /** Resolves when the webview script has loaded and said `ready`. */
-  readonly ready = new Promise<void>((r) => (this.readyResolve = r));
+  readonly ready = new Promise<void>((r) => (this.readyResolve = r)).then(() => void (this.isReady = true));
   readonly onMessage = this.messageEmitter.event;
   readonly onDidDispose = this.disposeEmitter.event;
   private disposed = false;
+  /** Messages to the panel: sent once it is ready, with few MB of attention unread, newest run first. */
+  readonly outbox = new Outbox((m) => void this.panel.webview.postMessage(m));
 
   static create(extensionUri: vscode.Uri, column: vscode.ViewColumn): AttentionPanel {
     const panel = vscode.window.createWebviewPanel(PANEL_VIEW_TYPE, 'Attention Lens', { viewColumn: column, preserveFocus: true }, AttentionPanel.options(extensionUri));
@@ -39,7 +43,8 @@ export class AttentionPanel implements vscode.Disposable {
         const msg = parseWebviewMessage(raw);
         if (!msg) return; // never act on malformed input from the webview
         if (msg.type === 'ready') this.readyResolve();
-        this.messageEmitter.fire(msg);
+        if (msg.type === 'ack') this.outbox.ack(msg.bytes);
+        else this.messageEmitter.fire(msg);
       }),
       panel.onDidDispose(() => this.dispose()),
     );
@@ -49,10 +54,16 @@ export class AttentionPanel implements vscode.Disposable {
     return !this.disposed;
   }
 
-  async post(message: HostToWebview): Promise<boolean> {
-    if (this.disposed) return false;
-    await this.ready;
-    return this.disposed ? false : this.panel.webview.postMessage(message);
+  /** Queues a message for the panel (see Outbox); nothing is sent before the panel said `ready`. */
+  post(message: HostToWebview): void {
+    if (this.disposed) return;
+    if (this.isReady) this.outbox.push(message);
+    else void this.ready.then(() => this.disposed || this.outbox.push(message));
+  }
+
+  /** A newer run begins: what older runs have not sent yet is dropped. */
+  supersede(runId: number): void {
+    this.outbox.supersede(runId);
   }
 
   reveal(column: vscode.ViewColumn): void {
@@ -62,6 +73,7 @@ export class AttentionPanel implements vscode.Disposable {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.outbox.clear();
     this.disposeEmitter.fire();
     this.panel.dispose();
     for (const d of this.disposables.splice(0)) d.dispose();

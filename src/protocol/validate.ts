@@ -28,6 +28,11 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
     case 'select/head':
       if (!isInt(m.runId) || !isInt(m.layer) || !isHead(m.head)) return null;
       return { type: 'select/head', runId: m.runId, layer: m.layer, head: m.head, rollout: m.rollout === true };
+    case 'ack':
+      return isInt(m.bytes) ? { type: 'ack', bytes: m.bytes } : null;
+    case 'run/milestone':
+      if (!isInt(m.runId) || (m.what !== 'painted' && m.what !== 'complete')) return null;
+      return { type: 'run/milestone', runId: m.runId, what: m.what };
     default:
       return null;
   }

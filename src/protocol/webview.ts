@@ -107,4 +107,21 @@ export interface SelectHeadMessage {
   rollout?: boolean;
 }
 
-export type WebviewToHost = ReadyMessage | HoverTokenMessage | SelectHeadMessage;
+/**
+ * The panel has read `bytes` of attention (run/layer, run/thumbs data, used or dropped): the host
+ * keeps only a few MB unread in flight (src/run/outbox.ts), so a newer run never queues behind a
+ * backlog of older ones and nothing piles up in either process.
+ */
+export interface AckMessage {
+  type: 'ack';
+  bytes: number;
+}
+
+/** A run reached a milestone on screen: its grid painted, or all its layers stored. For the status, tests and the benchmark. */
+export interface RunMilestoneMessage {
+  type: 'run/milestone';
+  runId: number;
+  what: 'painted' | 'complete';
+}
+
+export type WebviewToHost = ReadyMessage | HoverTokenMessage | SelectHeadMessage | AckMessage | RunMilestoneMessage;

@@ -17,8 +17,8 @@ export interface RunOrigin {
   text: string;
   /** Its absolute offset in the document: the tokens' offsets are shifted by it. */
   offset: number;
-  /** Shown in the panel's header ("story.txt:3-5"). */
-  label: string;
+  /** Shown in the panel's header ("story.txt:3-5"): of the text actually analysed (absolute offsets), which a cut input makes shorter than `text`. */
+  label: string | ((analysed: { start: number; end: number }) => string);
 }
 
 /** run/start: tokens at absolute offsets, the model's shape, and the text actually analysed (cut where the engine cut it). */
@@ -38,7 +38,7 @@ export function runStartMessage(start: EngineStart, origin: RunOrigin): RunStart
     model: { id: m.id, architecture: m.architecture, kind: m.kind, layers: start.shape[0], heads: start.shape[1], maxLength: m.maxLength },
     tokens,
     encoding: start.encoding,
-    source: origin.label,
+    source: typeof origin.label === 'string' ? origin.label : origin.label({ start: offset, end: offset + analysed.length }),
     sourceText: { offset, text: analysed },
     truncation: start.truncation ? { total: start.truncation.total, kept: start.truncation.kept } : null,
     notices: start.notices,

@@ -1,0 +1,95 @@
+// Runs fired in a row on a large selection, as a user pressing Show Attention again and again (or
+// typing with live updates) does: the panel must end on the newest run without stepping through
+// stale ones, and the host must not send what an older run has not sent yet (src/run/outbox.ts).
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+
+const EXTENSION_ID = 'attention-lens.attention-lens';
+
+interface RunEvent {
+  runId: number;
+  what: 'requested' | 'done' | 'painted' | 'complete' | 'failed';
+  at: number;
+}
+interface Api {
+  run: { runId: number; range: { start: number; end: number } } | null;
+  events: RunEvent[];
+  outbox: { sent: number; sentBytes: number; dropped: number; droppedBytes: number; queued: number; unread: number } | null;
+}
+
+async function api(): Promise<Api> {
+  const ext = vscode.extensions.getExtension<Api>(EXTENSION_ID);
+  assert.ok(ext, 'extension loaded');
+  return ext.activate();
+}
+
+async function waitFor<T>(what: string, f: () => T | undefined | null | false, ms = 90_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A long story file, about as many lines as the trial's (every line different, so each run is real work). */
+function bigText(lines: number): string {
+  const out: string[] = [];
+  for (let i = 0; i < lines; i++) out.push(`Line ${i}: Once upon a time, Lily found ${i % 7} red balls in the park and gave them to her dog.`);
+  return out.join('\n');
+}
+
+describe('runs fired in a row on a large selection', function () {
+  this.timeout(180_000);
+  const stories = path.resolve(__dirname, '../../..', '../shared/models/stories260K');
+
+  it('the panel ends on the newest run, and older runs stop sending as soon as a newer one is asked for', async () => {
+    const config = vscode.workspace.getConfiguration('attentionLens');
+    await config.update('model', stories, vscode.ConfigurationTarget.Global);
+    await config.update('offline', true, vscode.ConfigurationTarget.Global);
+    await config.update('maxTokens', 512, vscode.ConfigurationTarget.Global);
+    const doc = await vscode.workspace.openTextDocument({ content: bigText(20_000), language: 'plaintext' });
+    const editor = await vscode.window.showTextDocument(doc, vscode.ViewColumn.One);
+    editor.selection = new vscode.Selection(new vscode.Position(0, 0), doc.lineAt(doc.lineCount - 1).range.end);
+
+    // One run first, to open the panel and load the model: the size of one run on the wire.
+    assert.equal(await vscode.commands.executeCommand('attentionLens.showAttention'), true);
+    const a = await api();
+    const first = a.run!.runId;
+    await waitFor('the first run complete in the panel', () => a.events.some((e) => e.runId === first && e.what === 'complete'));
+    const oneRun = a.outbox!.sentBytes;
+    assert.ok(oneRun > 10 << 20, `one run sends ${oneRun} bytes of attention`);
+
+    // Then presses in quick succession, each answered before the panel can have read the last.
+    const presses = 10;
+    const results: Thenable<unknown>[] = [];
+    for (let i = 0; i < presses; i++) {
+      editor.selection = new vscode.Selection(new vscode.Position(i, 0), doc.lineAt(doc.lineCount - 1).range.end);
+      results.push(vscode.commands.executeCommand('attentionLens.showAttention'));
+      await new Promise((r) => setTimeout(r, Number(process.env.PILEUP_GAP_MS ?? 1500)));
+    }
+    await Promise.allSettled(results);
+    const newest = Math.max(...a.events.filter((e) => e.what === 'requested').map((e) => e.runId));
+    await waitFor('the newest run complete in the panel', () => a.events.some((e) => e.runId === newest && e.what === 'complete'));
+    assert.equal(a.run!.runId, newest, 'the editor follows the newest run');
+
+    await waitFor('every byte sent read by the panel', () => a.outbox!.unread === 0);
+    const stats = a.outbox!;
+    const t0 = a.events.find((e) => e.runId === first)!.at;
+    const byRun = new Map<number, string[]>();
+    for (const e of a.events) byRun.set(e.runId, [...(byRun.get(e.runId) ?? []), `${e.what}@${Math.round(e.at - t0)}`]);
+    for (const [id, evs] of byRun) console.log(`[pile-up] run ${id}: ${evs.join(' ')}`);
+    const completed = new Set(a.events.filter((e) => e.what === 'complete' && e.runId > first).map((e) => e.runId));
+    console.log(`[pile-up] ${presses} presses: ${completed.size} completed in the panel; sent ${(stats.sentBytes / oneRun).toFixed(2)} runs' worth, dropped ${stats.dropped} messages (${(stats.droppedBytes / 2 ** 20).toFixed(1)} MiB)`);
+    // Only the runs the panel could take in were sent whole: what older runs had not sent when a
+    // newer one was asked for was dropped on the host, never copied to the panel.
+    assert.ok(stats.sentBytes <= (completed.size + 3) * oneRun, `sent ${stats.sentBytes} bytes for ${completed.size} completed runs of ${oneRun}`);
+    assert.ok(completed.size < presses, 'not every stale run was shown');
+    assert.deepEqual({ queued: stats.queued, unread: stats.unread }, { queued: 0, unread: 0 }, 'nothing left in flight');
+    // The panel never went back to an older run after showing a newer one.
+    const painted = a.events.filter((e) => e.what === 'painted').map((e) => e.runId);
+    assert.deepEqual(painted, [...painted].sort((x, y) => x - y), `painted in order: ${painted.join(', ')}`);
+  });
+});
