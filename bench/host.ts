@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT, median, round, table } from './util';
+import { runExtSuite } from './ext-suite/run';
 import { BENCH_CACHE, ensureBuiltAll } from './real-run';
 import { TARGETS, verdict } from './targets';
 import type { BlockMeasure } from './host-driver';
@@ -30,49 +31,9 @@ export async function runDriver(mode: 'block' | 'memory', t: number, n: number):
   return JSON.parse(line.slice(7));
 }
 
-/**
- * Starts code-server with the extension under development and the bench suite as its tests
- * (the way test/harness/runIntegration.ts does, under its own log name), and returns what the
- * suite wrote.
- */
+/** activate() of the real extension in code-server, timed by bench/ext-suite/activation.test.ts. */
 export async function measureActivation(): Promise<Record<string, unknown>> {
-  const { buildIntegrationSuite } = await import('../test/harness/buildSuite');
-  const { startCodeServer } = await import('../test/harness/codeServer');
-  const { launchBrowser } = await import('../test/harness/browser');
-  const { makeTempDir, removeTempDir } = await import('../test/harness/tools');
-  const outDir = path.join(ROOT, 'bench/out/ext-suite');
-  const testsPath = await buildIntegrationSuite({ outDir, testDirs: [path.join(ROOT, 'bench/ext-suite')] });
-  const resultFile = path.join(outDir, 'activation.json');
-  fs.rmSync(resultFile, { force: true });
-  const workspace = makeTempDir('al-bench-ws');
-  fs.writeFileSync(path.join(workspace, 'notes.md'), 'The quick brown fox jumps over the lazy dog.\n');
-  const started = performance.now();
-  const server = await startCodeServer({ workspace, name: 'bench-activation', env: { ATTENTION_LENS_BENCH_OUT: resultFile, NO_COLOR: '1' } });
-  const browser = await launchBrowser();
-  try {
-    const { page } = browser;
-    let resolveExit: (code: number) => void = () => undefined;
-    const exited = new Promise<number>((resolve) => (resolveExit = resolve));
-    await page.exposeFunction('codeAutomationLog', () => undefined);
-    await page.exposeFunction('codeAutomationExit', (code: unknown) => resolveExit(typeof code === 'number' ? code : 1));
-    const remote = (p: string) => `vscode-remote://${server.authority}${p.split(path.sep).map(encodeURIComponent).join('/')}`;
-    const payload = [
-      ['extensionDevelopmentPath', remote(ROOT)],
-      ['extensionTestsPath', remote(testsPath)],
-    ];
-    await page.goto(`${server.url}/?folder=${encodeURIComponent(workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`, { waitUntil: 'domcontentloaded' });
-    let timer: NodeJS.Timeout | undefined;
-    const code = await Promise.race([exited, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 180_000)))]);
-    clearTimeout(timer);
-    if (!fs.existsSync(resultFile)) throw new Error(`the activation suite wrote nothing (exit ${code}; logs: test-output/logs/bench-activation)`);
-    const r = JSON.parse(fs.readFileSync(resultFile, 'utf8')) as Record<string, unknown>;
-    // What the extension host logged about activations around ours (who else was busy).
-    return { ...r, session_s: round((performance.now() - started) / 1000, 1) };
-  } finally {
-    await browser.close();
-    await server.stop();
-    removeTempDir(workspace);
-  }
+  return runExtSuite({ name: 'activation', files: { 'notes.md': 'The quick brown fox jumps over the lazy dog.\n' } });
 }
 
 export async function hostSection() {

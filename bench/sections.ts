@@ -5,6 +5,7 @@ import { transferSection } from './transfer';
 import { renderSection } from './render';
 import { hostSection } from './host';
 import { memorySection } from './memory';
+import { reliabilitySection } from './reliability';
 import { summarize } from './summary';
 import { loadAvg } from './targets';
 
@@ -35,5 +36,6 @@ export const sections = {
   render: tracked('render', renderSection),
   host: tracked('host', hostSection),
   memory: tracked('memory', memorySection),
+  reliability: tracked('reliability', reliabilitySection),
   summary: async () => summarize(results),
 };

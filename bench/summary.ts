@@ -52,6 +52,8 @@ export function summarize(current: Results) {
   add('activation (code-server)', TARGETS.activation, 'host', 'activation_ms');
   add('host heap growth, 50 runs', TARGETS.heapGrowth, 'memory', 'host_growth');
   add('webview heap growth, 50 runs', TARGETS.heapGrowth, 'memory', 'webview_growth');
+  add('extension host RSS growth, 50 runs in a row (code-server)', TARGETS.hostRssGrowth, 'reliability', 'host_rss_growth');
+  add('newest of runs in a row: host done -> panel painted', TARGETS.newestRunShown, 'reliability', 'newest_run_shown_ms');
   table('targets (PASS/MISS; values marked * come from an earlier run)', rows.map((r) => ({
     target: r.target,
     measured: r.value === null ? 'n/a' : `${r.value}${r.stale ? ' *' : ''}`,

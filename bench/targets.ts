@@ -19,6 +19,8 @@ export const TARGETS = {
   hostBlock: atMost(50, 'ms'),
   activation: below(100, 'ms'),
   heapGrowth: atMost(1.1),
+  hostRssGrowth: atMost(1.2),
+  newestRunShown: atMost(2000, 'ms'),
 };
 
 /** "PASS" / "MISS" / "n/a" (value missing or not a number). */

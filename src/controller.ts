@@ -19,6 +19,8 @@ export interface RunStatus {
   model: string;
   /** What to show: the progress message, the token count, the error. */
   message: string;
+  /** Tokens of the run, once known. */
+  tokens?: number;
 }
 
 /** A moment in a run's life (performance.now() of the extension host), for tests and the benchmark. */
@@ -194,7 +196,7 @@ export class AttentionController implements vscode.Disposable {
             const running = `Running ${s.model.architecture}: ${start.tokens.length} tokens`;
             progress.report({ message: running });
             panel.post({ type: 'status', message: `${running}…` });
-            this.statusEmitter.fire({ state: 'running', model: settings.model, message: running });
+            this.statusEmitter.fire({ state: 'running', model: settings.model, message: running, tokens: start.tokens.length });
             panel.post(start);
             for (const notice of s.notices) void vscode.window.showInformationMessage(`Attention Lens: ${notice}`);
           },
@@ -223,7 +225,7 @@ export class AttentionController implements vscode.Disposable {
         const saved: SavedRun = { uri: document.uri.toString(), start: range.start, end: range.end, hash: textHash(text) };
         void this.context.workspaceState.update(SAVED_RUN_KEY, saved);
         panel.post({ type: 'status', message: null });
-        this.statusEmitter.fire({ state: 'done', model: settings.model, message: `${start.model.architecture}: ${start.tokens.length} tokens` });
+        this.statusEmitter.fire({ state: 'done', model: settings.model, message: `${start.model.architecture}: ${start.tokens.length} tokens`, tokens: start.tokens.length });
         return true;
       } catch (e) {
         const err = e instanceof EngineError ? e : new EngineError('INTERNAL', String((e as Error)?.message ?? e));
@@ -254,9 +256,15 @@ export class AttentionController implements vscode.Disposable {
 
   private async showError(err: EngineError): Promise<void> {
     const actions: string[] = [];
+    // Offline or unreachable, the quickest way on is a model already on disk.
+    if (['OFFLINE_NOT_CACHED', 'DOWNLOAD_FAILED', 'MODEL_NOT_FOUND'].includes(err.code)) actions.push('Choose a Local Folder');
     if (['MODEL_NOT_FOUND', 'MODEL_CORRUPT', 'ATTENTION_UNSUPPORTED', 'OFFLINE_NOT_CACHED', 'DOWNLOAD_FAILED'].includes(err.code)) actions.push('Select Model');
-    if (['RUNTIME_UNAVAILABLE', 'OFFLINE_NOT_CACHED'].includes(err.code)) actions.push('Open Settings');
+    if (['RUNTIME_UNAVAILABLE', 'OFFLINE_NOT_CACHED', 'DOWNLOAD_FAILED', 'CACHE_UNUSABLE'].includes(err.code)) actions.push('Open Settings');
     const pick = await vscode.window.showErrorMessage(`Attention Lens: ${err.message}`, ...actions);
+    if (pick === 'Choose a Local Folder') {
+      const folder = await vscode.commands.executeCommand<string | undefined>('attentionLens.chooseModelFolder');
+      if (folder) void vscode.commands.executeCommand('attentionLens.showAttention');
+    }
     if (pick === 'Select Model') void vscode.commands.executeCommand('attentionLens.selectModel');
     if (pick === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', SECTION);
   }

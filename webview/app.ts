@@ -10,6 +10,7 @@ import { readTheme, watchTheme, type Theme } from './theme';
 import type { TokenRef, UiState, View, ViewContext, ViewName } from './context';
 import { el, setText } from './dom';
 import { Chrome, VIEWS } from './chrome';
+import { HelpDialog } from './help';
 import { onGlobalKey, onTabKey, type KeyTarget } from './keys';
 import { RolloutSteps } from './rollout';
 import { Runs } from './runs';
@@ -35,6 +36,7 @@ export class App implements ViewContext, KeyTarget {
 
   private readonly root: HTMLElement;
   private readonly chrome: Chrome;
+  private readonly help = new HelpDialog();
   private readonly main: HTMLElement;
   private readonly side: SideList;
   /** Screen-reader announcements. */
@@ -61,7 +63,7 @@ export class App implements ViewContext, KeyTarget {
       },
       status: (message) => this.chrome.setStatus(message),
       error: (message) => this.showError(message),
-      clearError: () => this.chrome.hideError(),
+      clearError: () => this.clearError(),
       focusToken: (index) => this.focusToken(index),
     });
     this.rollout = new RolloutSteps(() => this.run, this.ui, {
@@ -82,6 +84,7 @@ export class App implements ViewContext, KeyTarget {
       hideSpecial: (hide) => this.setHideSpecial(hide),
       threshold: (t) => this.setThreshold(t),
       tabKey: (e) => onTabKey(e, this),
+      help: () => this.help.toggle(),
     });
 
     this.modelView = new ModelView(this);
@@ -99,8 +102,10 @@ export class App implements ViewContext, KeyTarget {
     this.live = el('div', { class: 'sr-only', 'aria-live': 'polite', 'aria-atomic': 'true' });
 
     const c = this.chrome;
-    root.append(c.header, c.notices, c.error, c.controls, c.empty, this.main, this.live);
-    root.addEventListener('keydown', (e) => onGlobalKey(e, this));
+    root.append(c.header, c.notices, c.error, c.previousNote, c.controls, c.empty, this.main, this.live, this.help.root);
+    // On the document, not the root: right after the panel takes focus (Focus Attention Panel) or a
+    // click on a blank part, the body has focus, and ? and the other panel keys must still work.
+    document.addEventListener('keydown', (e) => onGlobalKey(e, this));
     watchTheme(() => this.onTheme());
     c.paintLegend(this.theme);
     c.showThreshold();
@@ -158,11 +163,20 @@ export class App implements ViewContext, KeyTarget {
   }
 
   private showError(message: string): void {
-    this.chrome.showError(message);
-    if (!this.run) {
+    // A failed run leaves no stale progress behind; the run still on screen is marked as the previous one.
+    this.chrome.setStatus('');
+    const run = this.run;
+    this.chrome.showError(message, run ? run.source || `run ${run.runId}` : undefined);
+    this.root.classList.toggle('previous', run !== null);
+    if (!run) {
       this.root.dataset.state = 'error';
       this.chrome.empty.hidden = true;
     }
+  }
+
+  private clearError(): void {
+    this.chrome.hideError();
+    this.root.classList.remove('previous');
   }
 
   /** The host asked to show a token (e.g. the editor's cursor): pin it in a view that shows tokens. */
@@ -292,6 +306,10 @@ export class App implements ViewContext, KeyTarget {
     this.pinned = ref !== null && pinned;
     this.root.dataset.pinned = String(this.pinned);
     this.scheduleHover();
+  }
+
+  showHelp(): void {
+    this.help.open();
   }
 
   clearToken(): boolean {

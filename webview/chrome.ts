@@ -23,16 +23,21 @@ export interface ChromeActions {
   hideSpecial(hide: boolean): void;
   threshold(t: number): void;
   tabKey(e: KeyboardEvent): void;
+  /** The header's "?" button: the keyboard-shortcut help. */
+  help(): void;
 }
 
 export class Chrome {
   readonly header: HTMLElement;
   readonly notices: HTMLElement;
   readonly error: HTMLElement;
+  /** Under the error of a failed run: which run is still on screen. */
+  readonly previousNote: HTMLElement;
   readonly controls: HTMLElement;
   readonly empty: HTMLElement;
   private readonly meta: HTMLElement;
   private readonly status: HTMLElement;
+  readonly helpButton: HTMLButtonElement;
   private readonly tabs: HTMLButtonElement[] = [];
   private readonly layerSel: HTMLSelectElement;
   private readonly headSel: HTMLSelectElement;
@@ -47,9 +52,12 @@ export class Chrome {
   ) {
     this.meta = el('span', { class: 'meta' });
     this.status = el('span', { class: 'status', role: 'status', 'aria-live': 'polite' });
-    this.header = el('header', { class: 'top' }, el('h1', { class: 'title', text: 'Attention Lens' }), this.meta, this.status);
+    this.helpButton = el('button', { type: 'button', class: 'help-button', 'aria-label': 'Keyboard shortcuts', 'aria-haspopup': 'dialog', 'aria-controls': 'help', title: 'Keyboard shortcuts (?)', text: '?' });
+    this.helpButton.addEventListener('click', () => actions.help());
+    this.header = el('header', { class: 'top' }, el('h1', { class: 'title', text: 'Attention Lens' }), this.meta, this.status, this.helpButton);
     this.notices = el('ul', { class: 'notices', 'aria-label': 'Notices', hidden: true });
     this.error = el('div', { class: 'error', role: 'alert', hidden: true });
+    this.previousNote = el('p', { class: 'previous-note', hidden: true });
 
     const tablist = el('div', { class: 'tabs', role: 'tablist', 'aria-label': 'View' });
     for (const v of VIEWS) {
@@ -130,7 +138,17 @@ export class Chrome {
     if (!run.complete) parts.push(`${run.arrived}/${run.L} layers`);
     if (run.done && run.runtime) parts.push(run.runtime);
     if (run.done && typeof run.timings.forwardMs === 'number') parts.push(`forward ${Math.round(run.timings.forwardMs)} ms`);
-    setText(this.meta, parts.join(' · '));
+    // Each fact stays whole and the line wraps between them (a long folder path breaks anywhere);
+    // the tooltip has the whole line.
+    const line = parts.join(' · ');
+    if (this.meta.title !== line) {
+      clear(this.meta);
+      parts.forEach((p, i) => {
+        if (i > 0) this.meta.append(' · ');
+        this.meta.append(el('span', { class: i === 0 ? 'meta-part meta-model' : 'meta-part', text: p }));
+      });
+      this.meta.title = line;
+    }
     clear(this.notices);
     if (run.truncation) this.notices.append(el('li', { text: `Input truncated: showing the first ${run.truncation.kept} of ${run.truncation.total} tokens.` }));
     for (const n of run.notices) this.notices.append(el('li', { text: n }));
@@ -141,14 +159,18 @@ export class Chrome {
     setText(this.status, message);
   }
 
-  showError(message: string): void {
+  /** `previous`: the run still on screen, when there is one (it is marked as the previous run). */
+  showError(message: string, previous?: string): void {
     setText(this.error, message);
     this.error.hidden = false;
+    setText(this.previousNote, previous ? `Still showing the previous run (${previous}).` : '');
+    this.previousNote.hidden = !previous;
   }
 
   hideError(): void {
     this.error.hidden = true;
     setText(this.error, '');
+    this.previousNote.hidden = true;
   }
 
   paintLegend(theme: Theme): void {

@@ -1,5 +1,6 @@
 // Panel-wide keys: arrows in the view tabs, and shortcuts anywhere outside a form control
-// ([ ] layer, , . head, 1 2 3 view, Escape clears the token). The views handle their own keys first.
+// (? help, [ ] layer, , . head, 1 2 3 view, Escape clears the token). The views handle their own
+// keys first. help.ts lists them all: keep it in step.
 
 import type { Aggregation } from '../src/protocol/attention';
 import type { UiState, ViewName } from './context';
@@ -16,6 +17,8 @@ export interface KeyTarget {
   focusHead(layer: number, agg: Aggregation): void;
   /** Clears the hovered and the cursor token; false when there was none. */
   clearToken(): boolean;
+  /** Opens the keyboard-shortcut help (it closes itself on ? and Escape). */
+  showHelp(): void;
 }
 
 /** Arrows, Home and End move between the view tabs (the ARIA tabs pattern). */
@@ -34,9 +37,16 @@ export function onTabKey(e: KeyboardEvent, app: KeyTarget): void {
 
 export function onGlobalKey(e: KeyboardEvent, app: KeyTarget): void {
   const t = e.target as HTMLElement;
-  if (t.closest('select, input, textarea')) return;
+  // Form controls keep their keys; the help dialog handles its own.
+  if (t.closest('select, input, textarea, dialog')) return;
+  if (e.altKey || e.ctrlKey || e.metaKey) return;
+  if (e.key === '?') {
+    e.preventDefault();
+    app.showHelp();
+    return;
+  }
   const run = app.run;
-  if (!run || e.altKey || e.ctrlKey || e.metaKey) return;
+  if (!run) return;
   switch (e.key) {
     case 'Escape':
       if (app.clearToken()) e.preventDefault();

@@ -24,7 +24,7 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     // The source text of the token reads better than its vocabulary spelling (▁Lily, Ġthe, ##ing).
     const source = document.getText(new vscode.Range(document.positionAt(token.start), document.positionAt(token.end)));
     md.appendMarkdown('Token ');
-    md.appendMarkdown(inlineCode(source || token.text));
+    md.appendMarkdown(inlineCode(visibleText(source || token.text)));
     if (!words) {
       md.appendMarkdown(run.view.agg === 'rollout' ? '\n\nRollout through this layer is being computed…' : '\n\nThe attention of this layer is still arriving…');
     } else if (!words.length) {
@@ -33,7 +33,8 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
       md.appendMarkdown(' attends most to:\n\n');
       for (const w of words) {
         md.appendMarkdown(`- ${(w.weight * 100).toFixed(1)}% `);
-        md.appendMarkdown(inlineCode(w.text.length > 60 ? `${w.text.slice(0, 57)}…` : w.text));
+        const text = visibleText(w.text);
+        md.appendMarkdown(inlineCode(text.length > 60 ? `${text.slice(0, 57)}…` : text));
         md.appendMarkdown('\n');
       }
     }
@@ -43,6 +44,22 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     return new vscode.Hover(md, range);
   }
 }
+
+/**
+ * Invisible characters made visible as the panel shows them (webview/store.ts, displayToken): text
+ * with something visible is trimmed, its inner line breaks and tabs shown as ⏎ and ⇥; text that is
+ * only whitespace shows every character (space ␣, tab ⇥, line break ⏎, no-break space ⍽, others ·).
+ */
+export function visibleText(text: string): string {
+  if (!text) return text;
+  const trimmed = text.trim();
+  if (trimmed) return trimmed.replace(/\r\n|\n|\r/g, '⏎').replace(/\t/g, '⇥');
+  let out = '';
+  for (const ch of text.replace(/\r\n/g, '\n')) out += WHITESPACE[ch] ?? '·';
+  return out || '⏎';
+}
+
+const WHITESPACE: Record<string, string> = { ' ': '␣', '\t': '⇥', '\n': '⏎', '\r': '⏎', '\u00a0': '⍽' };
 
 /** Markdown inline code for arbitrary text: a backtick fence longer than any run inside, newlines shown as ⏎. */
 function inlineCode(text: string): string {

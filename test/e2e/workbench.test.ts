@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { startCodeServer, type CodeServer } from '../harness/codeServer';
-import { launchBrowser, openWorkbench, screenshot, workbenchUrl, type Browser } from '../harness/browser';
+import { findWebviewFrame, launchBrowser, openWorkbench, screenshot, workbenchUrl, type Browser } from '../harness/browser';
 import { makeTempDir, REPO_ROOT } from '../harness/tools';
 import { STORY, attendedDecorations, hoverEditorWord, hoverPanelToken, modelViewCanvases, showAttentionOn } from '../harness/flow';
 
@@ -84,5 +84,18 @@ describe('the workbench with the extension installed from the VSIX', () => {
     await hoverPanelToken(frame, '<');
     assert.deepEqual(dialogs, []);
     await screenshot(page, 'e2e-html-as-text');
+  });
+
+  test('a window reload brings the last run back: the panel paints it again and the editor hovers return', async () => {
+    await showAttentionOn(page, 'story.txt', STORY);
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await openWorkbench(page, page.url());
+    const frame = await findWebviewFrame(page, async (f) => (await f.$eval('#app', (app) => app.getAttribute('data-painted-run')).catch(() => null)) !== null, { timeoutMs: 120_000 });
+    assert.match((await frame.locator('.meta').textContent()) ?? '', /5 layers × 8 heads.*story\.txt/);
+    const canvases = await modelViewCanvases(frame);
+    assert.equal(canvases.nonBlank, 40, 'every heatmap painted again');
+    const text = await hoverEditorWord(page, 'Lily');
+    assert.match(text, /attends most to/);
+    await screenshot(page, 'e2e-after-reload');
   });
 });

@@ -596,4 +596,138 @@ describe('attention panel in Chromium', () => {
       await p.close();
     }
   });
+
+  test('keyboard help: ? or the header button opens a dialog of every key; Escape or ? closes it and focus returns', async () => {
+    const p = await openPanel(browser);
+    const { page } = p;
+    try {
+      const help = page.locator('#help');
+      const isOpen = () => page.evaluate(() => (document.getElementById('help') as HTMLDialogElement).open);
+      const focusInHelp = () => page.evaluate(() => !!document.activeElement?.closest('#help'));
+      // Even before any run.
+      await page.keyboard.press('?');
+      assert.equal(await isOpen(), true, '? opens the help on the empty panel');
+      await page.keyboard.press('Escape');
+      assert.equal(await isOpen(), false);
+
+      const run = syntheticRun({ layers: 3, heads: 4 });
+      await feed(page, run);
+      await waitPainted(page, 3);
+      // From a grid cell.
+      const cell = page.locator('.cell[data-layer="1"][data-head="2"]');
+      await cell.focus();
+      await page.keyboard.press('?');
+      assert.equal(await isOpen(), true);
+      assert.equal(await help.getAttribute('role'), 'dialog');
+      assert.equal(await help.getAttribute('aria-modal'), 'true');
+      const labelledBy = await help.getAttribute('aria-labelledby');
+      assert.equal(await page.locator(`#${labelledBy}`).textContent(), 'Keyboard shortcuts');
+      assert.ok(await focusInHelp(), 'focus moved into the dialog');
+      // Every key the panel handles (keys.ts, the views' handlers, gridKeys.ts) is listed.
+      const kbd = new Set(await help.locator('kbd').allTextContents());
+      for (const key of ['?', '1', '2', '3', '[', ']', ',', '.', 'Esc', '←', '→', '↑', '↓', 'Home', 'End', 'Ctrl', 'PgUp', 'PgDn', 'Enter', 'Space']) {
+        assert.ok(kbd.has(key), `the help lists ${key} (has ${[...kbd].join(' ')})`);
+      }
+      const sections = await help.locator('h3').allTextContents();
+      assert.deepEqual(sections.map((t) => t.split(' ')[0]), ['Anywhere', 'View', 'Model', 'Heads', 'Matrix']);
+      await screenshot(page, 'help');
+      // Focus is trapped: Tab and Shift+Tab stay inside.
+      for (const key of ['Tab', 'Tab', 'Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab']) {
+        await page.keyboard.press(key);
+        assert.ok(await focusInHelp(), `focus stays in the dialog after ${key}`);
+      }
+      // The panel's shortcuts do nothing behind it.
+      await page.keyboard.press(']');
+      assert.equal(await page.locator('select.layer').inputValue(), '0');
+      assert.equal(await isOpen(), true);
+      // Escape closes it and focus returns to the cell.
+      await page.keyboard.press('Escape');
+      assert.equal(await isOpen(), false);
+      assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement).dataset.layer + '/' + (document.activeElement as HTMLElement).dataset.head), '1/2');
+      // ? closes it too.
+      await page.keyboard.press('?');
+      assert.equal(await isOpen(), true);
+      await page.keyboard.press('?');
+      assert.equal(await isOpen(), false);
+      assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement).dataset.layer), '1');
+      // The header's "?" button, by mouse: focus comes back to it.
+      const button = page.locator('header .help-button');
+      assert.equal(await button.isVisible(), true);
+      assert.equal(await button.getAttribute('aria-label'), 'Keyboard shortcuts');
+      await button.click();
+      assert.equal(await isOpen(), true);
+      await page.locator('#help .help-close').click();
+      assert.equal(await isOpen(), false);
+      assert.equal(await page.evaluate(() => document.activeElement?.className), 'help-button');
+      // The panel's keys work again.
+      await cell.focus();
+      await page.keyboard.press(']');
+      assert.equal(await page.locator('select.layer').inputValue(), '1');
+      noErrors(p);
+      assert.deepEqual(p.cspViolations, []);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('the header wraps rather than cutting off the model and token count; a tooltip has the whole line', async () => {
+    const p = await openPanel(browser, { viewport: { width: 440, height: 700 } });
+    const { page } = p;
+    try {
+      const run = syntheticRun({ layers: 3, heads: 4 });
+      run.start.model.id = '/home/someone/models/a-rather-long-folder-name/stories260K';
+      await feed(page, run);
+      await waitPainted(page, 3);
+      const meta = page.locator('header .meta');
+      const line = (await meta.textContent()) ?? '';
+      assert.match(line, /^\/home\/someone\/models\/a-rather-long-folder-name\/stories260K · 3 layers × 4 heads · \d+ tokens/);
+      assert.equal(await meta.getAttribute('title'), line, 'the tooltip is the whole line');
+      const fit = await page.evaluate(() => {
+        const m = document.querySelector<HTMLElement>('header .meta')!;
+        const width = document.documentElement.clientWidth;
+        const parts = [...m.querySelectorAll<HTMLElement>('.meta-part')].map((e) => {
+          const r = e.getBoundingClientRect();
+          return { text: e.textContent, left: r.left, right: r.right, top: r.top };
+        });
+        return { scroll: m.scrollWidth, client: m.clientWidth, width, parts, lines: new Set(parts.map((q) => Math.round(q.top))).size };
+      });
+      assert.ok(fit.scroll <= fit.client + 1, `nothing overflows the header (${fit.scroll} > ${fit.client})`);
+      for (const part of fit.parts) assert.ok(part.left >= 0 && part.right <= fit.width + 0.5, `"${part.text}" is inside the panel (${part.left}–${part.right} of ${fit.width})`);
+      assert.ok(fit.lines >= 2, 'the line wrapped');
+      assert.ok(fit.parts.some((q) => /^\d+ tokens$/.test(q.text ?? '')), 'the token count is a whole part');
+      assert.equal(await page.locator('header .help-button').isVisible(), true);
+      await screenshot(page, 'header-narrow');
+      noErrors(p);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('model-view thumbnails grow with a wide panel (and still paint one pixel per token)', async () => {
+    const p = await openPanel(browser, { viewport: { width: 1600, height: 900 } });
+    const { page } = p;
+    try {
+      const [L, H] = [3, 4];
+      const run = syntheticRun({ layers: L, heads: H });
+      await feed(page, run);
+      await waitPainted(page, L);
+      const size = await page.evaluate(() => {
+        const view = document.querySelector<HTMLElement>('.view-model')!.getBoundingClientRect();
+        const grid = document.querySelector<HTMLElement>('.model-grid')!.getBoundingClientRect();
+        const cells = [...document.querySelectorAll<HTMLElement>('.model-grid .cell')].map((c) => c.getBoundingClientRect());
+        return { view: view.width, grid: grid.width, w: Math.min(...cells.map((c) => c.width)), h: Math.min(...cells.map((c) => c.height)) };
+      });
+      // Before: at most 100 px a cell whatever the width. Now the grid fills the view up to 240 px a cell.
+      assert.ok(size.w >= 200, `cells grow with the panel (${size.w.toFixed(0)} px wide)`);
+      assert.ok(Math.abs(size.w - size.h) <= 1, 'cells stay square');
+      assert.ok(size.grid >= Math.min(size.view * 0.95, (H + 1) * 240), `the grid uses the width (${size.grid.toFixed(0)} of ${size.view.toFixed(0)} px)`);
+      const stats = await canvasStats(page, themeBackground('dark'));
+      assert.equal(stats.length, L * (H + 1));
+      for (const s of stats) assert.equal(s.w, run.start.tokens.length, `${s.label}: still one pixel per token`);
+      await screenshot(page, 'dark-model-wide');
+      noErrors(p);
+    } finally {
+      await p.close();
+    }
+  });
 });

@@ -64,7 +64,8 @@ describe('the panel and the host outbox', () => {
         { type: 'run/error', runId: 2, message: 'The model folder has no onnx/model.onnx.' },
       ]);
       await page.waitForSelector('.error:not([hidden])');
-      assert.match((await page.locator('.error').textContent()) ?? '', /no onnx\/model\.onnx\.\s*Still showing the previous run \(sample\.txt:1\)/);
+      assert.equal(await page.locator('.error').textContent(), 'The model folder has no onnx/model.onnx.');
+      assert.equal(await page.locator('.previous-note').textContent(), 'Still showing the previous run (sample.txt:1).');
       assert.equal(((await page.locator('.status').textContent()) ?? '').trim(), '', 'no stale progress beside the error');
       assert.equal(await page.locator('#app.previous').count(), 1, 'the run on screen is marked as the previous one');
       await screenshot(page, 'dark-previous-run');
@@ -72,6 +73,7 @@ describe('the panel and the host outbox', () => {
       await postMessages(page, [next.start]);
       await page.waitForSelector('.error[hidden]', { state: 'attached' });
       assert.equal(await page.locator('#app.previous').count(), 0);
+      assert.equal(await page.locator('.previous-note').isVisible(), false);
       assert.deepEqual(p.errors, []);
     } finally {
       await p.close();
