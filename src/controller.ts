@@ -109,7 +109,8 @@ export class AttentionController implements vscode.Disposable {
     if (end - start > cap) end = start + cap;
     // Never cut a surrogate pair in half.
     if (end < doc.offsetAt(selection.end) && /[\ud800-\udbff]/.test(doc.getText().charAt(end - 1))) end--;
-    return this.analyze(editor.document, { start, end }, true);
+    // A cut selection: the engine counts tokens of what it was given, a lower bound of the whole.
+    return this.analyze(editor.document, { start, end }, true, end < doc.offsetAt(selection.end));
   }
 
   async focusToken(args: { runId?: number; tokenIndex?: number } | undefined): Promise<void> {
@@ -152,7 +153,7 @@ export class AttentionController implements vscode.Disposable {
 
   // ------------------------------------------------------------------ runs
 
-  private async analyze(document: vscode.TextDocument, range: { start: number; end: number }, interactive: boolean): Promise<boolean> {
+  private async analyze(document: vscode.TextDocument, range: { start: number; end: number }, interactive: boolean, textContinues = false): Promise<boolean> {
     const settings = readSettings(this.context);
     if (!settings.model) {
       const pick = await vscode.window.showErrorMessage('Attention Lens: no model is set.', 'Select Model');
@@ -178,7 +179,7 @@ export class AttentionController implements vscode.Disposable {
 
     const work = async (progress: vscode.Progress<{ message?: string; increment?: number }>, token?: vscode.CancellationToken) => {
       const handle = client.analyze(
-        { model: settings.model, text, maxTokens: settings.maxTokens, encoding: 'f16' },
+        { model: settings.model, text, maxTokens: settings.maxTokens, encoding: 'f16', textContinues },
         {
           onProgress: (p) => {
             const message = describeProgress(p);

@@ -28,10 +28,17 @@ export function readSettings(context: vscode.ExtensionContext): Settings {
       dtype: c.get<DtypeChoice>('dtype', 'fp32'),
       // The panel and the hovers show float16 anyway: let the graph produce it.
       attentionPrecision: 'float16',
+      downloadConnectTimeoutMs: seconds(c.get<number>('download.connectTimeout', 20), 20) * 1000,
+      downloadIdleTimeoutMs: seconds(c.get<number>('download.idleTimeout', 30), 30) * 1000,
     },
     maxTokens: c.get<number>('maxTokens', 512),
     liveUpdate: c.get<boolean>('liveUpdate', true),
     liveUpdateDelay: c.get<number>('liveUpdateDelay', 600),
     topWords: c.get<number>('topWords', 5),
   };
+}
+
+/** A timeout setting in seconds, kept within the range package.json declares (settings.json may hold anything). */
+function seconds(value: unknown, fallback: number): number {
+  return typeof value === 'number' && Number.isFinite(value) ? Math.min(600, Math.max(1, value)) : fallback;
 }

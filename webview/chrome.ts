@@ -150,7 +150,8 @@ export class Chrome {
       this.meta.title = line;
     }
     clear(this.notices);
-    if (run.truncation) this.notices.append(el('li', { text: `Input truncated: showing the first ${run.truncation.kept} of ${run.truncation.total} tokens.` }));
+    const t = run.truncation;
+    if (t) this.notices.append(el('li', { text: `Input truncated: showing the first ${t.kept} of ${t.atLeast ? 'more than ' : ''}${t.total} tokens.` }));
     for (const n of run.notices) this.notices.append(el('li', { text: n }));
     this.notices.hidden = this.notices.childElementCount === 0;
   }

@@ -1,10 +1,16 @@
 // Host-side handle on the engine worker: one request at a time (a new one supersedes the old),
 // cancellation, and recovery: if the worker dies, pending requests fail with WORKER_CRASHED and the
-// next request starts a fresh worker.
+// next request starts a fresh worker. A cancel is answered at once; if the worker has not really
+// stopped the cancelled work within a grace period (stuck in a native call or a loop that never
+// looks at the abort signal), the worker is terminated, and a request sent meanwhile is re-sent to
+// a fresh one.
 import { Worker } from 'node:worker_threads';
 import { EngineError, type EngineOptions, type LoadProgress, type Timings } from './types';
 import type { AttentionEncoding, AttentionPayload } from '../protocol/attention';
 import type { AnalyzeRequest, HostToWorker, WorkerToHost } from '../protocol/worker';
+
+/** How long a cancelled request may take to stop before its worker is terminated. */
+export const CANCEL_GRACE_MS = 2000;
 
 export type RunStart = Extract<WorkerToHost, { type: 'start' }>;
 
@@ -23,6 +29,8 @@ export interface RunHandle {
 }
 
 interface Pending {
+  /** The request as sent, to send again to a fresh worker if a stuck one is terminated. */
+  message: HostToWorker;
   handlers: RunHandlers;
   start?: RunStart;
   resolve: (v: { timings: Timings; start: RunStart }) => void;
@@ -33,12 +41,19 @@ export class EngineClient {
   private worker: Worker | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /** Cancelled requests the worker has not yet settled, each with the timer that terminates it. */
+  private readonly stopping = new Map<number, ReturnType<typeof setTimeout>>();
 
   constructor(
     private readonly workerPath: string,
     private options: EngineOptions,
-    private readonly workerOptions: { testHooks?: boolean; execArgv?: string[] } = {},
+    private readonly workerOptions: { testHooks?: boolean; execArgv?: string[]; cancelGraceMs?: number } = {},
   ) {}
+
+  /** The worker thread's id, or null when none runs (before the first request, after a crash or a termination). */
+  get workerThreadId(): number | null {
+    return this.worker?.threadId ?? null;
+  }
 
   setOptions(options: EngineOptions): void {
     this.options = options;
@@ -51,10 +66,11 @@ export class EngineClient {
       p.reject(new EngineError('SUPERSEDED', 'A newer request replaced this one.'));
     }
     const requestId = this.nextId++;
+    const message: HostToWorker = { type: 'analyze', requestId, options: this.options, ...request, encoding: request.encoding ?? 'f16' };
     const done = new Promise<{ timings: Timings; start: RunStart }>((resolve, reject) => {
-      this.pending.set(requestId, { handlers, resolve, reject });
+      this.pending.set(requestId, { message, handlers, resolve, reject });
     });
-    this.send({ type: 'analyze', requestId, options: this.options, ...request, encoding: request.encoding ?? 'f16' });
+    this.send(message);
     return { requestId, done, cancel: () => this.cancel(requestId) };
   }
 
@@ -63,8 +79,39 @@ export class EngineClient {
     if (!p) return;
     this.pending.delete(requestId);
     p.reject(new EngineError('CANCELLED', 'Cancelled.'));
-    this.worker?.postMessage({ type: 'cancel', requestId } satisfies HostToWorker);
+    if (this.worker) {
+      this.worker.postMessage({ type: 'cancel', requestId } satisfies HostToWorker);
+      this.watchStop(requestId);
+    }
     this.updateRef();
+  }
+
+  /** Terminates the worker if the cancelled request's work does not settle within the grace period. */
+  private watchStop(requestId: number): void {
+    const worker = this.worker;
+    const timer = setTimeout(() => {
+      this.stopping.delete(requestId);
+      if (this.worker === worker) this.restartStuckWorker();
+    }, this.workerOptions.cancelGraceMs ?? CANCEL_GRACE_MS);
+    timer.unref();
+    this.stopping.set(requestId, timer);
+  }
+
+  private clearStopping(): void {
+    for (const timer of this.stopping.values()) clearTimeout(timer);
+    this.stopping.clear();
+  }
+
+  /** The worker did not stop cancelled work: terminate it (that ends whatever it was spinning on) and re-send the requests it held. */
+  private restartStuckWorker(): void {
+    const stuck = this.worker;
+    this.worker = null; // before terminate(): its exit is not a crash of the pending requests
+    this.clearStopping();
+    void stuck?.terminate();
+    for (const p of this.pending.values()) {
+      p.start = undefined;
+      this.send(p.message);
+    }
   }
 
   /** Test hook: make the worker throw an uncaught error. */
@@ -73,6 +120,7 @@ export class EngineClient {
   }
 
   async dispose(): Promise<void> {
+    this.clearStopping();
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       p.reject(new EngineError('CANCELLED', 'The engine was shut down.'));
@@ -99,10 +147,15 @@ export class EngineClient {
       workerData: { testHooks: this.workerOptions.testHooks === true },
       execArgv: this.workerOptions.execArgv,
     });
-    worker.on('message', (msg: WorkerToHost) => this.onMessage(msg));
+    worker.on('message', (msg: WorkerToHost) => {
+      if (this.worker !== worker) return; // a terminated worker's last words
+      if (msg.type === 'settled') this.settled(msg.requestId);
+      else this.onMessage(msg);
+    });
     const fail = (why: string) => {
       if (this.worker !== worker) return;
       this.worker = null;
+      this.clearStopping();
       for (const [id, p] of this.pending) {
         this.pending.delete(id);
         p.reject(new EngineError('WORKER_CRASHED', `The attention engine stopped unexpectedly (${why}). Run the command again to restart it.`));
@@ -112,6 +165,13 @@ export class EngineClient {
     worker.on('exit', (code) => fail(`exit code ${code}`));
     this.worker = worker;
     return worker;
+  }
+
+  private settled(requestId: number): void {
+    const timer = this.stopping.get(requestId);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.stopping.delete(requestId);
   }
 
   /**

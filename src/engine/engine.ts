@@ -2,6 +2,7 @@
 // layer and head". Runs anywhere Node runs (worker thread, CLI, tests); never imports `vscode`.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { checkCacheDir } from './cacheDir';
 import { resolveModel } from './hub';
 import { loadRuntime, type LoadedRuntime } from './runtime';
 import { loadTokenizer, type PreTrainedTokenizer } from './transformersjs';
@@ -29,6 +30,8 @@ export interface LoadOptions {
 export interface AnalyzeOptions {
   /** Cap on tokens (special tokens included); the model's own maximum always applies too. */
   maxTokens?: number;
+  /** `text` is the start of a longer one (the caller cut it): token counts of the whole are then lower bounds. */
+  textContinues?: boolean;
   encoding?: AttentionEncoding;
   signal?: AbortSignal;
   /**
@@ -100,12 +103,17 @@ export class AttentionEngine {
     const t0 = performance.now();
     const dtype = this.options.dtype ?? 'fp32';
     onProgress?.({ phase: 'resolve', message: `Resolving ${ref}` });
+    // Downloads and rewritten graphs go there: fail now, clearly, if it cannot hold files.
+    await checkCacheDir(this.options.cacheDir);
+    checkAborted(signal, 'Model loading');
     const resolved = await resolveModel(ref, {
       cacheDir: this.options.cacheDir,
       dtype,
       offline: this.options.offline ?? false,
       remoteHost: this.options.remoteHost,
       remotePathTemplate: this.options.remotePathTemplate,
+      connectTimeoutMs: this.options.downloadConnectTimeoutMs,
+      idleTimeoutMs: this.options.downloadIdleTimeoutMs,
       signal,
       onProgress,
     });
@@ -211,11 +219,14 @@ export class AttentionEngine {
   }
 
   /** Tokenizes `text` with exact source ranges, truncating visibly to `maxTokens`. */
-  tokenize(text: string, maxTokens?: number): { tokens: TokenSpan[]; truncation: Truncation | null } {
+  tokenize(text: string, maxTokens?: number, textContinues = false): { tokens: TokenSpan[]; truncation: Truncation | null } {
     const model = this.requireModel();
     const limit = Math.max(1, Math.min(maxTokens ?? Infinity, model.info.maxLength));
     const full = tokenizeWithOffsets(model.tokenizer, text);
-    if (full.length <= limit) return { tokens: full, truncation: null };
+    if (full.length <= limit) {
+      // All of `text` fits, but it was itself cut from a longer one: say so.
+      return { tokens: full, truncation: textContinues ? { total: full.length, kept: full.length, endOffset: text.length, atLeast: true } : null };
+    }
 
     // Cut the text after the last token that fits, keeping room for the trailing special tokens
     // ([SEP], EOS), and tokenize again so the specials are where the model expects them.
@@ -226,7 +237,7 @@ export class AttentionEngine {
       const body = full.slice(0, room).filter((t) => !t.special);
       const endOffset = body.length ? body[body.length - 1].end : 0;
       const tokens = tokenizeWithOffsets(model.tokenizer, text.slice(0, endOffset));
-      if (tokens.length <= limit) return { tokens, truncation: { total: full.length, kept: tokens.length, endOffset } };
+      if (tokens.length <= limit) return { tokens, truncation: { total: full.length, kept: tokens.length, endOffset, ...(textContinues ? { atLeast: true } : {}) } };
     }
     throw new EngineError('INTERNAL', `Could not truncate the input to ${limit} tokens.`);
   }
@@ -239,9 +250,16 @@ export class AttentionEngine {
       throw new EngineError('EMPTY_INPUT', 'The text is empty or only whitespace: select some text to analyse.');
     }
     const t0 = performance.now();
-    const { tokens, truncation } = this.tokenize(text, opts.maxTokens);
+    const { tokens, truncation } = this.tokenize(text, opts.maxTokens, opts.textContinues);
     const tokenizeMs = performance.now() - t0;
     if (!tokens.some((t) => !t.special)) {
+      if (truncation && truncation.kept < truncation.total) {
+        const specials = tokens.length;
+        throw new EngineError(
+          'EMPTY_INPUT',
+          `The limit of ${Math.min(opts.maxTokens ?? Infinity, model.info.maxLength)} tokens leaves no room for the text: the model adds ${specials} special token${specials === 1 ? '' : 's'} of its own. Raise attentionLens.maxTokens (or --max-tokens).`,
+        );
+      }
       throw new EngineError('EMPTY_INPUT', 'The tokenizer produced no tokens for this text (it only holds characters the model ignores).');
     }
     checkAborted(opts.signal, 'Analysis');
@@ -251,7 +269,8 @@ export class AttentionEngine {
     const notices: string[] = [];
     if (model.runtime.notice) notices.push(model.runtime.notice);
     if (truncation) {
-      notices.push(`The input was cut to ${truncation.kept} of ${truncation.total} tokens (the limit is ${Math.min(opts.maxTokens ?? Infinity, model.info.maxLength)}).`);
+      const of = `${truncation.atLeast ? 'more than ' : ''}${truncation.total}`;
+      notices.push(`The input was cut to ${truncation.kept} of ${of} tokens (the limit is ${Math.min(opts.maxTokens ?? Infinity, model.info.maxLength)}).`);
     }
     const preview = (L: number, H: number): AttentionPreview => ({
       model: { ...model.info, heads: H },

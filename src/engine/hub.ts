@@ -11,6 +11,10 @@ import { EngineError, type DtypeChoice, type LoadProgress } from './types';
 
 export const DEFAULT_REMOTE_HOST = 'https://huggingface.co/';
 export const DEFAULT_REMOTE_PATH_TEMPLATE = '{model}/resolve/{revision}/';
+/** The longest wait for a server to connect and send response headers (fetch's own limit is 300 s). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
+/** The longest pause mid-download without a byte. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 
 export interface ResolveOptions {
   cacheDir: string;
@@ -19,6 +23,9 @@ export interface ResolveOptions {
   remoteHost?: string;
   remotePathTemplate?: string;
   revision?: string;
+  /** See DEFAULT_CONNECT_TIMEOUT_MS and DEFAULT_IDLE_TIMEOUT_MS. */
+  connectTimeoutMs?: number;
+  idleTimeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (p: LoadProgress) => void;
 }
@@ -122,10 +129,17 @@ export function fileUrl(id: string, file: string, opts: Pick<ResolveOptions, 're
   return host + template.replace(/^\//, '').replace(/\/?$/, '/') + file;
 }
 
+/** 700 -> "0.7 s", 20000 -> "20 s". */
+const seconds = (ms: number) => `${Number((ms / 1000).toFixed(1))} s`;
+
+const timeoutAdvice = (setting: string) =>
+  `Check the network connection and proxy, raise ${setting}, or turn on attentionLens.offline and use a cached model or a local model folder.`;
+
 /**
  * Downloads one file into the cache atomically: bytes go to a temp file that is renamed only
  * when complete (length checked against Content-Length), so a cut download leaves nothing behind.
- * Returns false on 404 when the file is optional.
+ * Returns false on 404 when the file is optional. A server that does not answer within the
+ * connect timeout, or stops sending for the idle timeout, fails the download (DOWNLOAD_FAILED).
  */
 async function downloadFile(id: string, file: string, folder: string, opts: ResolveOptions, required: boolean): Promise<boolean> {
   const url = fileUrl(id, file, opts);
@@ -133,52 +147,107 @@ async function downloadFile(id: string, file: string, folder: string, opts: Reso
   const temp = `${target}.part-${process.pid}-${Date.now()}`;
   const report = (loaded: number, total: number) =>
     opts.onProgress?.({ phase: 'download', file, loaded, total, message: `Downloading ${id}/${file}` });
+  const cancelled = () => new EngineError('CANCELLED', 'Model download cancelled.');
+  if (opts.signal?.aborted) throw cancelled();
 
-  let response: Response;
-  try {
-    response = await fetch(url, { signal: opts.signal, redirect: 'follow' });
-  } catch (e) {
-    if (opts.signal?.aborted) throw new EngineError('CANCELLED', 'Model download cancelled.');
-    throw new EngineError('DOWNLOAD_FAILED', `Could not reach ${url}: ${(e as Error).message}. Check the network, or turn on offline mode and use a cached or local model.`);
-  }
-  if (response.status === 404 || response.status === 401) {
-    await response.body?.cancel();
-    if (!required) return false;
-    throw new EngineError('MODEL_NOT_FOUND', `${id}/${file} was not found on the hub (HTTP ${response.status} from ${url}). Check the model id.`);
-  }
-  if (!response.ok || !response.body) {
-    await response.body?.cancel();
-    throw new EngineError('DOWNLOAD_FAILED', `Downloading ${url} failed: HTTP ${response.status} ${response.statusText}.`);
-  }
+  // One signal for fetch and its body: the caller's cancel, or a timeout (which says why in `timedOut`).
+  const connectMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const controller = new AbortController();
+  const onCancel = () => controller.abort(opts.signal?.reason);
+  opts.signal?.addEventListener('abort', onCancel, { once: true });
+  let timedOut: EngineError | null = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expire = (error: EngineError) => {
+    timedOut = error;
+    controller.abort(error);
+  };
+  const host = (u: string) => {
+    try {
+      return new URL(u).host;
+    } catch {
+      return u;
+    }
+  };
+  timer = setTimeout(
+    () => expire(new EngineError('DOWNLOAD_FAILED', `${host(url)} did not answer within ${seconds(connectMs)} when asked for ${id}/${file}. ${timeoutAdvice('attentionLens.download.connectTimeout')}`)),
+    connectMs,
+  );
 
-  const total = Number(response.headers.get('content-length') ?? 0);
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  const out = fs.createWriteStream(temp);
-  let loaded = 0;
-  let lastReport = 0;
   try {
-    report(0, total);
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      loaded += chunk.byteLength;
-      if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
-      const now = Date.now();
-      if (now - lastReport > 100) {
-        lastReport = now;
-        report(loaded, total);
+    let response: Response;
+    try {
+      response = await fetch(url, { signal: controller.signal, redirect: 'follow' });
+    } catch (e) {
+      if (opts.signal?.aborted) throw cancelled();
+      if (timedOut) throw timedOut;
+      const cause = (e as Error & { cause?: Error }).cause?.message;
+      throw new EngineError('DOWNLOAD_FAILED', `Could not reach ${url}: ${(e as Error).message}${cause ? ` (${cause})` : ''}. Check the network, or turn on offline mode and use a cached or local model.`);
+    }
+    clearTimeout(timer);
+    if (response.status === 404 || response.status === 401) {
+      await response.body?.cancel();
+      if (!required) return false;
+      throw new EngineError('MODEL_NOT_FOUND', `${id}/${file} was not found on the hub (HTTP ${response.status} from ${url}). Check the model id.`);
+    }
+    if (!response.ok || !response.body) {
+      await response.body?.cancel();
+      throw new EngineError('DOWNLOAD_FAILED', `Downloading ${url} failed: HTTP ${response.status} ${response.statusText}.`);
+    }
+
+    const total = Number(response.headers.get('content-length') ?? 0);
+    let loaded = 0;
+    // Idle watch: one timer, re-armed for what is left of the pause since the last byte.
+    let lastByte = performance.now();
+    const watchIdle = () => {
+      const left = idleMs - (performance.now() - lastByte);
+      if (left > 0) timer = setTimeout(watchIdle, left);
+      else {
+        expire(
+          new EngineError(
+            'DOWNLOAD_FAILED',
+            `The download of ${id}/${file} from ${host(response.url || url)} stalled: no data for ${seconds(idleMs)}, ` +
+              `after ${loaded}${total ? ` of ${total}` : ''} bytes. ${timeoutAdvice('attentionLens.download.idleTimeout')}`,
+          ),
+        );
       }
+    };
+    timer = setTimeout(watchIdle, idleMs);
+
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    const out = fs.createWriteStream(temp);
+    let lastReport = 0;
+    try {
+      report(0, total);
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        lastByte = performance.now();
+        loaded += chunk.byteLength;
+        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+        lastByte = performance.now(); // a slow disk is not a stalled server
+        const now = Date.now();
+        if (now - lastReport > 100) {
+          lastReport = now;
+          report(loaded, total);
+        }
+      }
+      clearTimeout(timer);
+      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      if (total && loaded !== total) {
+        throw new EngineError('DOWNLOAD_FAILED', `Download of ${id}/${file} was cut off (${loaded} of ${total} bytes). Try again.`);
+      }
+      fs.renameSync(temp, target);
+      report(loaded, total || loaded);
+      return true;
+    } catch (e) {
+      out.destroy();
+      fs.rmSync(temp, { force: true });
+      if (opts.signal?.aborted) throw cancelled();
+      if (timedOut) throw timedOut;
+      if (e instanceof EngineError) throw e;
+      throw new EngineError('DOWNLOAD_FAILED', `Download of ${id}/${file} failed: ${(e as Error).message}. Try again.`);
     }
-    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    if (total && loaded !== total) {
-      throw new EngineError('DOWNLOAD_FAILED', `Download of ${id}/${file} was cut off (${loaded} of ${total} bytes). Try again.`);
-    }
-    fs.renameSync(temp, target);
-    report(loaded, total || loaded);
-    return true;
-  } catch (e) {
-    out.destroy();
-    fs.rmSync(temp, { force: true });
-    if (opts.signal?.aborted) throw new EngineError('CANCELLED', 'Model download cancelled.');
-    if (e instanceof EngineError) throw e;
-    throw new EngineError('DOWNLOAD_FAILED', `Download of ${id}/${file} failed: ${(e as Error).message}. Try again.`);
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onCancel);
   }
 }

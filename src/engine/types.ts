@@ -24,6 +24,12 @@ export interface EngineOptions {
    * packing; float32 keeps full precision for exact comparisons (the CLI, the reference tests).
    */
   attentionPrecision?: 'float32' | 'float16';
+  /**
+   * Hub downloads: the longest wait for a server to connect and send its response headers, and the
+   * longest pause mid-body without a byte, in ms (defaults 20 000 and 30 000).
+   */
+  downloadConnectTimeoutMs?: number;
+  downloadIdleTimeoutMs?: number;
 }
 
 export interface ModelInfo {
@@ -79,6 +85,8 @@ export interface Truncation {
   kept: number;
   /** UTF-16 offset where the analysed text now ends. */
   endOffset: number;
+  /** `total` is a lower bound: the text given was itself the start of a longer one (a selection the host cut). */
+  atLeast?: boolean;
 }
 
 export interface AttentionResult {
@@ -101,6 +109,8 @@ export type EngineErrorCode =
   | 'MODEL_NOT_FOUND'
   | 'MODEL_CORRUPT'
   | 'DOWNLOAD_FAILED'
+  /** The cache folder cannot hold files (a pseudo file system, a file in the way, read-only, hung). */
+  | 'CACHE_UNUSABLE'
   | 'OFFLINE_NOT_CACHED'
   | 'ATTENTION_UNSUPPORTED'
   | 'EMPTY_INPUT'

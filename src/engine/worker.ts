@@ -26,7 +26,39 @@ function engineFor(options: EngineOptions): AttentionEngine {
   return engine;
 }
 
+/**
+ * Test hook (only with test hooks on): a request for model `test-hook:spin-sync` or
+ * `test-hook:spin-async` spins forever without looking at its abort signal, as work stuck in a
+ * native call does, with the event loop blocked (sync) or free (async).
+ */
+async function spinHook(mode: string, requestId: number): Promise<never> {
+  post({ type: 'progress', requestId, progress: { phase: 'resolve', message: `test hook: spinning (${mode})` } });
+  const busy = (ms: number) => {
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      // spin
+    }
+  };
+  for (;;) {
+    if (mode === 'sync') busy(1000);
+    else {
+      busy(5);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+}
+
 async function analyze(msg: Extract<HostToWorker, { type: 'analyze' }>): Promise<void> {
+  try {
+    await analyzeRequest(msg);
+  } finally {
+    // The request's work has really ended (not just been told to stop): the client's watchdog
+    // for a cancelled request stands down.
+    post({ type: 'settled', requestId: msg.requestId });
+  }
+}
+
+async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): Promise<void> {
   for (const [id, controller] of running) {
     controller.abort();
     running.delete(id);
@@ -43,8 +75,11 @@ async function analyze(msg: Extract<HostToWorker, { type: 'analyze' }>): Promise
     post({ type: 'start', requestId: msg.requestId, model: p.model, tokens: p.tokens, encoding: p.encoding, shape: p.shape, truncation: p.truncation, notices: p.notices, runtime: p.runtime });
   };
   try {
+    const hook = testHooks ? /^test-hook:spin-(sync|async)$/.exec(msg.model) : null;
+    if (hook) await spinHook(hook[1], msg.requestId);
     const result = await engineFor(msg.options).analyze(msg.model, msg.text, {
       maxTokens: msg.maxTokens,
+      textContinues: msg.textContinues,
       encoding: msg.encoding,
       signal,
       onProgress: (progress) => post({ type: 'progress', requestId: msg.requestId, progress }),

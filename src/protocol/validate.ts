@@ -75,7 +75,7 @@ function parseStart(m: Record<string, unknown>): RunStartMessage | null {
   const source = isStr(m.source) ? m.source : '';
   let truncation: RunStartMessage['truncation'] = null;
   if (isObj(m.truncation) && isInt(m.truncation.total) && isInt(m.truncation.kept)) {
-    truncation = { total: m.truncation.total, kept: m.truncation.kept };
+    truncation = { total: m.truncation.total, kept: m.truncation.kept, ...(m.truncation.atLeast === true ? { atLeast: true } : {}) };
   }
   const notices = Array.isArray(m.notices) ? m.notices.filter(isStr) : [];
   const msg: RunStartMessage = { type: 'run/start', runId: m.runId, model, tokens, encoding: m.encoding as AttentionEncoding, source, truncation, notices };

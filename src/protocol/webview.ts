@@ -17,7 +17,7 @@ export interface RunStartMessage {
   /** Label of the source ("story.txt:3-5"). */
   source: string;
   /** Non-null when the input was cut to the model's maximum. */
-  truncation: { total: number; kept: number } | null;
+  truncation: { total: number; kept: number; atLeast?: boolean } | null;
   notices: string[];
   /**
    * Optional: the analysed text, so the panel can show tokens as written and group sub-word

@@ -8,6 +8,8 @@ export interface AnalyzeRequest {
   model: string;
   text: string;
   maxTokens?: number;
+  /** `text` is the start of a longer selection the host cut (counts of the whole are lower bounds). */
+  textContinues?: boolean;
   encoding: AttentionEncoding;
 }
 
@@ -37,4 +39,10 @@ export type WorkerToHost =
    */
   | { type: 'payload'; requestId: number; payload: AttentionPayload }
   | { type: 'done'; requestId: number; timings: Timings }
-  | { type: 'error'; requestId: number; code: EngineErrorCode; message: string };
+  | { type: 'error'; requestId: number; code: EngineErrorCode; message: string }
+  /**
+   * A request's work has really ended, however it ended (done, error, cancelled, superseded). A
+   * cancel is answered at once, but the work it stops may take a while to notice; EngineClient
+   * terminates a worker whose cancelled request has not settled within a grace period.
+   */
+  | { type: 'settled'; requestId: number };

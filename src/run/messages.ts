@@ -40,7 +40,7 @@ export function runStartMessage(start: EngineStart, origin: RunOrigin): RunStart
     encoding: start.encoding,
     source: typeof origin.label === 'string' ? origin.label : origin.label({ start: offset, end: offset + analysed.length }),
     sourceText: { offset, text: analysed },
-    truncation: start.truncation ? { total: start.truncation.total, kept: start.truncation.kept } : null,
+    truncation: start.truncation ? { total: start.truncation.total, kept: start.truncation.kept, ...(start.truncation.atLeast ? { atLeast: true } : {}) } : null,
     notices: start.notices,
   };
 }

@@ -3,6 +3,7 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { AttentionEngine } from '../../src/engine/engine';
@@ -39,6 +40,24 @@ async function startHub(modes: Record<string, Mode> = {}) {
     url: `http://127.0.0.1:${port}/`,
     requests,
     stop: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+/** A server that accepts connections and never answers (as a dead proxy or a black-holed CDN does). */
+async function startSilent() {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    host,
+    url: `http://${host}/`,
+    connections: () => sockets.size,
+    stop: () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
   };
 }
 
@@ -116,5 +135,58 @@ describe('hub downloads', () => {
     });
     setTimeout(() => controller.abort(), 3000);
     await assert.rejects(loading, isCode('CANCELLED'));
+  });
+
+  test('a server that accepts and never answers fails after the connect timeout, naming the host', { timeout: 15_000 }, async () => {
+    const silent = await startSilent();
+    stops.push(silent.stop);
+    const engine = new AttentionEngine({ cacheDir: tempDir(), remoteHost: silent.url, downloadConnectTimeoutMs: 700 });
+    const t0 = performance.now();
+    await assert.rejects(engine.load('test/silent'), (e: unknown) => {
+      assert.ok(isCode('DOWNLOAD_FAILED')(e), String(e));
+      const m = (e as Error).message;
+      for (const f of [silent.host, '0.7 s', 'attentionLens.download.connectTimeout', 'attentionLens.offline', 'proxy']) assert.ok(m.includes(f), `"${m}" should mention ${f}`);
+      return true;
+    });
+    const ms = performance.now() - t0;
+    assert.ok(ms >= 650 && ms < 3000, `failed after ${ms} ms, the timeout is 700 ms`);
+  });
+
+  test('a download that stalls mid-body fails after the idle timeout and leaves nothing behind', { timeout: 15_000 }, async () => {
+    const hub = await startHub({ 'test/stalls': 'stall' });
+    stops.push(hub.stop);
+    const dir = tempDir();
+    const engine = new AttentionEngine({ cacheDir: dir, remoteHost: hub.url, downloadIdleTimeoutMs: 700 });
+    let firstBytes = 0;
+    const loading = engine.load('test/stalls', { onProgress: (p) => { if (p.file?.endsWith('.onnx') && (p.loaded ?? 0) > 0 && !firstBytes) firstBytes = performance.now(); } });
+    await assert.rejects(loading, (e: unknown) => {
+      assert.ok(isCode('DOWNLOAD_FAILED')(e), String(e));
+      const m = (e as Error).message;
+      for (const f of [new URL(hub.url).host, 'onnx/model.onnx', '0.7 s', 'attentionLens.download.idleTimeout', 'attentionLens.offline']) assert.ok(m.includes(f), `"${m}" should mention ${f}`);
+      return true;
+    });
+    const ms = performance.now() - firstBytes;
+    assert.ok(firstBytes > 0 && ms < 3000, `failed ${ms} ms after the first bytes, the idle timeout is 700 ms`);
+    const onnxDir = path.join(dir, 'models/test/stalls/onnx');
+    assert.deepEqual(fs.existsSync(onnxDir) ? fs.readdirSync(onnxDir) : [], [], 'no partial file left');
+  });
+
+  test('a cancel during a stalled download (long timeouts) cancels promptly', { timeout: 15_000 }, async () => {
+    for (const server of ['silent', 'stall'] as const) {
+      const hub = server === 'silent' ? await startSilent() : await startHub({ 'test/stalled': 'stall' });
+      stops.push(hub.stop);
+      const controller = new AbortController();
+      const engine = new AttentionEngine({ cacheDir: tempDir(), remoteHost: hub.url, downloadConnectTimeoutMs: 60_000, downloadIdleTimeoutMs: 60_000 });
+      let abortedAt = 0;
+      const abort = () => { if (!abortedAt) { abortedAt = performance.now(); controller.abort(); } };
+      const loading = engine.load('test/stalled', {
+        signal: controller.signal,
+        onProgress: (p) => { if (p.phase === 'download' && p.file?.endsWith('.onnx') && (p.loaded ?? 0) > 0) setTimeout(abort, 200); },
+      });
+      if (server === 'silent') setTimeout(abort, 500);
+      await assert.rejects(loading, isCode('CANCELLED'));
+      const ms = performance.now() - abortedAt;
+      assert.ok(abortedAt > 0 && ms < 500, `${server}: cancelled ${ms} ms after the abort`);
+    }
   });
 });

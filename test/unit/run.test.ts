@@ -66,6 +66,32 @@ describe('translation: engine output -> panel messages', () => {
     assert.ok(last.end <= PREFIX.length + start.sourceText!.text.length, 'no token beyond the analysed text');
   });
 
+  test('the header label describes the text actually analysed, not the whole selection', () => {
+    const seen: { start: number; end: number }[] = [];
+    const start = runStartMessage(long, { runId: 1, text: longText, offset: 5, label: (r) => (seen.push(r), `${r.start}-${r.end}`) });
+    assert.deepEqual(seen, [{ start: 5, end: 5 + long.truncation!.endOffset }]);
+    assert.equal(start.source, `5-${5 + long.truncation!.endOffset}`);
+  });
+
+  test("a selection the host cut: counts of the whole are lower bounds ('more than'), also when all of the cut text fits", async () => {
+    const engine = new AttentionEngine({ cacheDir: tempDir(), runtime: 'cpu', offline: true });
+    try {
+      const cut = await engine.analyze(STORIES, longText, { encoding: 'f16', maxTokens: 64, textContinues: true });
+      assert.equal(cut.truncation?.atLeast, true);
+      assert.ok(cut.notices.some((n) => /cut to 64 of more than \d+ tokens/.test(n)), cut.notices.join(' | '));
+      const msg = runStartMessage(cut, { runId: 1, text: longText, offset: 0, label: 'x' });
+      assert.equal((parseHostMessage(msg) as typeof msg).truncation?.atLeast, true, 'it reaches the panel');
+      const fits = await engine.analyze(STORIES, STORY, { encoding: 'f16', textContinues: true });
+      assert.deepEqual(fits.truncation, { total: fits.tokens.length, kept: fits.tokens.length, endOffset: STORY.length, atLeast: true });
+      const whole = await engine.analyze(STORIES, STORY, { encoding: 'f16' });
+      assert.equal(whole.truncation, null, 'an uncut text is not truncated');
+      // A limit that leaves room only for the model's own special tokens says so.
+      await assert.rejects(engine.analyze(STORIES, STORY, { maxTokens: 1 }), /limit of 1 tokens leaves no room for the text: the model adds 1 special token/);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
   test('run/done carries the timings and runtime', () => {
     const { done } = messagesOf(short, STORY);
     assert.deepEqual(done, { type: 'run/done', runId: 7, timings: { ...short.timings }, runtime: short.runtime });

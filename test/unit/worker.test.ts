@@ -95,3 +95,81 @@ describe('engine worker', () => {
     assert.equal((await after.done).start.shape[1], 8);
   });
 });
+
+describe('a request stuck in the worker', () => {
+  // Work that never looks at the abort signal (a native call that spins, a synchronous loop): a
+  // cancel must still stop it. The test hook makes the worker spin, synchronously (its event loop
+  // blocked) or asynchronously (its event loop free, the request never finishing).
+  const GRACE = 2000;
+  let client: EngineClient;
+  before(() => {
+    assert.ok(fs.existsSync(WORKER), 'run `npm run build` first');
+    client = new EngineClient(WORKER, { cacheDir: tempDir(), runtime: 'cpu', offline: true }, { testHooks: true });
+  });
+  after(() => client.dispose());
+
+  /** CPU time the whole process (every thread) spends per wall-clock second, over `ms`. */
+  async function cpuLoad(ms: number): Promise<number> {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, ms));
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / 1000 / (performance.now() - t0);
+  }
+
+  /** Starts a spinning request and resolves once the worker has begun to spin. */
+  async function spin(mode: 'sync' | 'async') {
+    let began: () => void = () => undefined;
+    const spinning = new Promise<void>((r) => (began = r));
+    const run = client.analyze({ model: `test-hook:spin-${mode}`, text }, { onProgress: () => began() });
+    await spinning;
+    return run;
+  }
+
+  for (const mode of ['sync', 'async'] as const) {
+    test(`${mode}: cancel terminates the worker within the grace period, and the next request works`, { timeout: 30_000 }, async () => {
+      // A warm worker first, so the spin happens in a worker that has a model loaded.
+      await client.analyze({ model: STORIES, text }).done;
+      const before = client.workerThreadId;
+      assert.ok(before !== null && before !== undefined);
+      const run = await spin(mode);
+      // CPU shares vary with the machine's load: compare with the load while spinning.
+      const spinning = await cpuLoad(500);
+      assert.ok(spinning > 0.2, `the worker is spinning (load ${spinning.toFixed(2)})`);
+      const t0 = performance.now();
+      run.cancel();
+      await assert.rejects(run.done, isCode('CANCELLED'));
+      assert.ok(performance.now() - t0 < 100, 'the cancel is answered at once');
+      await new Promise((r) => setTimeout(r, GRACE + 300));
+      const load = await cpuLoad(700);
+      assert.ok(load < spinning / 3, `CPU no longer busy after the grace period (load ${load.toFixed(2)}, ${spinning.toFixed(2)} while spinning)`);
+      assert.equal(client.workerThreadId, null, 'the stuck worker was terminated');
+      const next = client.analyze({ model: STORIES, text: 'Lily smiled.' });
+      assert.equal((await next.done).start.shape[0], 5);
+      assert.notEqual(client.workerThreadId, before, 'a fresh worker');
+    });
+  }
+
+  test('a request made during the grace period goes to a fresh worker when the stuck one is terminated', { timeout: 30_000 }, async () => {
+    const run = await spin('sync');
+    run.cancel();
+    await assert.rejects(run.done, isCode('CANCELLED'));
+    const t0 = performance.now();
+    const next = client.analyze({ model: STORIES, text: 'The cat sat on the mat.' });
+    const { start } = await next.done;
+    assert.equal(start.tokens.at(-1)!.end, 'The cat sat on the mat.'.length);
+    assert.ok(performance.now() - t0 < GRACE + 5000, `answered after ${performance.now() - t0} ms`);
+  });
+
+  test('a cancel the worker honours promptly keeps the worker (and its warm model)', { timeout: 30_000 }, async () => {
+    await client.analyze({ model: STORIES, text }).done;
+    const id = client.workerThreadId;
+    const run = client.analyze({ model: STORIES, text });
+    run.cancel();
+    await assert.rejects(run.done, isCode('CANCELLED'));
+    await new Promise((r) => setTimeout(r, GRACE + 300));
+    assert.equal(client.workerThreadId, id, 'the same worker');
+    await client.analyze({ model: STORIES, text: 'Lily smiled.' }).done;
+    assert.equal(client.workerThreadId, id);
+  });
+});
