@@ -7,6 +7,8 @@ import { EngineError, type LoadProgress } from './engine/types';
 import { AttentionPanel } from './panel/panel';
 import { AttentionDecorations } from './editor/decorations';
 import { RunState } from './editor/runState';
+import { analysable } from './editor/selection';
+import { saveRun, savedRun } from './editor/savedRun';
 import { readSettings, SECTION } from './settings';
 import type { WebviewToHost } from './protocol/webview';
 import { aggregationFromWire, type AttentionEncoding, type Focus } from './protocol/attention';
@@ -30,19 +32,6 @@ export interface RunEvent {
   at: number;
 }
 const RUN_EVENTS_KEPT = 400;
-
-/** What a window reload needs to bring the last run back (workspace state). */
-interface SavedRun {
-  uri: string;
-  /** The requested range (document offsets) and a hash of its text: a changed text is not re-run. */
-  start: number;
-  end: number;
-  hash: string;
-}
-const SAVED_RUN_KEY = 'attentionLens.lastRun';
-
-/** Tokenizing megabytes only to throw most away is slow; no token is longer than this many characters on average. */
-const CHARS_PER_TOKEN_CAP = 64;
 
 export class AttentionController implements vscode.Disposable {
   private client: EngineClient | null = null;
@@ -84,33 +73,16 @@ export class AttentionController implements vscode.Disposable {
       void vscode.window.showErrorMessage('Attention Lens: open a file and select some text first.');
       return false;
     }
-    const doc = editor.document;
-    let selection: vscode.Range = editor.selection;
-    if (editor.selections.length > 1) {
-      // One range at a time: the union when the selections join up, else the primary one.
-      const union = joinedRanges(doc, editor.selections);
-      if (union) selection = union;
-      else void vscode.window.showInformationMessage(`Attention Lens: analysing the primary selection; the ${editor.selections.length - 1} other selection${editor.selections.length > 2 ? 's were' : ' was'} ignored.`);
-    }
-    if (selection.isEmpty) {
-      selection = doc.lineAt(editor.selection.active.line).range;
-      void vscode.window.setStatusBarMessage(`Attention Lens: no selection, analysing line ${selection.start.line + 1}.`, 5000);
-    }
-    const start = doc.offsetAt(selection.start);
-    let end = doc.offsetAt(selection.end);
-    const text = doc.getText(selection);
-    if (!text.trim()) {
-      void vscode.window.showWarningMessage(
-        editor.selection.isEmpty && editor.selections.length === 1 ? 'Attention Lens: the current line is empty. Select some text to analyse.' : 'Attention Lens: the selection is only whitespace. Select some text to analyse.',
-      );
+    const what = analysable(editor, readSettings(this.context).maxTokens);
+    if ('refusal' in what) {
+      void vscode.window.showWarningMessage(`Attention Lens: ${what.refusal}`);
       return false;
     }
-    const cap = readSettings(this.context).maxTokens * CHARS_PER_TOKEN_CAP;
-    if (end - start > cap) end = start + cap;
-    // Never cut a surrogate pair in half.
-    if (end < doc.offsetAt(selection.end) && /[\ud800-\udbff]/.test(doc.getText().charAt(end - 1))) end--;
-    // A cut selection: the engine counts tokens of what it was given, a lower bound of the whole.
-    return this.analyze(editor.document, { start, end }, true, end < doc.offsetAt(selection.end));
+    for (const n of what.notices) {
+      if (n.passing) void vscode.window.setStatusBarMessage(`Attention Lens: ${n.text}`, 5000);
+      else void vscode.window.showInformationMessage(`Attention Lens: ${n.text}`);
+    }
+    return this.analyze(what.document, what.range, true, what.textContinues);
   }
 
   async focusToken(args: { runId?: number; tokenIndex?: number } | undefined): Promise<void> {
@@ -135,20 +107,13 @@ export class AttentionController implements vscode.Disposable {
   /** Adopts a panel VS Code restored after a reload, and brings the last run back into it (and the editor). */
   async revivePanel(webviewPanel: vscode.WebviewPanel): Promise<void> {
     this.attachPanel(new AttentionPanel(webviewPanel, this.context.extensionUri));
-    const saved = this.context.workspaceState.get<SavedRun>(SAVED_RUN_KEY);
+    const saved = await savedRun(this.context.workspaceState);
     if (!saved || this.state) return;
-    let document: vscode.TextDocument;
-    try {
-      document = await vscode.workspace.openTextDocument(vscode.Uri.parse(saved.uri));
-    } catch {
-      return; // an untitled or deleted file: the panel says how to fill it
-    }
-    const range = new vscode.Range(document.positionAt(saved.start), document.positionAt(saved.end));
-    if (document.offsetAt(range.end) !== saved.end || textHash(document.getText(range)) !== saved.hash) {
+    if (saved === 'changed') {
       this.panel?.post({ type: 'status', message: 'The text of the last run has changed since: select it and run Show Attention again.' });
       return;
     }
-    await this.analyze(document, { start: saved.start, end: saved.end }, false);
+    await this.analyze(saved.document, saved.range, false);
   }
 
   // ------------------------------------------------------------------ runs
@@ -223,8 +188,7 @@ export class AttentionController implements vscode.Disposable {
         const { timings, start } = await handle.done;
         panel.post(runDoneMessage(runId, { timings, runtime: start.runtime }));
         this.logEvent(runId, 'done');
-        const saved: SavedRun = { uri: document.uri.toString(), start: range.start, end: range.end, hash: textHash(text) };
-        void this.context.workspaceState.update(SAVED_RUN_KEY, saved);
+        saveRun(this.context.workspaceState, document, range, text);
         panel.post({ type: 'status', message: null });
         this.statusEmitter.fire({ state: 'done', model: settings.model, message: `${start.model.architecture}: ${start.tokens.length} tokens`, tokens: start.tokens.length });
         return true;
@@ -380,24 +344,6 @@ export class AttentionController implements vscode.Disposable {
     void this.client?.dispose();
     for (const d of this.disposables.splice(0)) d.dispose();
   }
-}
-
-/** The union of `selections` when they cover one contiguous stretch of the document (touching or overlapping), else null. */
-function joinedRanges(doc: vscode.TextDocument, selections: readonly vscode.Selection[]): vscode.Range | null {
-  const spans = selections.map((s) => [doc.offsetAt(s.start), doc.offsetAt(s.end)]).sort((a, b) => a[0] - b[0]);
-  let end = spans[0][1];
-  for (const [s, e] of spans.slice(1)) {
-    if (s > end) return null;
-    end = Math.max(end, e);
-  }
-  return new vscode.Range(doc.positionAt(spans[0][0]), doc.positionAt(end));
-}
-
-/** FNV-1a of the text, in hex: enough to tell whether the text of a saved run is still there. */
-function textHash(text: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return `${text.length}:${(h >>> 0).toString(16)}`;
 }
 
 function describeProgress(p: LoadProgress): string {
