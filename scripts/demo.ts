@@ -11,6 +11,7 @@ import { startCodeServer } from '../test/harness/codeServer';
 import { launchBrowser, openWorkbench, workbenchUrl } from '../test/harness/browser';
 import { makeTempDir, REPO_ROOT } from '../test/harness/tools';
 import { STORY, hoverPanelToken, showAttentionOn } from '../test/harness/flow';
+import { hostTarget } from './package';
 
 const SAMPLE_CODE = `// Attention Lens works on code too: select a function and run Show Attention.
 export function fibonacci(n: number): number {
@@ -24,7 +25,7 @@ async function main() {
   const { values } = parseArgs({ options: { screenshot: { type: 'string' }, 'skip-build': { type: 'boolean', default: false } } });
   const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { cwd: REPO_ROOT, stdio: 'inherit' });
   run('bash', ['scripts/setup-tools.sh']);
-  if (!values['skip-build'] || !fs.existsSync(path.join(REPO_ROOT, 'attention-lens.vsix'))) run(process.execPath, ['--import', 'tsx', 'scripts/package.ts']);
+  if (!values['skip-build'] || !fs.existsSync(path.join(REPO_ROOT, 'attention-lens.vsix'))) run(process.execPath, ['--import', 'tsx', 'scripts/package.ts', '--target', hostTarget()]); // this machine's VSIX only
 
   const local = path.resolve(REPO_ROOT, '../shared/models/stories260K');
   const model = fs.existsSync(path.join(local, 'config.json')) ? local : undefined;

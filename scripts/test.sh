@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci
 npm run lint                 # fails fast on lint errors (eslint.config.mjs), before the slow steps
 bash scripts/setup-tools.sh
-npm run package >/dev/null   # production VSIX for the end-to-end tests (cleans out/)
+npm run package >/dev/null   # every VSIX (dist/, attention-lens.vsix) for the package and end-to-end tests
 npm run build                # then the dev build: source maps and the extension-host test suite
 mkdir -p test-output
 
