@@ -9,14 +9,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { SECTION } from './settings';
-
-/** What the controller reports (`RunStatus` in controller.ts); `tokens`, when given, wins over parsing the message. */
-export interface StatusEvent {
-  state: 'loading' | 'running' | 'done' | 'cancelled' | 'error';
-  model: string;
-  message: string;
-  tokens?: number;
-}
+import type { RunStatus } from './controller';
 
 export const STATUS_ITEM_ID = 'attentionLens.status';
 
@@ -26,7 +19,7 @@ export interface StatusSnapshot {
   text: string;
   tooltip: string;
   command: string | undefined;
-  state: StatusEvent['state'] | null;
+  state: RunStatus['state'] | null;
 }
 
 /** A folder's last path segment; a hub id as it is. */
@@ -38,14 +31,7 @@ export function shortModelName(model: string): string {
   return parts.at(-1) ?? m;
 }
 
-/** The token count in a controller message ("llama: 48 tokens", "Running llama: 48 tokens"). */
-export function tokenCount(e: StatusEvent): number | null {
-  if (typeof e.tokens === 'number') return e.tokens;
-  const m = /(\d+) tokens?\b/.exec(e.message);
-  return m ? Number(m[1]) : null;
-}
-
-const STATE_WORDS: Record<StatusEvent['state'], string> = {
+const STATE_WORDS: Record<RunStatus['state'], string> = {
   loading: 'loading the model',
   running: 'running',
   done: 'done',
@@ -55,13 +41,13 @@ const STATE_WORDS: Record<StatusEvent['state'], string> = {
 
 export class AttentionStatusBar implements vscode.Disposable {
   private readonly item: vscode.StatusBarItem;
-  private last: StatusEvent | null = null;
+  private last: RunStatus | null = null;
   private tooltipText = '';
   private readonly disposables: vscode.Disposable[] = [];
 
   /** `hasRun`: a run's attention is there to show (the panel is worth opening after an error). */
   constructor(
-    onDidChangeStatus: vscode.Event<StatusEvent>,
+    onDidChangeStatus: vscode.Event<RunStatus>,
     private readonly hasRun: () => boolean,
   ) {
     this.item = vscode.window.createStatusBarItem(STATUS_ITEM_ID, vscode.StatusBarAlignment.Right, 100);
@@ -75,11 +61,11 @@ export class AttentionStatusBar implements vscode.Disposable {
     );
   }
 
-  update(e: StatusEvent): void {
+  update(e: RunStatus): void {
     this.last = e;
     const item = this.item;
     const name = shortModelName(e.model);
-    const n = tokenCount(e);
+    const n = e.tokens ?? null;
     const tokens = n === null ? '' : ` · ${n} tokens`;
     switch (e.state) {
       case 'loading':
