@@ -71,7 +71,11 @@ describe('runs fired in a row on a large selection', function () {
       const before = a.events.length;
       results.push(vscode.commands.executeCommand('attentionLens.showAttention'));
       const until = Date.now() + 1500;
-      while (Date.now() < until && !a.events.slice(before).some((e) => e.what === 'done' || e.what === 'failed')) await new Promise((r) => setTimeout(r, 20));
+      const settled = () => {
+        const id = a.events.slice(before).find((e) => e.what === 'requested')?.runId;
+        return id !== undefined && a.events.some((e) => e.runId === id && (e.what === 'done' || e.what === 'failed'));
+      };
+      while (Date.now() < until && !settled()) await new Promise((r) => setTimeout(r, 20));
     }
     await Promise.allSettled(results);
     const newest = Math.max(...a.events.filter((e) => e.what === 'requested').map((e) => e.runId));
