@@ -9,23 +9,19 @@ import * as path from 'node:path';
 import { ROOT, table } from './util';
 import { ensureBuiltAll } from './real-run';
 import { runExtSuite } from './ext-suite/run';
+import { storyLines } from '../test/harness/texts';
 import { TARGETS, verdict } from './targets';
 
 const TARGET_GROWTH = TARGETS.hostRssGrowth;
 const TARGET_SHOWN = TARGETS.newestRunShown;
 
-function bigFile(lines: number): string {
-  const out: string[] = [];
-  for (let i = 0; i < lines; i++) out.push(`Line ${i}: Once upon a time, Lily found ${i % 7} red balls in the park and gave them to her dog.`);
-  return out.join('\n') + '\n';
-}
 
 export async function reliabilitySection() {
   ensureBuiltAll();
   const runs = Number(process.env.RELIABILITY_RUNS ?? 50);
   const r = await runExtSuite({
     name: 'reliability',
-    files: { 'big.txt': bigFile(20_000) },
+    files: { 'big.txt': `${storyLines(20_000)}\n` },
     extension: process.env.BENCH_RELIABILITY_EXTENSION ?? ROOT,
     env: { RELIABILITY_MODEL: path.resolve(ROOT, '../shared/models/stories260K'), RELIABILITY_RUNS: String(runs) },
     timeoutMs: 40 * 60_000,

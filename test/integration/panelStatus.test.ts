@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { EXTENSION_ID, STORIES, extensionApi, useStories, waiter } from './helpers';
 
-const EXTENSION_ID = 'attention-lens.attention-lens';
 /** stories260K cuts "had 2" into "▁had", "▁" (the space) and "2". */
 const TEXT = 'Lily had 2 cats and a dog.';
 
@@ -18,21 +18,8 @@ interface Api {
   recentModelFolders: string[];
 }
 
-async function api(): Promise<Api> {
-  const ext = vscode.extensions.getExtension<Api>(EXTENSION_ID);
-  assert.ok(ext, 'extension loaded');
-  return ext.activate();
-}
-
-async function waitFor<T>(what: string, f: () => T | undefined | null | false | Promise<T | undefined | null | false>, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const api = () => extensionApi<Api>();
+const waitFor = waiter(20_000);
 
 function hoverText(hovers: vscode.Hover[]): string {
   return hovers.flatMap((h) => h.contents.map((c) => (typeof c === 'string' ? c : 'value' in c ? c.value : String(c)))).join('\n');
@@ -44,16 +31,13 @@ function panelTab(): vscode.Tab | undefined {
 
 describe('panel, status bar and model folders in a real VS Code', function () {
   this.timeout(120_000);
-  const extensionRoot = path.resolve(__dirname, '../../..');
-  const stories = path.resolve(extensionRoot, '../shared/models/stories260K');
+  const stories = STORIES;
   const pkg = () => vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON;
   let doc: vscode.TextDocument;
 
   before(async () => {
     assert.ok(fs.existsSync(stories), `the shared model is at ${stories}`);
-    const config = vscode.workspace.getConfiguration('attentionLens');
-    await config.update('model', stories, vscode.ConfigurationTarget.Global);
-    await config.update('offline', true, vscode.ConfigurationTarget.Global);
+    await useStories();
     doc = await vscode.workspace.openTextDocument({ content: `${TEXT}\n`, language: 'plaintext' });
   });
 

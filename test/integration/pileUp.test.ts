@@ -2,10 +2,9 @@
 // typing with live updates) does: the panel must end on the newest run without stepping through
 // stale ones, and the host must not send what an older run has not sent yet (src/run/outbox.ts).
 import * as assert from 'node:assert/strict';
-import * as path from 'node:path';
 import * as vscode from 'vscode';
-
-const EXTENSION_ID = 'attention-lens.attention-lens';
+import { extensionApi, useStories, waiter } from './helpers';
+import { storyLines } from '../harness/texts';
 
 interface RunEvent {
   runId: number;
@@ -18,39 +17,17 @@ interface Api {
   outbox: { sent: number; sentBytes: number; dropped: number; droppedBytes: number; queued: number; unread: number } | null;
 }
 
-async function api(): Promise<Api> {
-  const ext = vscode.extensions.getExtension<Api>(EXTENSION_ID);
-  assert.ok(ext, 'extension loaded');
-  return ext.activate();
-}
+const api = () => extensionApi<Api>();
+const waitFor = waiter(90_000);
 
-async function waitFor<T>(what: string, f: () => T | undefined | null | false, ms = 90_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** A long story file, about as many lines as the trial's (every line different, so each run is real work). */
-function bigText(lines: number): string {
-  const out: string[] = [];
-  for (let i = 0; i < lines; i++) out.push(`Line ${i}: Once upon a time, Lily found ${i % 7} red balls in the park and gave them to her dog.`);
-  return out.join('\n');
-}
 
 describe('runs fired in a row on a large selection', function () {
   this.timeout(180_000);
-  const stories = path.resolve(__dirname, '../../..', '../shared/models/stories260K');
 
   it('the panel ends on the newest run, and older runs stop sending as soon as a newer one is asked for', async () => {
-    const config = vscode.workspace.getConfiguration('attentionLens');
-    await config.update('model', stories, vscode.ConfigurationTarget.Global);
-    await config.update('offline', true, vscode.ConfigurationTarget.Global);
-    await config.update('maxTokens', 512, vscode.ConfigurationTarget.Global);
-    const doc = await vscode.workspace.openTextDocument({ content: bigText(20_000), language: 'plaintext' });
+    await useStories();
+    await vscode.workspace.getConfiguration('attentionLens').update('maxTokens', 512, vscode.ConfigurationTarget.Global);
+    const doc = await vscode.workspace.openTextDocument({ content: storyLines(20_000), language: 'plaintext' });
     const editor = await vscode.window.showTextDocument(doc, vscode.ViewColumn.One);
     editor.selection = new vscode.Selection(new vscode.Position(0, 0), doc.lineAt(doc.lineCount - 1).range.end);
 

@@ -1,24 +1,17 @@
 // Which text Show Attention analyses when the editor has several selections, or a selection
 // longer than the model can take: in the real extension host with stories260K.
 import * as assert from 'node:assert/strict';
-import * as path from 'node:path';
 import * as vscode from 'vscode';
-
-const EXTENSION_ID = 'attention-lens.attention-lens';
+import { extensionApi, useStories } from './helpers';
 
 interface Api {
   run: { runId: number; range: { start: number; end: number } } | null;
 }
 
-async function api(): Promise<Api> {
-  const ext = vscode.extensions.getExtension<Api>(EXTENSION_ID);
-  assert.ok(ext, 'extension loaded');
-  return ext.activate();
-}
+const api = () => extensionApi<Api>();
 
 describe('selections', function () {
   this.timeout(120_000);
-  const stories = path.resolve(__dirname, '../../..', '../shared/models/stories260K');
   const TEXT = 'Once upon a time, there was a little girl named Lily.\nShe loved to play outside in the park.\nOne day, Lily saw a big red ball.\n';
   let doc: vscode.TextDocument;
   let editor: vscode.TextEditor;
@@ -26,10 +19,8 @@ describe('selections', function () {
   const sel = (from: number, to: number) => new vscode.Selection(doc.positionAt(from), doc.positionAt(to));
 
   before(async () => {
-    const config = vscode.workspace.getConfiguration('attentionLens');
-    await config.update('model', stories, vscode.ConfigurationTarget.Global);
-    await config.update('offline', true, vscode.ConfigurationTarget.Global);
-    await config.update('maxTokens', 512, vscode.ConfigurationTarget.Global);
+    await useStories();
+    await vscode.workspace.getConfiguration('attentionLens').update('maxTokens', 512, vscode.ConfigurationTarget.Global);
     doc = await vscode.workspace.openTextDocument({ content: TEXT, language: 'plaintext' });
     editor = await vscode.window.showTextDocument(doc, vscode.ViewColumn.One);
   });

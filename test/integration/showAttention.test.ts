@@ -8,8 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { groupWords, topAttended } from '../../src/analysis/words';
+import { STORIES, extensionApi, useStories, waiter } from './helpers';
 
-const EXTENSION_ID = 'attention-lens.attention-lens';
 const STORY = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her dog.';
 
 interface RunView {
@@ -23,21 +23,8 @@ interface RunView {
 /** Every layer of the run has arrived. */
 const complete = (run: RunView) => Array.from({ length: run.model.layers }, (_, l) => run.hasLayer(l)).every(Boolean);
 
-async function api(): Promise<{ run: RunView | null }> {
-  const ext = vscode.extensions.getExtension<{ run: RunView | null }>(EXTENSION_ID);
-  assert.ok(ext, 'extension loaded');
-  return ext.activate();
-}
-
-async function waitFor<T>(what: string, f: () => T | undefined | null | false, ms = 30_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const api = () => extensionApi<{ run: RunView | null }>();
+const waitFor = waiter(30_000);
 
 function hoverText(hovers: vscode.Hover[]): string {
   return hovers
@@ -48,15 +35,13 @@ function hoverText(hovers: vscode.Hover[]): string {
 describe('Show Attention in a real VS Code', function () {
   this.timeout(120_000);
   const extensionRoot = path.resolve(__dirname, '../../..');
-  const stories = path.resolve(extensionRoot, '../shared/models/stories260K');
+  const stories = STORIES;
   let doc: vscode.TextDocument;
 
   before(async () => {
     assert.ok(fs.existsSync(stories), `the shared model is at ${stories}`);
-    const config = vscode.workspace.getConfiguration('attentionLens');
-    await config.update('model', stories, vscode.ConfigurationTarget.Global);
-    await config.update('offline', true, vscode.ConfigurationTarget.Global);
-    await config.update('liveUpdateDelay', 200, vscode.ConfigurationTarget.Global);
+    await useStories();
+    await vscode.workspace.getConfiguration('attentionLens').update('liveUpdateDelay', 200, vscode.ConfigurationTarget.Global);
     doc = await vscode.workspace.openTextDocument({ content: `Title\n\n${STORY}\n`, language: 'plaintext' });
   });
 

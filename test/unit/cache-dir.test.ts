@@ -1,6 +1,6 @@
 // The cache folder is checked before use: a folder that cannot hold files (procfs, sysfs, a file
 // in the way, read-only) fails fast with CACHE_UNUSABLE instead of hanging the load.
-import { test, describe, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -8,16 +8,10 @@ import { checkCacheDir } from '../../src/engine/cacheDir';
 import { EngineClient } from '../../src/engine/client';
 import { AttentionEngine } from '../../src/engine/engine';
 import { EngineError } from '../../src/engine/types';
-import { STORIES, tempDir } from './helpers/shared';
+import { STORIES, tempDirs } from './helpers/shared';
 
 const linux = process.platform === 'linux';
-const dirs: string[] = [];
-const fresh = () => {
-  const d = tempDir('attention-lens-cache-dir-');
-  dirs.push(d);
-  return d;
-};
-after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+const fresh = tempDirs('attention-lens-cache-dir-');
 
 function unusable(folder: string, ...fragments: Array<string | RegExp>) {
   return (e: unknown) => {

@@ -1,6 +1,6 @@
 // loadExposedGraph: first call rewrites and writes, later calls hit; damaged entries are rebuilt;
 // bad sources leave nothing behind; models with external data keep working from the cache.
-import { test, describe, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -8,17 +8,11 @@ import * as ort from 'onnxruntime-node';
 import { onnx } from 'onnx-proto';
 import { loadExposedGraph, sha256Hex } from '../../src/engine/onnx/exposedCache';
 import { EngineError } from '../../src/engine/types';
-import { readCases, tempDir, TINY_BERT } from './helpers/shared';
+import { readCases, tempDirs, TINY_BERT } from './helpers/shared';
 import { T, attrInt, decodedGraph, encodeModel, int64, maxAbsDiff, node, valueInfo } from './helpers/onnx-build';
 
 const SOURCE = path.join(TINY_BERT, 'onnx/model.onnx');
-const dirs: string[] = [];
-const fresh = () => {
-  const d = tempDir('attention-lens-onnx-cache-');
-  dirs.push(d);
-  return d;
-};
-after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+const fresh = tempDirs('attention-lens-onnx-cache-');
 
 /** All files under `dir`, relative, sorted. */
 function listing(dir: string): string[] {

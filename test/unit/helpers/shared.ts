@@ -1,5 +1,6 @@
 // Paths into ../shared (read in place, never copied) and readers for its reference fixtures.
 import * as fs from 'node:fs';
+import { after } from 'node:test';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -30,4 +31,15 @@ export function readCases(fixture: string): Array<ReferenceCase & { reference: F
 
 export function tempDir(prefix = 'attention-lens-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** A maker of fresh temp folders for one test file, all removed after its tests. */
+export function tempDirs(prefix: string): () => string {
+  const dirs: string[] = [];
+  after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  return () => {
+    const d = tempDir(prefix);
+    dirs.push(d);
+    return d;
+  };
 }
