@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { startCodeServer, type CodeServer } from '../harness/codeServer';
-import { findWebviewFrame, launchBrowser, openWorkbench, screenshot, workbenchUrl, type Browser } from '../harness/browser';
+import { findWebviewFrame, launchBrowser, openWorkbench, runCommand, screenshot, workbenchUrl, type Browser } from '../harness/browser';
 import { makeTempDir, REPO_ROOT } from '../harness/tools';
 import { STORY, attendedDecorations, hoverEditorWord, hoverPanelToken, modelViewCanvases, showAttentionOn } from '../harness/flow';
 
@@ -88,8 +88,12 @@ describe('the workbench with the extension installed from the VSIX', () => {
 
   test('a window reload brings the last run back: the panel paints it again and the editor hovers return', async () => {
     await showAttentionOn(page, 'story.txt', STORY);
-    await page.reload({ waitUntil: 'domcontentloaded' });
-    await openWorkbench(page, page.url());
+    // Developer: Reload Window, as a user reloads: the workbench saves its open editors (the panel
+    // among them) on the way out. A bare page reload may skip that save, and then no panel comes back.
+    const reloaded = page.waitForEvent('framenavigated', { predicate: (f) => f === page.mainFrame(), timeout: 60_000 });
+    await runCommand(page, 'Developer: Reload Window');
+    await reloaded;
+    await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 60_000 });
     const frame = await findWebviewFrame(page, async (f) => (await f.$eval('#app', (app) => app.getAttribute('data-painted-run')).catch(() => null)) !== null, { timeoutMs: 120_000 });
     assert.match((await frame.locator('.meta').textContent()) ?? '', /5 layers × 8 heads.*story\.txt/);
     const canvases = await modelViewCanvases(frame);
