@@ -8,7 +8,7 @@ import { AttentionEngine } from '../../src/engine/engine';
 import { runtimeLoaders } from '../../src/engine/runtime';
 import { EngineError } from '../../src/engine/types';
 import { encodeF16, f16BitsToNumber } from '../../src/analysis/f16';
-import { readCases, tempDir, TINY_BERT, TINY_GPT2, STORIES } from './helpers/shared';
+import { readCases, tempDir, TINY_BERT, TINY_GPT2, STORIES, STORIES_GQA } from './helpers/shared';
 
 /** Max |a - b| over the real (unpadded) query/key positions of batch row `b`. */
 function maxDiffForRow(
@@ -62,6 +62,7 @@ describe('attentionPrecision float16: the graph casts, ONNX Runtime hands out ha
     ['tiny-bert', TINY_BERT],
     ['tiny-gpt2', TINY_GPT2],
     ['stories260K', STORIES],
+    ['stories260K-gqa (fused GroupQueryAttention)', STORIES_GQA],
   ] as const) {
     test(`${name}: the same bits as encoding the float32 attention, and the same analysis`, async () => {
       const full = new AttentionEngine({ cacheDir, runtime: 'cpu', offline: true });
@@ -69,7 +70,7 @@ describe('attentionPrecision float16: the graph casts, ONNX Runtime hands out ha
       try {
         await full.load(model);
         await half.load(model);
-        if (model !== STORIES) {
+        if (model !== STORIES && model !== STORIES_GQA) {
           const c = readCases(model)[0];
           const [f32Rows, f16Rows] = [await full.forward(c), await half.forward(c)];
           for (let l = 0; l < f32Rows[0].length; l++) {

@@ -1,4 +1,4 @@
-// exposeAttention on hand-built graphs: fused kernels, graphs without attention, corrupt bytes, layer
+// exposeAttention on hand-built graphs: refused fused kernels, graphs without attention, corrupt bytes, layer
 // ordering, pass-through ops, output typing, subgraphs, and preservation of fields it does not know.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -50,32 +50,42 @@ function assertUnsupported(fn: () => unknown, ...fragments: (string | RegExp)[])
   });
 }
 
-describe('fused attention kernels are refused by name', () => {
-  test('com.microsoft:Attention', () => {
+describe('fused attention kernels without an exact route are refused by name', () => {
+  test('com.microsoft:QAttention (no output or input gives its probabilities)', () => {
+    const bytes = encodeModel({
+      opsets: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }],
+      inputs: [valueInfo('x', T.UINT8, [1, 3, 8])],
+      outputs: [valueInfo('y', T.FLOAT, [1, 3, 8])],
+      nodes: [node({ op: 'QAttention', domain: 'com.microsoft', name: 'QAttention_0', inputs: ['x', 'w', 'b'], outputs: ['y'], attrs: [attrInt('num_heads', 2)] })],
+    });
+    assertUnsupported(() => exposeAttention(bytes, 'my-fused-bert'), 'com.microsoft:QAttention', 'QAttention_0', 'my-fused-bert', 'unfused export');
+  });
+
+  test('com.microsoft:Attention with rotary inside the op', () => {
     const bytes = encodeModel({
       opsets: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }],
       inputs: [valueInfo('x', T.FLOAT, [1, 3, 8])],
       outputs: [valueInfo('y', T.FLOAT, [1, 3, 8])],
       initializers: [floatTensor('w', [8, 24], new Float32Array(8 * 24)), floatTensor('b', [24], new Float32Array(24))],
-      nodes: [node({ op: 'Attention', domain: 'com.microsoft', name: 'Attention_0', inputs: ['x', 'w', 'b'], outputs: ['y'], attrs: [attrInt('num_heads', 2)] })],
+      nodes: [node({ op: 'Attention', domain: 'com.microsoft', name: 'Attention_0', inputs: ['x', 'w', 'b'], outputs: ['y'], attrs: [attrInt('num_heads', 2), attrInt('do_rotary', 1)] })],
     });
-    assertUnsupported(() => exposeAttention(bytes, 'my-fused-bert'), 'com.microsoft:Attention', 'my-fused-bert', 'fused kernel', 'unfused export');
+    assertUnsupported(() => exposeAttention(bytes, 'rotary-bert'), 'com.microsoft:Attention', 'do_rotary', 'rotary-bert');
   });
 
-  test('ONNX-domain Attention (opset 23)', () => {
+  test('an ONNX-domain Attention in a model that imports an opset below 23', () => {
     const bytes = encodeModel({
-      opsets: [{ domain: '', version: 23 }],
+      opsets: [{ domain: '', version: 22 }],
       inputs: qkvInputs(),
       outputs: [valueInfo('y', T.FLOAT)],
       nodes: [node({ op: 'Attention', inputs: ['q', 'kT', 'v'], outputs: ['y'] })],
     });
-    assertUnsupported(() => exposeAttention(bytes, 'opset23-model'), 'ai.onnx:Attention', 'opset23-model');
+    assertUnsupported(() => exposeAttention(bytes, 'opset22-model'), 'ai.onnx:Attention', 'opset 22', 'opset22-model');
   });
 
-  test('GroupQueryAttention hidden in an If branch', () => {
+  test('GroupQueryAttention with sliding-window attention, hidden in an If branch', () => {
     const gqa = (p: string): onnx.IGraphProto => ({
       name: p, input: [], output: [valueInfo(`${p}y`, T.FLOAT)],
-      node: [node({ op: 'GroupQueryAttention', domain: 'com.microsoft', inputs: ['q', 'kT', 'v'], outputs: [`${p}y`] })],
+      node: [node({ op: 'GroupQueryAttention', domain: 'com.microsoft', name: `${p}/gqa`, inputs: ['q', 'kT', 'v'], outputs: [`${p}y`], attrs: [attrInt('local_window_size', 4)] })],
     });
     const bytes = encodeModel({
       opsets: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }],
@@ -83,7 +93,7 @@ describe('fused attention kernels are refused by name', () => {
       outputs: [valueInfo('y', T.FLOAT)],
       nodes: [node({ op: 'If', inputs: ['c'], outputs: ['y'], attrs: [attrGraph('then_branch', gqa('t')), attrGraph('else_branch', gqa('e'))] })],
     });
-    assertUnsupported(() => exposeAttention(bytes, 'merged-gqa'), 'com.microsoft:GroupQueryAttention', 'merged-gqa');
+    assertUnsupported(() => exposeAttention(bytes, 'merged-gqa'), 'com.microsoft:GroupQueryAttention', 'local_window_size=4', 'merged-gqa');
   });
 });
 

@@ -8,8 +8,10 @@
 // plus one copy of the bytes, and every field we do not touch is kept byte for byte.
 
 import { EngineError } from '../types';
+import { exposeFused, fusedAttentionOp } from './fusedAttention';
 import { DT, ScannedGraph, ScannedModel, ScannedNode, allGraphs, scanModel } from './modelScan';
-import { MessagePatch, WireError, childPatch, insertAfter, lenField, newPatch, rebuild, stringField, encodeVarint } from './wire';
+import { graphOutputField, nodeField } from './nodeProto';
+import { MessagePatch, WireError, childPatch, insertAfter, newPatch, rebuild, stringField } from './wire';
 
 export interface ExposedGraph {
   bytes: Uint8Array;
@@ -26,12 +28,6 @@ export interface ExposedChunks {
   externalDataLocations: string[];
 }
 
-/** Fused kernels that compute softmax(QK^T)V internally and never materialise the probabilities. */
-const FUSED_MS_OPS = new Set([
-  'Attention', 'MultiHeadAttention', 'GroupQueryAttention', 'PackedAttention', 'PackedMultiHeadAttention',
-  'SparseAttention', 'DecoderMaskedMultiHeadAttention', 'DecoderMaskedSelfAttention', 'DecoderAttention',
-  'QAttention', 'QOrderedAttention', 'LongformerAttention', 'PagedAttention',
-]);
 /**
  * Ops the probabilities may pass through between the Softmax and the probs @ V MatMul. The
  * quantize ops appear in dynamically quantized (`*_quantized.onnx`) exports, where that MatMul can
@@ -72,7 +68,7 @@ export function exposeAttentionChunks(modelBytes: Uint8Array, modelLabel: string
     }
     throw err;
   }
-  rejectFusedAttention(model, modelLabel);
+  rejectFusedInFunctions(model, modelLabel);
 
   const ctx = new Context(model, modelLabel);
   const modelPatch = newPatch();
@@ -84,7 +80,7 @@ export function exposeAttentionChunks(modelBytes: Uint8Array, modelLabel: string
     const inFunction = model.functionNodes.some((n) => n.opType === 'Softmax');
     throw new EngineError(
       'ATTENTION_UNSUPPORTED',
-      `${modelLabel}: found no attention Softmax (a Softmax whose output feeds the probs @ V MatMul) in the ONNX graph, ` +
+      `${modelLabel}: found no attention Softmax (a Softmax whose output feeds the probs @ V MatMul) and no fused attention kernel in the ONNX graph, ` +
         'so attention cannot be shown for this model.' +
         (inFunction ? ' Its Softmax nodes sit inside ONNX local functions; an export with functions inlined would work.' : ''),
     );
@@ -96,39 +92,26 @@ export function exposeAttentionChunks(modelBytes: Uint8Array, modelLabel: string
       // order where it can, so the float32 buffer is released at once instead of all layers'
       // staying alive until the end of the graph.
       const cast = ctx.freshName(`${e.name}.float16`);
-      insertAfter(graphPatch(), e.producer.field, castNodeField(e.name, cast, DT.FLOAT16));
-      graphPatch().append.push(...valueInfoField(cast, DT.FLOAT16));
+      insertAfter(graphPatch(), e.producer.field, nodeField({ opType: 'Cast', inputs: [e.name], outputs: [cast], attributes: [{ name: 'to', i: DT.FLOAT16 }] }));
+      graphPatch().append.push(...graphOutputField(cast, DT.FLOAT16));
       return cast;
     }
-    if (!existing.has(e.name)) graphPatch().append.push(...valueInfoField(e.name, e.elemType));
+    if (!existing.has(e.name)) graphPatch().append.push(...graphOutputField(e.name, e.elemType));
     return e.name;
   });
   const { chunks, length } = rebuild(modelBytes, 0, modelBytes.length, modelPatch);
   return { chunks, length, attentionOutputs: outputs, externalDataLocations: model.externalDataLocations };
 }
 
-/** NodeProto { input, output, name, op_type: "Cast", attribute { name: "to", i, type: INT } } as a GraphProto.node (field 1). */
-function castNodeField(input: string, output: string, to: number): Uint8Array[] {
-  const attr = Buffer.concat([...stringField(1, 'to'), encodeVarint(3 * 8), encodeVarint(to), encodeVarint(20 * 8), encodeVarint(2)]);
-  const node = Buffer.concat([...stringField(1, input), ...stringField(2, output), ...stringField(3, output), ...stringField(4, 'Cast'), ...lenField(5, attr)]);
-  return lenField(1, node);
-}
-
-/** Throws ATTENTION_UNSUPPORTED if any graph, subgraph or local function uses a fused attention kernel. */
-function rejectFusedAttention(model: ScannedModel, label: string): void {
-  const nodes: { opType: string; domain: string; name: string }[] = [...model.functionNodes];
-  for (const g of allGraphs(model.graph)) nodes.push(...g.nodes);
-  for (const n of nodes) {
-    const fused = (n.domain === 'com.microsoft' && FUSED_MS_OPS.has(n.opType)) || (isDefaultDomain(n.domain) && n.opType === 'Attention');
-    if (fused) {
-      const op = `${n.domain || 'ai.onnx'}:${n.opType}`;
-      throw new EngineError(
-        'ATTENTION_UNSUPPORTED',
-        `${label} hides its attention probabilities inside the fused kernel ${op}` +
-          `${n.name ? ` (node "${n.name}")` : ''}, so they cannot be read out. ` +
-          'Use an unfused export of this model (a plain torch.onnx / Optimum export without ONNX Runtime transformer optimizations).',
-      );
-    }
+/** Fused kernels inside ONNX local functions have no per-layer output to surface. */
+function rejectFusedInFunctions(model: ScannedModel, label: string): void {
+  const n = model.functionNodes.find((f) => fusedAttentionOp(f));
+  if (n) {
+    throw new EngineError(
+      'ATTENTION_UNSUPPORTED',
+      `${label} computes attention with the fused kernel ${fusedAttentionOp(n)}${n.name ? ` (node "${n.name}")` : ''} inside an ONNX local function, ` +
+        'which cannot be exposed as per-layer outputs. An export with functions inlined would work.',
+    );
   }
 }
 
@@ -141,20 +124,12 @@ interface Exposure {
   producer: ScannedNode;
 }
 
-/** ValueInfoProto { name, type { tensor_type { elem_type } } } as a GraphProto.output (field 12) occurrence. */
-function valueInfoField(name: string, elemType: number): Uint8Array[] {
-  const tensorType = Buffer.concat(elemType ? [encodeVarint(1 * 8 + 0), encodeVarint(elemType)] : []);
-  const typeProto = Buffer.concat(lenField(1, tensorType));
-  const valueInfo = Buffer.concat([...stringField(1, name), ...lenField(2, typeProto)]);
-  return lenField(12, valueInfo);
-}
-
 class Context {
   /** Float type to declare when inference fails: FLOAT16 for mostly-fp16 models, else FLOAT. */
   private readonly fallbackFloat: number;
   private readonly usedNames: Set<string>;
 
-  constructor(model: ScannedModel, private readonly label: string) {
+  constructor(private readonly model: ScannedModel, private readonly label: string) {
     const counts = model.initializerTypeCounts;
     this.fallbackFloat = (counts.get(DT.FLOAT16) ?? 0) > (counts.get(DT.FLOAT) ?? 0) ? DT.FLOAT16 : DT.FLOAT;
     this.usedNames = model.allNames;
@@ -169,6 +144,11 @@ class Context {
     const consumers = consumerMap(graph);
     const found: Exposure[] = [];
     for (const node of graph.nodes) {
+      if (fusedAttentionOp(node)) {
+        const { name, elemType } = exposeFused(node, graph, graphPatch, { label: this.label, model: this.model, freshName: (b) => this.freshName(b), elemTypeOf: (n, g) => this.elemTypeOf(n, g) });
+        found.push({ name, layer: layerIndexOf(node.name) ?? layerIndexOf(node.outputs[0]), elemType, producer: node });
+        continue;
+      }
       if (node.opType === 'Softmax' && isDefaultDomain(node.domain)) {
         if (feedsProbsMatMul(node.outputs[0], consumers)) {
           found.push({
@@ -218,8 +198,8 @@ class Context {
       }
       // Branch outputs are appended after the existing ones, in the same order in both branches, and
       // the If node gains one output per pair; the If's k-th output is its branches' k-th output.
-      thenPatch().append.push(...valueInfoField(t.name, t.elemType));
-      elsePatch().append.push(...valueInfoField(e.name, t.elemType || e.elemType));
+      thenPatch().append.push(...graphOutputField(t.name, t.elemType));
+      elsePatch().append.push(...graphOutputField(e.name, t.elemType || e.elemType));
       const layer = t.layer ?? e.layer;
       const name = this.freshName(`attentions.${layer ?? k}`);
       nodePatch().append.push(...stringField(2, name));
@@ -234,7 +214,7 @@ class Context {
       for (const sub of attr.graphs) {
         for (const g of allGraphs(sub)) {
           const consumers = consumerMap(g);
-          const softmax = g.nodes.find((n) => n.opType === 'Softmax' && isDefaultDomain(n.domain) && feedsProbsMatMul(n.outputs[0], consumers));
+          const softmax = g.nodes.find((n) => fusedAttentionOp(n) || (n.opType === 'Softmax' && isDefaultDomain(n.domain) && feedsProbsMatMul(n.outputs[0], consumers)));
           if (softmax) {
             throw new EngineError(
               'ATTENTION_UNSUPPORTED',

@@ -2,7 +2,7 @@
 // subgraphs, declared types, initializer types. Byte positions are kept so exposeAttention can splice
 // edits in without re-encoding. Tensor payloads are skipped by length and never copied.
 
-import { WT_LEN, WT_VARINT, WireError, WireField, fields, readString } from './wire';
+import { WT_I32, WT_LEN, WT_VARINT, WireError, WireField, fields, readString, readVarint } from './wire';
 
 /** ONNX TensorProto.DataType values used here. */
 export const DT = { UNDEFINED: 0, FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, STRING: 8, BOOL: 9, FLOAT16: 10, DOUBLE: 11, BFLOAT16: 16 } as const;
@@ -12,7 +12,7 @@ const MODEL = { graph: 7, opsetImport: 8, functions: 25 } as const;
 const OPSET = { domain: 1, version: 2 } as const;
 const GRAPH = { node: 1, name: 2, initializer: 5, input: 11, output: 12, valueInfo: 13, sparseInitializer: 15 } as const;
 const NODE = { input: 1, output: 2, name: 3, opType: 4, attribute: 5, domain: 7 } as const;
-const ATTR = { name: 1, i: 3, t: 5, g: 6, graphs: 11 } as const;
+const ATTR = { name: 1, f: 2, i: 3, s: 4, t: 5, g: 6, ints: 8, graphs: 11 } as const;
 const TENSOR = { dataType: 2, name: 8, externalData: 13, dataLocation: 14 } as const;
 const SPARSE_TENSOR = { values: 1 } as const;
 const STRING_ENTRY = { key: 1, value: 2 } as const;
@@ -26,6 +26,12 @@ export interface ScannedAttribute {
   name: string;
   /** The `i` value (signed int64, exact when |i| < 2^53). */
   i?: number;
+  /** The `f` value (float32). */
+  f?: number;
+  /** The `s` value, as UTF-8 text. */
+  s?: string;
+  /** The `ints` values (non-negative ones exact; enough for sizes). */
+  ints?: number[];
   /** data_type of the `t` tensor (Constant/ConstantOfShape values). */
   tensorType?: number;
   /** Subgraphs held by `g` (one) or `graphs` (many), with the field that holds each. */
@@ -155,6 +161,17 @@ function scanAttribute(st: ScanState, f: WireField, owner: ScannedNode, graph: S
   for (const g of fields(buf, f.dataStart, f.end)) {
     if (g.no === ATTR.name && g.wt === WT_LEN) attr.name = readString(buf, g);
     else if (g.no === ATTR.i && g.wt === WT_VARINT) attr.i = signedVarint(buf, g);
+    else if (g.no === ATTR.f && g.wt === WT_I32) attr.f = new DataView(buf.buffer, buf.byteOffset + g.tagEnd, 4).getFloat32(0, true);
+    else if (g.no === ATTR.s && g.wt === WT_LEN) attr.s = readString(buf, g);
+    else if (g.no === ATTR.ints && g.wt === WT_VARINT) (attr.ints ??= []).push(signedVarint(buf, g));
+    else if (g.no === ATTR.ints && g.wt === WT_LEN) {
+      // Packed repeated int64.
+      for (let p = g.dataStart; p < g.end; ) {
+        const [v, next] = readVarint(buf, p, g.end);
+        (attr.ints ??= []).push(v);
+        p = next;
+      }
+    }
     else if (g.no === ATTR.t && g.wt === WT_LEN) attr.tensorType = scanTensor(st, g).dataType;
     else if ((g.no === ATTR.g || g.no === ATTR.graphs) && g.wt === WT_LEN) graphFields.push(g);
   }

@@ -132,11 +132,18 @@ export function stringField(no: number, s: string): Uint8Array[] {
 export interface MessagePatch {
   children: Map<number, { field: WireField; patch: MessagePatch }>;
   insertAfter: Map<number, Uint8Array[]>;
+  /** Fields to drop, keyed by their tagStart (e.g. an attribute that is replaced by an appended one). */
+  remove: Map<number, WireField>;
   append: Uint8Array[];
 }
 
 export function newPatch(): MessagePatch {
-  return { children: new Map(), insertAfter: new Map(), append: [] };
+  return { children: new Map(), insertAfter: new Map(), remove: new Map(), append: [] };
+}
+
+/** Queues `field` (an untouched field of the patched message) to be left out. */
+export function removeField(patch: MessagePatch, field: WireField): void {
+  patch.remove.set(field.tagStart, field);
 }
 
 /** Queues `chunks` to be written right after `field` (an untouched field of the patched message). */
@@ -173,17 +180,23 @@ export function rebuild(buf: Uint8Array, start: number, end: number, patch: Mess
   // Edits in byte order. An insertion keyed by field A's end comes before a child that starts
   // there (the field after A), and after A itself even when A is a rebuilt child (its end is
   // reached before the insertion's offset is).
-  type Edit = { at: number; child?: { field: WireField; patch: MessagePatch }; insert?: Uint8Array[] };
+  type Edit = { at: number; child?: { field: WireField; patch: MessagePatch }; insert?: Uint8Array[]; skip?: WireField };
   const edits: Edit[] = [
     ...[...patch.children.values()].map((child): Edit => ({ at: child.field.tagStart, child })),
     ...[...patch.insertAfter].map(([at, insert]): Edit => ({ at, insert })),
+    ...[...patch.remove.values()].map((skip): Edit => ({ at: skip.tagStart, skip })),
   ].sort((a, b) => a.at - b.at || (a.insert ? -1 : 1));
-  for (const { at, child, insert } of edits) {
+  for (const { at, child, insert, skip } of edits) {
     if (at < cursor || at > end) throw new Error('overlapping or out-of-range patch');
     push(buf.subarray(cursor, at));
     cursor = at;
     if (insert) {
       for (const c of insert) push(c);
+      continue;
+    }
+    if (skip) {
+      if (skip.end > end) throw new Error('overlapping or out-of-range patch');
+      cursor = skip.end;
       continue;
     }
     const { field, patch: sub } = child!;

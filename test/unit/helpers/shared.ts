@@ -8,6 +8,7 @@ export const SHARED = path.resolve(__dirname, '../../../../shared');
 export const TINY_BERT = path.join(SHARED, 'fixtures/tiny-bert');
 export const TINY_GPT2 = path.join(SHARED, 'fixtures/tiny-gpt2');
 export const STORIES = path.join(SHARED, 'models/stories260K');
+export const STORIES_GQA = path.join(SHARED, 'models/stories260K-gqa');
 export const BERT_TOKENIZER = path.join(SHARED, 'tokenizers/bert-base-uncased');
 
 export interface ReferenceCase {
