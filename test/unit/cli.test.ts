@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AttentionEngine } from '../../src/engine/engine';
-import { tempDir, STORIES } from './helpers/shared';
+import { tempDir, STORIES, STORIES_GQA } from './helpers/shared';
 
 const CLI = path.resolve(__dirname, '../../out/cli.js');
 const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ATTENTION_LENS_CACHE: tempDir() } });
@@ -42,6 +42,20 @@ describe('attention-lens CLI', () => {
     let worst = 0;
     for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(npy.data[i] - expected[i]));
     assert.ok(worst < 1e-6, `max diff ${worst}`);
+  });
+
+  test('exports a fused-attention model (stories260K-gqa) equal to the unfused reference', () => {
+    const out = path.join(tempDir(), 'gqa');
+    const [c] = JSON.parse(fs.readFileSync(path.join(STORIES_GQA, 'reference/cases.json'), 'utf8'));
+    const r = run(['--model', STORIES_GQA, '--text', c.text, '--out', out, '--offline']);
+    assert.equal(r.status, 0, r.stderr);
+    const npy = readNpy(`${out}.npy`);
+    assert.match(npy.header, new RegExp(`'shape': \\(${c.shape.join(', ')}\\)`));
+    const ref = fs.readFileSync(path.join(STORIES_GQA, 'reference', c.file));
+    const expected = new Float32Array(ref.buffer.slice(ref.byteOffset, ref.byteOffset + ref.byteLength));
+    let worst = 0;
+    for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(npy.data[i] - expected[i]));
+    assert.ok(worst < 1e-4, `max diff ${worst}`);
   });
 
   test('--file reads the text from a file', () => {

@@ -5,6 +5,7 @@ import { test, describe, before, after } from 'node:test';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import assert from 'node:assert/strict';
+import { onnx } from 'onnx-proto';
 import { AttentionEngine } from '../../src/engine/engine';
 import { STORIES, STORIES_GQA, tempDir } from './helpers/shared';
 
@@ -65,6 +66,34 @@ describe('stories260K-gqa: attention out of GroupQueryAttention (do_rotary=1, in
       assert.equal(differing, 0, 'float16 bit patterns differ by more than 2 ulps');
     } finally {
       await unfused.dispose();
+    }
+  });
+});
+
+describe('builder exports since mid-2026: the KV cache\'s last dimension is a symbol (kv_cache_dim)', () => {
+  test('the engine takes the head size from the config, not from the declared shape, and the attention is unchanged', async () => {
+    const folder = tempDir();
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(STORIES_GQA, f), path.join(folder, f));
+    const model = onnx.ModelProto.decode(fs.readFileSync(path.join(STORIES_GQA, 'onnx/model.onnx')));
+    let renamed = 0;
+    for (const input of model.graph!.input!) {
+      if (!input.name!.startsWith('past_key_values')) continue;
+      const dims = input.type!.tensorType!.shape!.dim!;
+      dims[3] = { dimParam: 'kv_cache_dim' };
+      renamed++;
+    }
+    assert.equal(renamed, 10);
+    fs.mkdirSync(path.join(folder, 'onnx'));
+    fs.writeFileSync(path.join(folder, 'onnx/model.onnx'), onnx.ModelProto.encode(model).finish());
+
+    const engine = new AttentionEngine({ cacheDir: tempDir(), runtime: 'cpu' });
+    try {
+      const c = cases[0];
+      const r = await engine.analyze(folder, c.text);
+      const diff = maxDiff(r.attention as Float32Array, c.reference);
+      assert.ok(diff <= 1e-4, `max abs diff ${diff}`);
+    } finally {
+      await engine.dispose();
     }
   });
 });
