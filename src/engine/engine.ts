@@ -379,7 +379,11 @@ export class AttentionEngine {
       const data: AttentionData = tensor.type !== 'float16' ? (tensor.data as Float32Array) : half ? halfBits(tensor) : toFloat32(halfBits(tensor));
       const stride = h * q * k;
       // Views, not copies: at T=512 a 12x12 model returns 150 MB of attention.
-      for (let r = 0; r < B; r++) perRow[r].push(data.subarray(r * stride, (r + 1) * stride));
+      for (let r = 0; r < B; r++) {
+        const row = data.subarray(r * stride, (r + 1) * stride);
+        if (batch.attention_mask) zeroMaskedKeys(row, batch.attention_mask[r], h * q);
+        perRow[r].push(row);
+      }
       tensor.dispose?.();
     }
     return perRow;
@@ -395,6 +399,19 @@ export class AttentionEngine {
     if (!this.model) throw new EngineError('INTERNAL', 'No model is loaded.');
     return this.model;
   }
+}
+
+/**
+ * Sets to 0 the columns of keys the attention mask leaves out, in each of `rows` rows of one batch
+ * row's attention. Unfused graphs already hold 0 there (their softmax of a -1e4 or -inf score);
+ * GroupQueryAttention leaves those entries of output_qk unwritten, so they hold whatever the buffer
+ * held. Only padded batches (tests, never the editor's one-row runs) have such keys.
+ */
+export function zeroMaskedKeys(row: AttentionData, mask: number[], rows: number): void {
+  const K = mask.length;
+  const masked = mask.flatMap((m, k) => (m ? [] : [k]));
+  if (masked.length === 0) return;
+  for (let r = 0; r < rows; r++) for (const k of masked) row[r * K + k] = 0;
 }
 
 /** One layer of attention from the graph: floats, or half-precision bit patterns. */

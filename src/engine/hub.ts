@@ -7,7 +7,9 @@
 // transformers.js, from the folder this module returns.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EngineError, type DtypeChoice, type LoadProgress } from './types';
+import { scanModel } from './onnx/modelScan';
+import { WireError } from './onnx/wire';
+import { DTYPES, EngineError, type DtypeChoice, type LoadProgress } from './types';
 
 export const DEFAULT_REMOTE_HOST = 'https://huggingface.co/';
 export const DEFAULT_REMOTE_PATH_TEMPLATE = '{model}/resolve/{revision}/';
@@ -38,11 +40,50 @@ export interface ResolvedModel {
   fromHub: boolean;
 }
 
+/** The file-name suffix of each dtype, as transformers.js names its exports (its DEFAULT_DTYPE_SUFFIX_MAPPING). */
+const DTYPE_SUFFIX: Record<DtypeChoice, string> = {
+  fp32: '',
+  fp16: '_fp16',
+  q8: '_quantized',
+  int8: '_int8',
+  uint8: '_uint8',
+  q4: '_q4',
+  q4f16: '_q4f16',
+  bnb4: '_bnb4',
+};
+
 /** ONNX files to try, in order, for a dtype (single-file exports first, then merged decoders). */
 export function onnxCandidates(dtype: DtypeChoice): string[] {
-  return dtype === 'q8'
-    ? ['onnx/model_quantized.onnx', 'onnx/decoder_model_quantized.onnx', 'onnx/decoder_model_merged_quantized.onnx']
-    : ['onnx/model.onnx', 'onnx/decoder_model.onnx', 'onnx/decoder_model_merged.onnx'];
+  return ['model', 'decoder_model', 'decoder_model_merged'].map((base) => `onnx/${base}${DTYPE_SUFFIX[dtype]}.onnx`);
+}
+
+/** The dtypes a folder has an ONNX file for, with the file each would load. */
+function dtypesIn(folder: string): { dtype: DtypeChoice; file: string }[] {
+  return DTYPES.flatMap((dtype) => {
+    const file = onnxCandidates(dtype).find((f) => fs.existsSync(path.join(folder, f)));
+    return file ? [{ dtype, file }] : [];
+  });
+}
+
+/** "a", "a or b", "a, b or c". */
+const orList = (items: string[]) => (items.length < 2 ? items.join('') : `${items.slice(0, -1).join(', ')} or ${items.at(-1)}`);
+
+/** What a folder without the dtype asked for does have, as advice. */
+function otherDtypesAdvice(folder: string): string {
+  const present = dtypesIn(folder);
+  if (present.length) {
+    return ` It has ${present.map((p) => `${p.dtype} (${p.file})`).join(', ')}. Try dtype ${orList(present.map((p) => p.dtype))}.`;
+  }
+  const onnxFiles = ['', 'onnx'].flatMap((sub) => {
+    try {
+      return fs.readdirSync(path.join(folder, sub)).filter((f) => f.endsWith('.onnx')).map((f) => path.posix.join(sub, f));
+    } catch {
+      return [];
+    }
+  });
+  return onnxFiles.length
+    ? ` Its ONNX files (${onnxFiles.join(', ')}) are not named as transformers.js names them (onnx/model.onnx, onnx/model_q4.onnx, …).`
+    : '';
 }
 
 const REQUIRED_JSON = ['config.json', 'tokenizer.json'];
@@ -71,11 +112,7 @@ function resolveLocal(ref: string, dtype: DtypeChoice): ResolvedModel {
   }
   const onnxFile = onnxCandidates(dtype).find((f) => fs.existsSync(path.join(folder, f)));
   if (!onnxFile) {
-    throw new EngineError(
-      'MODEL_NOT_FOUND',
-      `No ${dtype} ONNX file in ${folder}: expected one of ${onnxCandidates(dtype).join(', ')}.` +
-        (dtype === 'q8' ? ' Try dtype fp32.' : ' Try dtype q8.'),
-    );
+    throw new EngineError('MODEL_NOT_FOUND', `No ${dtype} ONNX file in ${folder}: expected one of ${onnxCandidates(dtype).join(', ')}.${otherDtypesAdvice(folder)}`);
   }
   return { folder, onnxFile, fromHub: false };
 }
@@ -97,9 +134,11 @@ async function resolveHub(id: string, opts: ResolveOptions): Promise<ResolvedMod
     const missing = REQUIRED_JSON.filter((f) => !cached(f));
     const onnxFile = candidates.find(cached);
     if (missing.length || !onnxFile) {
+      const cachedDtypes = missing.length ? [] : dtypesIn(folder).map((p) => p.dtype);
       throw new EngineError(
         'OFFLINE_NOT_CACHED',
-        `Offline mode is on and ${id} (${opts.dtype}) is not in the cache (${folder}). Turn offline mode off once to download it, or choose a local folder.`,
+        `Offline mode is on and ${id} (${opts.dtype}) is not in the cache (${folder}). Turn offline mode off once to download it, or choose a local folder.` +
+          (cachedDtypes.length ? ` The cache has it as ${orList(cachedDtypes)}.` : ''),
       );
     }
     return { folder, onnxFile, fromHub: true };
@@ -110,15 +149,61 @@ async function resolveHub(id: string, opts: ResolveOptions): Promise<ResolvedMod
   let onnxFile = candidates.find(cached);
   for (const f of candidates) {
     if (onnxFile) break;
-    if (await downloadFile(id, f, folder, opts, false)) onnxFile = f;
+    if (await downloadModel(id, f, folder, opts)) onnxFile = f;
   }
   if (!onnxFile) {
     throw new EngineError(
       'MODEL_NOT_FOUND',
-      `${id} has no ${opts.dtype} ONNX file (${candidates.join(', ')}). It may not be a transformers.js model; try the other dtype or an Xenova/ or onnx-community/ export.`,
+      `${id} has no ${opts.dtype} ONNX file (${candidates.join(', ')}). Try another dtype: transformers.js exports ship some of ` +
+        `${DTYPES.join(', ')}, and the model's onnx/ folder on the hub shows which. Without an onnx/ folder it is not a ` +
+        'transformers.js model; look for an Xenova/ or onnx-community/ export of it.',
     );
   }
   return { folder, onnxFile, fromHub: true };
+}
+
+/**
+ * Downloads an ONNX file and the external data files it references, by the names the model records
+ * (transformers.js exports use `model.onnx_data`, `model.onnx_data_1`, …; onnxruntime-genai's builder
+ * `model.onnx.data`). The model file is put in place last, so a cached model always has its data.
+ * Returns false when the hub has no such model file.
+ */
+async function downloadModel(id: string, file: string, folder: string, opts: ResolveOptions): Promise<boolean> {
+  const staged = `${file}.download`;
+  if (!(await downloadFile(id, file, folder, opts, false, staged))) return false;
+  const stagedPath = path.join(folder, staged);
+  try {
+    for (const location of externalDataLocations(stagedPath, `${id}/${file}`)) {
+      const dataFile = path.posix.join(path.posix.dirname(file), location);
+      if (fs.existsSync(path.join(folder, dataFile)) || (await downloadFile(id, dataFile, folder, opts, false))) continue;
+      throw new EngineError(
+        'MODEL_NOT_FOUND',
+        `${id}/${file} keeps its weights in ${location}, but the hub has no ${dataFile} (${fileUrl(id, dataFile, opts)}). The export is incomplete; try another dtype.`,
+      );
+    }
+    fs.renameSync(stagedPath, path.join(folder, file));
+    return true;
+  } catch (e) {
+    fs.rmSync(stagedPath, { force: true });
+    throw e;
+  }
+}
+
+/** The external data files a downloaded model references, relative to it. */
+function externalDataLocations(modelPath: string, label: string): string[] {
+  let locations: string[];
+  try {
+    locations = scanModel(fs.readFileSync(modelPath)).externalDataLocations;
+  } catch (e) {
+    if (e instanceof WireError) throw new EngineError('MODEL_CORRUPT', `${label} is not a readable ONNX model (${e.message}).`);
+    throw e;
+  }
+  for (const loc of locations) {
+    if (path.isAbsolute(loc) || loc.split(/[\\/]/).includes('..')) {
+      throw new EngineError('MODEL_CORRUPT', `${label}: external data location "${loc}" points outside the model folder.`);
+    }
+  }
+  return locations;
 }
 
 export function fileUrl(id: string, file: string, opts: Pick<ResolveOptions, 'remoteHost' | 'remotePathTemplate' | 'revision'>): string {
@@ -138,12 +223,13 @@ const timeoutAdvice = (setting: string) =>
 /**
  * Downloads one file into the cache atomically: bytes go to a temp file that is renamed only
  * when complete (length checked against Content-Length), so a cut download leaves nothing behind.
+ * `saveAs` names the cached file (default: as on the hub), relative to `folder`.
  * Returns false on 404 when the file is optional. A server that does not answer within the
  * connect timeout, or stops sending for the idle timeout, fails the download (DOWNLOAD_FAILED).
  */
-async function downloadFile(id: string, file: string, folder: string, opts: ResolveOptions, required: boolean): Promise<boolean> {
+async function downloadFile(id: string, file: string, folder: string, opts: ResolveOptions, required: boolean, saveAs = file): Promise<boolean> {
   const url = fileUrl(id, file, opts);
-  const target = path.join(folder, file);
+  const target = path.join(folder, saveAs);
   const temp = `${target}.part-${process.pid}-${Date.now()}`;
   const report = (loaded: number, total: number) =>
     opts.onProgress?.({ phase: 'download', file, loaded, total, message: `Downloading ${id}/${file}` });

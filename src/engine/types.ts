@@ -3,8 +3,12 @@ import type { AttentionEncoding } from '../protocol/attention';
 
 /** Which ONNX Runtime build runs the model. `auto` = native, falling back to WASM if the binary cannot load. */
 export type RuntimeChoice = 'auto' | 'cpu' | 'wasm' | 'webgpu';
-/** fp32 reads `onnx/model.onnx`; q8 reads `onnx/model_quantized.onnx`. */
-export type DtypeChoice = 'fp32' | 'q8';
+/**
+ * Which weights to load: transformers.js' dtypes, each a file-name suffix (hub.ts): fp32 reads
+ * `onnx/model.onnx`, fp16 `onnx/model_fp16.onnx`, q8 `onnx/model_quantized.onnx`, and so on.
+ */
+export const DTYPES = ['fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4', 'q4f16', 'bnb4'] as const;
+export type DtypeChoice = (typeof DTYPES)[number];
 
 export interface EngineOptions {
   /** Folder for downloaded hub models and rewritten graphs. */

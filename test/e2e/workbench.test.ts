@@ -6,13 +6,15 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
-import { startCodeServer, type CodeServer } from '../harness/codeServer';
+import { startCodeServer, writeUserSettings, type CodeServer } from '../harness/codeServer';
 import { findWebviewFrame, launchBrowser, openWorkbench, runCommand, screenshot, workbenchUrl, type Browser } from '../harness/browser';
 import { makeTempDir, REPO_ROOT } from '../harness/tools';
 import { STORY, attendedDecorations, hoverEditorWord, hoverPanelToken, modelViewCanvases, showAttentionOn } from '../harness/flow';
 
 const VSIX = path.join(REPO_ROOT, 'attention-lens.vsix');
 const STORIES = path.resolve(REPO_ROOT, '../shared/models/stories260K');
+const STORIES_GQA = path.resolve(REPO_ROOT, '../shared/models/stories260K-gqa');
+const SETTINGS = { 'attentionLens.model': STORIES, 'attentionLens.offline': true, 'workbench.colorTheme': 'Default Dark Modern' };
 const XSS = '<img src=x onerror=alert(1)> and <script>alert(2)</script> tokens';
 
 describe('the workbench with the extension installed from the VSIX', () => {
@@ -30,7 +32,7 @@ describe('the workbench with the extension installed from the VSIX', () => {
       workspace,
       name: 'e2e',
       vsix: [VSIX],
-      settings: { 'attentionLens.model': STORIES, 'attentionLens.offline': true, 'workbench.colorTheme': 'Default Dark Modern' },
+      settings: SETTINGS,
     });
     browser = await launchBrowser();
     page = browser.page;
@@ -102,4 +104,31 @@ describe('the workbench with the extension installed from the VSIX', () => {
     assert.match(text, /attends most to/);
     await screenshot(page, 'e2e-after-reload');
   });
+
+  test('a fused-attention export (stories260K-gqa, GroupQueryAttention) shows exactly like stories260K', async () => {
+    const plain = await hoverPanelToken(await showAttentionOn(page, 'story.txt', STORY), 'Lily');
+    // The user switches the model in settings.json; the workbench picks the file change up.
+    writeUserSettings(server.profile, { ...SETTINGS, 'attentionLens.model': STORIES_GQA });
+    const frame = await waitFor(async () => {
+      const f = await showAttentionOn(page, 'story.txt', STORY);
+      return /stories260K-gqa/.test((await f.locator('.meta').textContent()) ?? '') ? f : null;
+    }, 60_000);
+    assert.match((await frame.locator('.meta').textContent()) ?? '', /5 layers × 8 heads/);
+    const canvases = await modelViewCanvases(frame);
+    assert.equal(canvases.nonBlank, 40, 'every heatmap painted');
+    await screenshot(page, 'e2e-fused-gqa');
+    assert.deepEqual(await hoverPanelToken(frame, 'Lily'), plain, 'the same top words, with the same weights');
+    await screenshot(page, 'e2e-fused-gqa-hover');
+  });
 });
+
+/** Polls `f` until it returns a value (not null), failing after `ms`. */
+async function waitFor<T>(f: () => Promise<T | null>, ms: number): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== null) return v;
+    if (Date.now() > until) throw new Error(`gave up after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}

@@ -220,9 +220,11 @@ async function writeWithExternalData(
       throw new EngineError('MODEL_CORRUPT', `${label}: external data location "${loc}" points outside the model folder. File: ${source}`);
     }
   }
+  const modelName = path.basename(source);
+  const missing = locations.filter((loc) => !fs.existsSync(path.join(sourceDir, loc)));
+  if (missing.length) throw missingExternalData(label, modelName, sourceDir, missing);
   const folder = `${entry}.d`;
   const final = path.join(dir, folder);
-  const modelName = path.basename(source);
   const tmp = tempName(final);
   try {
     await fs.promises.mkdir(tmp, { recursive: true });
@@ -248,4 +250,23 @@ async function writeWithExternalData(
     if (!((code === 'ENOTEMPTY' || code === 'EEXIST') && fs.existsSync(path.join(final, modelName)))) throw err;
   }
   return path.join(folder, modelName);
+}
+
+/**
+ * The error for external data files a model references but its folder lacks. The two common names
+ * get mixed up when files are moved between tools (transformers.js expects `model.onnx_data`,
+ * onnxruntime-genai's builder writes `model.onnx.data`), and only the name recorded in the model works.
+ */
+function missingExternalData(label: string, modelName: string, sourceDir: string, missing: string[]): EngineError {
+  const renames = missing.flatMap((loc) => {
+    const other = loc.endsWith('.onnx.data') ? loc.replace(/\.onnx\.data$/, '.onnx_data') : loc.endsWith('.onnx_data') ? loc.replace(/_data$/, '.data') : null;
+    return other && fs.existsSync(path.join(sourceDir, other)) ? [`${other} to ${loc}`] : [];
+  });
+  return new EngineError(
+    'MODEL_NOT_FOUND',
+    `${label}: ${modelName} keeps its weights in ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not in ${sourceDir}. ` +
+      (renames.length
+        ? `The folder has them under another name: rename ${renames.join(', ')} (the model reads the name recorded in it).`
+        : `Copy ${missing.length > 1 ? 'them' : 'it'} next to ${modelName}.`),
+  );
 }

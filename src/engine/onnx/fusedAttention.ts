@@ -10,7 +10,7 @@
 
 import { EngineError } from '../types';
 import type { ScannedGraph, ScannedModel, ScannedNode } from './modelScan';
-import { attributeField, nodeField, nodeOutputField, type Attribute } from './nodeProto';
+import { attributeField, graphValueInfoField, nodeField, nodeOutputField, type Attribute } from './nodeProto';
 import { childPatch, insertAfter, removeField, type MessagePatch } from './wire';
 
 /** What exposing needs from the caller's rewrite context. */
@@ -101,6 +101,8 @@ export function exposeFused(node: ScannedNode, graph: ScannedGraph, graphPatch: 
       const name = ctx.freshName(`${node.name || node.outputs[0]}/qk`);
       for (let k = node.outputs.length; k < 3; k++) nodePatch().append.push(...nodeOutputField(''));
       nodePatch().append.push(...nodeOutputField(name));
+      // `qk` has a type parameter of its own, which ONNX Runtime cannot infer: declare the query's.
+      graphPatch().append.push(...graphValueInfoField(name, elemType()));
       return name;
     })();
     const probs = ctx.freshName(`${node.name || node.outputs[0]}/attention_probs`);
@@ -171,5 +173,6 @@ function besideAttention(node: ScannedNode, graphPatch: () => MessagePatch, ctx:
   const probs = fresh('attention_probs');
   add({ opType: 'Softmax', inputs: [scores], outputs: [probs], attributes: [{ name: 'axis', i: SCORES_LAST_AXIS }] });
   insertAfter(graphPatch(), node.field, nodes);
+  graphPatch().append.push(...graphValueInfoField(scores, elemType));
   return { name: probs, elemType };
 }

@@ -12,6 +12,7 @@ const ATTR_T = 5;
 const ATTR_TYPE_TENSOR = 4;
 const GRAPH_NODE = 1;
 const GRAPH_OUTPUT = 12;
+const GRAPH_VALUE_INFO = 13;
 
 const concat = (parts: Uint8Array[]) => Buffer.concat(parts);
 const varintField = (no: number, v: number) => [encodeVarint(no * 8), encodeVarint(v)];
@@ -74,8 +75,16 @@ export function nodeField(spec: NodeSpec): Uint8Array[] {
 
 /** ValueInfoProto { name, type { tensor_type { elem_type } } } as a GraphProto.output occurrence. */
 export function graphOutputField(name: string, elemType: number): Uint8Array[] {
+  return lenField(GRAPH_OUTPUT, valueInfoBytes(name, elemType));
+}
+
+/** The same as a GraphProto.value_info occurrence: declares a tensor type ONNX Runtime cannot infer. */
+export function graphValueInfoField(name: string, elemType: number): Uint8Array[] {
+  return lenField(GRAPH_VALUE_INFO, valueInfoBytes(name, elemType));
+}
+
+function valueInfoBytes(name: string, elemType: number): Uint8Array {
   const tensorType = concat(elemType ? varintField(1, elemType) : []);
   const typeProto = concat(lenField(1, tensorType));
-  const valueInfo = concat([...stringField(1, name), ...lenField(2, typeProto)]);
-  return lenField(GRAPH_OUTPUT, valueInfo);
+  return concat([...stringField(1, name), ...lenField(2, typeProto)]);
 }
