@@ -3,25 +3,60 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import type { DtypeChoice } from './engine/types';
 import { SECTION } from './settings';
 
 export interface CuratedModel {
   id: string;
   kind: 'encoder' | 'decoder';
   shape: string;
-  /** Download sizes estimated from the parameter count (4 bytes/param fp32, ~1 byte/param q8). */
-  fp32: string;
-  q8: string;
+  /**
+   * Download size of each dtype the repository ships, external data included. Approximate: read off
+   * the hub's file listings (as search-engine snapshots had them; files get re-exported), or, where
+   * marked "est.", estimated from the parameter count (4 bytes/param fp32, 2 fp16, ~1 q8).
+   */
+  sizes: Partial<Record<DtypeChoice, string>>;
   note: string;
 }
 
 export const CURATED_MODELS: CuratedModel[] = [
-  { id: 'Xenova/distilgpt2', kind: 'decoder', shape: '6 layers x 12 heads', fp32: '~330 MB', q8: '~85 MB', note: 'Default: byte-level BPE keeps every character of code and prose.' },
-  { id: 'Xenova/gpt2', kind: 'decoder', shape: '12 layers x 12 heads', fp32: '~500 MB', q8: '~125 MB', note: 'The classic causal decoder.' },
-  { id: 'Xenova/distilbert-base-uncased', kind: 'encoder', shape: '6 layers x 12 heads', fp32: '~265 MB', q8: '~67 MB', note: 'Bidirectional encoder, lowercased WordPiece.' },
-  { id: 'Xenova/bert-base-uncased', kind: 'encoder', shape: '12 layers x 12 heads', fp32: '~440 MB', q8: '~110 MB', note: 'The model bertviz made famous.' },
-  { id: 'Xenova/all-MiniLM-L6-v2', kind: 'encoder', shape: '6 layers x 12 heads', fp32: '~90 MB', q8: '~23 MB', note: 'Smallest download; sentence-embedding encoder.' },
+  { id: 'Xenova/distilgpt2', kind: 'decoder', shape: '6 layers x 12 heads', sizes: { fp32: '~330 MB', fp16: '~165 MB', q8: '~85 MB' }, note: 'Default: byte-level BPE keeps every character of code and prose.' },
+  { id: 'Xenova/gpt2', kind: 'decoder', shape: '12 layers x 12 heads', sizes: { fp32: '~500 MB', fp16: '~250 MB', q8: '~128 MB' }, note: 'The classic causal decoder.' },
+  { id: 'Xenova/distilbert-base-uncased', kind: 'encoder', shape: '6 layers x 12 heads', sizes: { fp32: '~265 MB est.', q8: '~67 MB est.' }, note: 'Bidirectional encoder, lowercased WordPiece.' },
+  { id: 'Xenova/bert-base-uncased', kind: 'encoder', shape: '12 layers x 12 heads', sizes: { fp32: '~440 MB est.', q8: '~110 MB est.' }, note: 'The model bertviz made famous.' },
+  { id: 'Xenova/all-MiniLM-L6-v2', kind: 'encoder', shape: '6 layers x 12 heads', sizes: { fp32: '~90 MB est.', q8: '~23 MB est.' }, note: 'Smallest download; sentence-embedding encoder.' },
+  {
+    id: 'HuggingFaceTB/SmolLM2-135M-Instruct', kind: 'decoder', shape: '30 layers x 9 heads (3 key/value)',
+    sizes: { fp32: '~654 MB', fp16: '~327 MB', q4: '~200 MB', q4f16: '~134 MB' },
+    note: 'A small current Llama-architecture chat model.',
+  },
+  {
+    id: 'onnx-community/Qwen2.5-0.5B-Instruct', kind: 'decoder', shape: '24 layers x 14 heads (2 key/value)',
+    sizes: { fp32: '~2.0 GB', fp16: '~1.0 GB', q8: '~512 MB', int8: '~512 MB', uint8: '~512 MB', q4: '~786 MB', q4f16: '~483 MB', bnb4: '~764 MB' },
+    note: 'Qwen2.5 chat model; byte-level BPE.',
+  },
+  {
+    id: 'onnx-community/Qwen2.5-Coder-0.5B-Instruct', kind: 'decoder', shape: '24 layers x 14 heads (2 key/value)',
+    sizes: { fp32: '~2.5 GB', fp16: '~1.3 GB', q8: '~639 MB', int8: '~639 MB', uint8: '~639 MB', q4: '~862 MB', q4f16: '~555 MB', bnb4: '~832 MB' },
+    note: 'Qwen2.5 trained for code.',
+  },
+  {
+    id: 'onnx-community/Qwen3-0.6B-ONNX', kind: 'decoder', shape: '28 layers x 16 heads (8 key/value)',
+    sizes: { fp32: '~3 GB est.', fp16: '~1.5 GB est.', q8: '~750 MB est.' },
+    note: 'Qwen3; which dtypes this export ships was not checked.',
+  },
+  {
+    id: 'onnx-community/Llama-3.2-1B-Instruct', kind: 'decoder', shape: '16 layers x 32 heads (8 key/value)',
+    sizes: { fp32: '~4.9 GB', fp16: '~2.5 GB', q8: '~1.2 GB', int8: '~1.2 GB', uint8: '~1.2 GB', q4: '~1.7 GB', q4f16: '~1.1 GB', bnb4: '~1.6 GB' },
+    note: 'Llama 3.2; the largest here (Llama 3.2 community license).',
+  },
 ];
+
+/** The quick pick's size for the dtype set, or what the model has instead. */
+function sizeLabel(m: CuratedModel, dtype: DtypeChoice): string {
+  const size = m.sizes[dtype];
+  return size ? `${size} (${dtype})` : `no ${dtype} listed; has ${Object.keys(m.sizes).join(', ')}`;
+}
 
 type Item = vscode.QuickPickItem & { action: 'model' | 'folder' | 'hub' | 'recent'; id?: string };
 
@@ -90,7 +125,7 @@ async function pickFolder(state: vscode.Memento | undefined): Promise<string | u
 export async function selectModel(state?: vscode.Memento): Promise<string | undefined> {
   const config = vscode.workspace.getConfiguration(SECTION);
   const current = config.get<string>('model', '');
-  const dtype = config.get<string>('dtype', 'fp32');
+  const dtype = config.get<DtypeChoice>('dtype', 'fp32');
   const recent = recentFolders(state);
   const items: Item[] = [
     ...(recent.length
@@ -107,8 +142,8 @@ export async function selectModel(state?: vscode.Memento): Promise<string | unde
     { label: 'Curated models', kind: vscode.QuickPickItemKind.Separator, action: 'model' },
     ...CURATED_MODELS.map<Item>((m) => ({
       label: `${m.id === current ? '$(check) ' : ''}${m.id}`,
-      description: `${m.kind} · ${m.shape} · ${dtype === 'q8' ? m.q8 : m.fp32} (${dtype})`,
-      detail: m.note,
+      description: `${m.kind} · ${m.shape} · ${sizeLabel(m, dtype)}`,
+      detail: `${m.note} Downloads: ${Object.entries(m.sizes).map(([d, size]) => `${d} ${size}`).join(', ')}.`,
       action: 'model',
       id: m.id,
     })),

@@ -1,7 +1,7 @@
 // Reads `attentionLens.*` settings into engine options. Extension layer (imports vscode).
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { DtypeChoice, EngineOptions, RuntimeChoice } from './engine/types';
+import { DTYPES, type DtypeChoice, type EngineOptions, type RuntimeChoice } from './engine/types';
 
 export const SECTION = 'attentionLens';
 
@@ -25,7 +25,7 @@ export function readSettings(context: vscode.ExtensionContext): Settings {
       cacheDir: cacheSetting.trim() || path.join(context.globalStorageUri.fsPath, 'cache'),
       offline: c.get<boolean>('offline', false),
       runtime: c.get<RuntimeChoice>('runtime', 'auto'),
-      dtype: c.get<DtypeChoice>('dtype', 'fp32'),
+      dtype: dtype(c.get<unknown>('dtype')),
       // The panel and the hovers show float16 anyway: let the graph produce it.
       attentionPrecision: 'float16',
       downloadConnectTimeoutMs: seconds(c.get<number>('download.connectTimeout', 20), 20) * 1000,
@@ -36,6 +36,11 @@ export function readSettings(context: vscode.ExtensionContext): Settings {
     liveUpdateDelay: c.get<number>('liveUpdateDelay', 600),
     topWords: c.get<number>('topWords', 5),
   };
+}
+
+/** The dtype setting, fp32 for anything settings.json may hold that is not one. */
+function dtype(value: unknown): DtypeChoice {
+  return DTYPES.find((d) => d === value) ?? 'fp32';
 }
 
 /** A timeout setting in seconds, kept within the range package.json declares (settings.json may hold anything). */

@@ -1,17 +1,20 @@
 // attention-lens: the command-line face of the engine, and the headless export for scripts.
-//   attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix> [--dtype fp32|q8] [--offline]
+//   attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix> [--dtype fp32|fp16|q8|...] [--offline]
 // Writes <prefix>.json (model, tokens, shape) and <prefix>.npy (float32 [L, H, T, T]).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AttentionEngine } from '../engine/engine';
-import { EngineError, type DtypeChoice, type RuntimeChoice } from '../engine/types';
+import { DTYPES, EngineError, type DtypeChoice, type RuntimeChoice } from '../engine/types';
 import { npyBytes } from './npy';
 
 const USAGE = `Usage: attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix>
-                      [--dtype fp32|q8] [--offline] [--runtime auto|cpu|wasm|webgpu]
-                      [--max-tokens N] [--cache-dir <folder>]
+                      [--dtype ${DTYPES.join('|')}] [--offline]
+                      [--runtime auto|cpu|wasm|webgpu] [--max-tokens N] [--cache-dir <folder>]
+
+--dtype picks the ONNX file as transformers.js names them: fp32 onnx/model.onnx, fp16 model_fp16,
+q8 model_quantized, int8 model_int8, uint8 model_uint8, q4 model_q4, q4f16 model_q4f16, bnb4 model_bnb4.
 
 Writes <prefix>.json ({model, tokens, shape}) and <prefix>.npy (float32, shape [layers, heads, T, T];
 row = query token, column = key token).`;
@@ -50,7 +53,7 @@ export async function main(argv: string[]): Promise<number> {
   if (!values.model) return fail(`--model is required.\n\n${USAGE}`);
   if (!values.out) return fail(`--out is required.\n\n${USAGE}`);
   if ((values.text === undefined) === (values.file === undefined)) return fail('give exactly one of --text or --file.');
-  if (!['fp32', 'q8'].includes(values.dtype!)) return fail(`--dtype must be fp32 or q8, not "${values.dtype}".`);
+  if (!(DTYPES as readonly string[]).includes(values.dtype!)) return fail(`--dtype must be one of ${DTYPES.join(', ')}, not "${values.dtype}".`);
   if (!['auto', 'cpu', 'wasm', 'webgpu'].includes(values.runtime!)) return fail(`--runtime must be auto, cpu, wasm or webgpu.`);
   const maxTokens = values['max-tokens'] === undefined ? undefined : Number(values['max-tokens']);
   if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens > 0)) return fail('--max-tokens must be a positive integer.');

@@ -111,9 +111,9 @@ describe('loadExposedGraph', () => {
     fs.writeFileSync(file, encodeModel({
       opsets: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }],
       inputs: [valueInfo('x', T.FLOAT, [1, 3, 8])], outputs: [valueInfo('y', T.FLOAT)],
-      nodes: [node({ op: 'MultiHeadAttention', domain: 'com.microsoft', inputs: ['x', 'x', 'x'], outputs: ['y'], attrs: [attrInt('num_heads', 2)] })],
+      nodes: [node({ op: 'QAttention', domain: 'com.microsoft', inputs: ['x', 'w', 'b'], outputs: ['y'], attrs: [attrInt('num_heads', 2)] })],
     }));
-    await assert.rejects(loadExposedGraph(file, cache, 'fused-model'), (err) => assertEngineError(err, 'ATTENTION_UNSUPPORTED', 'MultiHeadAttention', 'fused-model'));
+    await assert.rejects(loadExposedGraph(file, cache, 'fused-model'), (err) => assertEngineError(err, 'ATTENTION_UNSUPPORTED', 'QAttention', 'fused-model'));
     assert.deepEqual(listing(path.join(cache, 'exposed')).filter((f) => !f.startsWith('by-path')), []);
   });
 
