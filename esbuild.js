@@ -45,6 +45,18 @@ const builds = [
     outdir: 'out/webview',
     logLevel: 'warning',
   },
+  // The standalone HTML report's script and styles (report.js, report.css), which src/export/report.ts
+  // inlines into each report: no source map (nothing for one to point at), any current browser.
+  {
+    bundle: true,
+    platform: 'browser',
+    target: ['chrome114', 'firefox115', 'safari16'],
+    format: 'iife',
+    minify: production,
+    entryPoints: { report: 'webview/report/main.ts' },
+    outdir: 'out/webview',
+    logLevel: 'warning',
+  },
   // The integration suite for the extension host (test/harness/runIntegration.ts); never shipped.
   ...(production
     ? []

@@ -4,8 +4,8 @@ import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
-/** Code that runs outside VS Code: the engine worker, the CLI, the bench and the panel's browser bundle. */
-const outsideVsCode = ['src/engine', 'src/analysis', 'src/protocol', 'src/run', 'webview'];
+/** Code that runs outside VS Code: the engine worker, the CLI, the bench, the exports and the panel's browser bundle. */
+const outsideVsCode = ['src/engine', 'src/analysis', 'src/protocol', 'src/run', 'src/export', 'webview'];
 const noVsCode =
   'The engine, analysis, protocol, run model and panel run outside VS Code: no vscode import here (see README, Architecture).';
 

@@ -6,6 +6,7 @@ import { EngineClient } from './engine/client';
 import { EngineError, type LoadProgress } from './engine/types';
 import { AttentionPanel } from './panel/panel';
 import { AttentionDecorations } from './editor/decorations';
+import { CompareMarks, type CompareMark } from './editor/compareMarks';
 import { RunState } from './editor/runState';
 import { analysable } from './editor/selection';
 import { saveRun, savedRun } from './editor/savedRun';
@@ -13,6 +14,8 @@ import { readSettings, SECTION } from './settings';
 import type { WebviewToHost } from './protocol/webview';
 import { aggregationFromWire, type AttentionEncoding, type Focus } from './protocol/attention';
 import { payloadMessages, runDoneMessage, runStartMessage } from './run/messages';
+import { exportFromMenu } from './exportImage';
+import { alignTokens, compareRefusal, mostChanged, RowChanges } from './analysis/compare';
 
 /** Where the latest run stands, for the status bar. */
 export interface RunStatus {
@@ -32,6 +35,16 @@ export interface RunEvent {
   at: number;
 }
 const RUN_EVENTS_KEPT = 400;
+/** Compare marks: at most this many tokens, and only those whose attention moved by more than MIN_CHANGE (float noise is not a change). */
+const MARKED_TOKENS = 5;
+const MIN_CHANGE = 0.01;
+
+/** The compare marks on the editor, for tests: which runs they compare and the tokens marked. */
+export interface CompareMarksShown {
+  runId: number;
+  baselineRunId: number;
+  marks: CompareMark[];
+}
 
 export class AttentionController implements vscode.Disposable {
   private client: EngineClient | null = null;
@@ -40,6 +53,10 @@ export class AttentionController implements vscode.Disposable {
   private nextRunId = 1;
   private liveTimer: NodeJS.Timeout | undefined;
   private readonly decorations = new AttentionDecorations();
+  /** The run pinned as the baseline of Compare, and the marks of what changed since it. */
+  private baseline: RunState | null = null;
+  private readonly compareMarks = new CompareMarks();
+  private marksShown: CompareMarksShown | null = null;
   private readonly disposables: vscode.Disposable[] = [];
   /** Cancels the run in flight, if any; `attentionLens.running` (a when-clause context) mirrors it. */
   private currentCancel: (() => void) | null = null;
@@ -52,6 +69,7 @@ export class AttentionController implements vscode.Disposable {
   constructor(private readonly context: vscode.ExtensionContext) {
     this.disposables.push(
       this.decorations,
+      this.compareMarks,
       this.statusEmitter,
       vscode.workspace.onDidChangeTextDocument((e) => this.onDocumentChanged(e)),
       vscode.workspace.onDidChangeConfiguration((e) => {
@@ -63,6 +81,11 @@ export class AttentionController implements vscode.Disposable {
   /** The latest run, for the hover provider. */
   get run(): RunState | null {
     return this.state;
+  }
+
+  /** The panel when one is open, for the exports. */
+  get openPanel(): AttentionPanel | null {
+    return this.panel;
   }
 
   // ------------------------------------------------------------------ commands
@@ -102,6 +125,37 @@ export class AttentionController implements vscode.Disposable {
 
   clearDecorations(): void {
     for (const editor of vscode.window.visibleTextEditors) this.decorations.clearAll(editor);
+    this.clearCompareMarks();
+  }
+
+  /** Pins the latest run (or, from the panel's Pin button, run `runId` when it still is the latest) as the baseline of Compare. */
+  pinBaseline(runId?: number): void {
+    const state = this.state;
+    if (!state) {
+      void vscode.window.showWarningMessage('Attention Lens: run Show Attention first; its run becomes the baseline.');
+      return;
+    }
+    if (!state.complete) {
+      // A baseline's missing layers would never come: a newer run stops the stream of the old one.
+      void vscode.window.showWarningMessage('Attention Lens: the run is still arriving; pin it when it is complete.');
+      return;
+    }
+    if (runId !== undefined && runId !== state.runId) {
+      // The panel asked for a run a newer one has replaced here: the baseline stays as it was.
+      this.panel?.post({ type: 'compare/baseline', baseline: this.baseline?.runId ?? null });
+      this.panel?.post({ type: 'status', message: 'That run was replaced by a newer one before it could be pinned.' });
+      return;
+    }
+    this.setBaseline(state);
+  }
+
+  clearBaseline(): void {
+    this.setBaseline(null);
+  }
+
+  /** The baseline's run id and the compare marks on the editor, for tests. */
+  get compare(): { baselineRunId: number | null; marks: CompareMarksShown | null } {
+    return { baselineRunId: this.baseline?.runId ?? null, marks: this.marksShown };
   }
 
   /** Adopts a panel VS Code restored after a reload, and brings the last run back into it (and the editor). */
@@ -189,6 +243,7 @@ export class AttentionController implements vscode.Disposable {
         panel.post(runDoneMessage(runId, { timings, runtime: start.runtime }));
         this.logEvent(runId, 'done');
         saveRun(this.context.workspaceState, document, range, text);
+        if (state) void this.markChanges(state);
         panel.post({ type: 'status', message: null });
         this.statusEmitter.fire({ state: 'done', model: settings.model, message: `${start.model.architecture}: ${start.tokens.length} tokens`, tokens: start.tokens.length });
         return true;
@@ -250,6 +305,8 @@ export class AttentionController implements vscode.Disposable {
   private attachPanel(panel: AttentionPanel): AttentionPanel {
     this.panel?.dispose();
     this.panel = panel;
+    // The baseline's attention lives in the panel that pinned it: a new panel starts without one.
+    this.setBaseline(null);
     panel.onMessage((m) => this.onPanelMessage(m));
     panel.onDidDispose(() => {
       if (this.panel !== panel) return;
@@ -273,6 +330,9 @@ export class AttentionController implements vscode.Disposable {
 
   private onPanelMessage(msg: WebviewToHost): void {
     if (msg.type === 'run/milestone') return this.logEvent(msg.runId, msg.what);
+    if (msg.type === 'export/menu') return void exportFromMenu(msg);
+    if (msg.type === 'compare/pin') return this.pinBaseline(msg.runId);
+    if (msg.type === 'compare/clear') return this.clearBaseline();
     const state = this.state;
     if (!state || !('runId' in msg) || msg.runId !== state.runId) return;
     const editor = vscode.window.visibleTextEditors.find((e) => e.document === state.document);
@@ -298,6 +358,52 @@ export class AttentionController implements vscode.Disposable {
     const t = state.tokens[msg.tokenIndex];
     const source = t.special ? null : new vscode.Range(state.document.positionAt(t.start), state.document.positionAt(t.end));
     this.decorations.showAttended(editor, source, words);
+  }
+
+  // ------------------------------------------------------------------ compare
+
+  private setBaseline(run: RunState | null): void {
+    if (run === this.baseline) return;
+    this.baseline = run;
+    this.clearCompareMarks();
+    this.panel?.post({ type: 'compare/baseline', baseline: run?.runId ?? null });
+    void vscode.commands.executeCommand('setContext', 'attentionLens.hasBaseline', run !== null);
+  }
+
+  private clearCompareMarks(): void {
+    this.marksShown = null;
+    for (const editor of vscode.window.visibleTextEditors) this.compareMarks.clear(editor);
+  }
+
+  /**
+   * Underlines the tokens of `state` whose attention changed most since the baseline. The scores
+   * take every head of both runs (tens of ms a layer at T = 512), so one layer per event-loop turn;
+   * a newer run or baseline meanwhile drops the work.
+   */
+  private async markChanges(state: RunState): Promise<void> {
+    const base = this.baseline;
+    if (!base || base === state || !base.complete || !state.complete) return;
+    const refusal = compareRefusal(base.model, state.model);
+    if (refusal) {
+      this.clearCompareMarks();
+      void vscode.window.setStatusBarMessage(`Attention Lens: no compare marks. ${refusal}`, 8000);
+      return;
+    }
+    const changes = new RowChanges(alignTokens(base, state), base.T, state.T);
+    for (let l = 0; l < state.L; l++) {
+      changes.add(base.layer(l)!, state.layer(l)!);
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.state !== state || this.baseline !== base) return;
+    }
+    const editor = vscode.window.visibleTextEditors.find((e) => e.document === state.document);
+    // Offsets of an edited document no longer point at the run's tokens: the next run marks instead.
+    if (!editor || !state.matches(editor.document)) return;
+    const scores = changes.scores();
+    for (let q = 0; q < state.T; q++) if (state.tokens[q].special) scores[q] = NaN; // no place in the text to mark
+    const marks = mostChanged(scores, MARKED_TOKENS, MIN_CHANGE).map((q) => ({ start: state.tokens[q].start, end: state.tokens[q].end, change: scores[q] }));
+    this.clearCompareMarks();
+    this.compareMarks.show(editor, marks, `${state.L} layers × ${state.H} heads`);
+    this.marksShown = { runId: state.runId, baselineRunId: base.runId, marks };
   }
 
   private paintRange(state: RunState): void {

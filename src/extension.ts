@@ -9,6 +9,8 @@ import { PANEL_VIEW_TYPE } from './panel/panel';
 import { readSettings } from './settings';
 import { chooseModelFolder, recentFolders, rememberFolder, selectModel } from './selectModel';
 import { AttentionStatusBar } from './statusBar';
+import { registerImageExport } from './exportImage';
+import { registerExportCommands } from './exportData';
 
 export function activate(context: vscode.ExtensionContext) {
   const controller = new AttentionController(context);
@@ -30,7 +32,11 @@ export function activate(context: vscode.ExtensionContext) {
     vscode.commands.registerCommand('attentionLens.focusPanel', () => controller.focusPanel()),
     vscode.commands.registerCommand('attentionLens.cancel', () => controller.cancel()),
     vscode.commands.registerCommand('attentionLens.clearDecorations', () => controller.clearDecorations()),
+    vscode.commands.registerCommand('attentionLens.pinBaseline', () => controller.pinBaseline()),
+    vscode.commands.registerCommand('attentionLens.clearBaseline', () => controller.clearBaseline()),
     vscode.commands.registerCommand('attentionLens.focusToken', (args) => controller.focusToken(args)),
+    registerImageExport(controller),
+    registerExportCommands(context, () => controller.run),
     vscode.languages.registerHoverProvider(
       { scheme: '*' },
       new AttentionHoverProvider(() => controller.run, () => readSettings(context).topWords),
@@ -60,6 +66,10 @@ export function activate(context: vscode.ExtensionContext) {
     },
     get outbox() {
       return controller.outboxStats;
+    },
+    /** Compare: the baseline's run id and the compare marks on the editor. */
+    get compare() {
+      return controller.compare;
     },
   };
 }

@@ -3,13 +3,14 @@
 // token, whose repaints it coalesces to one per frame and reports to the host.
 // Messages and runs: runs.ts; controls: chrome.ts; keys: keys.ts.
 
-import { PROTOCOL_VERSION, type HoverTokenMessage, type SelectHeadMessage } from '../src/protocol/webview';
+import { PROTOCOL_VERSION, type ExportRequestMessage, type HoverTokenMessage, type SelectHeadMessage } from '../src/protocol/webview';
 import { aggregationLabel, aggregationToWire, type Aggregation } from '../src/protocol/attention';
 import type { RunData } from './store';
 import { readTheme, watchTheme, type Theme } from './theme';
 import type { TokenRef, UiState, View, ViewContext, ViewName } from './context';
 import { el, setText } from './dom';
 import { Chrome, VIEWS } from './chrome';
+import { Compare, curIndexOf, isDiff, viewIndexOf } from './compare';
 import { HelpDialog } from './help';
 import { onGlobalKey, onTabKey, type KeyTarget } from './keys';
 import { RolloutSteps } from './rollout';
@@ -21,8 +22,9 @@ import { ModelView } from './views/model';
 import { HeadView } from './views/head';
 import { MatrixView } from './views/matrix';
 import { post } from './vscode';
+import { exportView, type ExportSource } from './export/exporter';
 
-export class App implements ViewContext, KeyTarget {
+export class App implements ViewContext, KeyTarget, ExportSource {
   theme: Theme;
   readonly ui: UiState;
   cursor: TokenRef | null = null;
@@ -33,6 +35,9 @@ export class App implements ViewContext, KeyTarget {
   private readonly hoverFrame = new Coalesced(() => this.paintHover());
   private readonly runs: Runs;
   private readonly rollout: RolloutSteps;
+  private readonly compare = new Compare();
+  /** What the views were last given: the run on screen, or its difference from the baseline. */
+  private viewRun: RunData | null = null;
 
   private readonly root: HTMLElement;
   private readonly chrome: Chrome;
@@ -59,12 +64,17 @@ export class App implements ViewContext, KeyTarget {
         this.scheduleHover();
       },
       metaChanged: () => {
-        if (this.run) this.chrome.updateMeta(this.run);
+        const run = this.runs.current;
+        if (!run) return;
+        this.chrome.updateMeta(run);
+        this.showCompare(); // a run that completes can be pinned
       },
       status: (message) => this.chrome.setStatus(message),
       error: (message) => this.showError(message),
       clearError: () => this.clearError(),
       focusToken: (index) => this.focusToken(index),
+      baseline: (runId) => this.setBaseline(runId),
+      exportRequest: (m) => void this.exportRequest(m),
     });
     this.rollout = new RolloutSteps(() => this.run, this.ui, {
       covered: () => {
@@ -85,6 +95,16 @@ export class App implements ViewContext, KeyTarget {
       threshold: (t) => this.setThreshold(t),
       tabKey: (e) => onTabKey(e, this),
       help: () => this.help.toggle(),
+      exportAs: (c) => post({ type: 'export/menu', ...c }),
+      pinBaseline: () => {
+        const run = this.runs.current;
+        if (run) post({ type: 'compare/pin', runId: run.runId });
+      },
+      clearBaseline: () => post({ type: 'compare/clear' }),
+      difference: (on) => {
+        this.compare.setWanted(on);
+        this.refreshView();
+      },
     });
 
     this.modelView = new ModelView(this);
@@ -115,8 +135,9 @@ export class App implements ViewContext, KeyTarget {
     post({ type: 'ready', protocol: PROTOCOL_VERSION });
   }
 
+  /** The run the views show: the run on screen, or in Difference mode its difference from the baseline. */
   get run(): RunData | null {
-    return this.runs.current;
+    return this.compare.view ?? this.runs.current;
   }
 
   handle(raw: unknown): void {
@@ -127,6 +148,9 @@ export class App implements ViewContext, KeyTarget {
 
   /** A run is on screen now: keep the user's layer, head and token where they still make sense. */
   private showRun(run: RunData, prev: RunData | null): void {
+    this.compare.setCurrent(run);
+    const view = this.run!;
+    const old = this.viewRun;
     const sameShape = prev !== null && prev.L === run.L && prev.H === run.H;
     const ui = this.ui;
     ui.layer = Math.min(Math.max(0, ui.layer), run.L - 1);
@@ -135,24 +159,90 @@ export class App implements ViewContext, KeyTarget {
     ui.selected = ui.selected.filter(valid);
     if (!ui.selected.length) ui.selected = [ui.agg];
     const c = this.cursor;
-    const keepCursor = c !== null && prev !== null && c.index < run.T && prev.tokens[c.index]?.text === run.tokens[c.index].text;
+    const keepCursor = c !== null && old !== null && c.index < view.T && old.tokens[c.index]?.text === view.tokens[c.index].text;
     if (!keepCursor) {
       this.cursor = null;
       this.pinned = false;
     }
     this.hover = null;
-    this.rollout.stop();
     this.chrome.fillSelects(run);
     this.chrome.updateMeta(run);
     this.showLoaded(true);
-    for (const v of Object.values(this.views)) v.setRun(sameShape);
-    for (let l = 0; l < run.L; l++) {
-      if (run.hasLayer(l)) for (const v of Object.values(this.views)) v.layerArrived(l);
-      else if (run.thumbs(l)) this.modelView.layerArrived(l);
-    }
-    this.rollout.continue();
+    this.attachViews(view, sameShape);
     this.setView(ui.view, false);
     this.scheduleHover();
+  }
+
+  /** Gives the views `view` (the run, or its difference from the baseline) and paints what has arrived of it. */
+  private attachViews(view: RunData, sameShape: boolean): void {
+    this.viewRun = view;
+    this.rollout.stop();
+    for (const v of Object.values(this.views)) v.setRun(sameShape);
+    for (let l = 0; l < view.L; l++) {
+      if (view.hasLayer(l)) for (const v of Object.values(this.views)) v.layerArrived(l);
+      else if (view.thumbs(l)) this.modelView.layerArrived(l);
+    }
+    this.rollout.continue();
+    this.showCompare();
+  }
+
+  // ---------------------------------------------------------------- compare
+
+  /** The host pinned run `runId` as the baseline (null: cleared). */
+  private setBaseline(runId: number | null): void {
+    const run = runId === null ? null : this.runs.find(runId);
+    // A run this panel no longer holds cannot be compared with: no baseline, on both sides.
+    if (runId !== null && !run) {
+      post({ type: 'compare/clear' });
+      return;
+    }
+    this.compare.setBaseline(run);
+    this.refreshView();
+    this.announce(run ? `Pinned ${run.source || `run ${run.runId}`} as the baseline` : 'Baseline cleared');
+  }
+
+  /** After the baseline or the Difference toggle changed: the views get what they should show now. */
+  private refreshView(): void {
+    const view = this.run;
+    const old = this.viewRun;
+    if (!view || view === old) {
+      this.showCompare();
+      return;
+    }
+    // The cursor follows its token onto the new axis (a deleted token has none in the current run).
+    const c = this.cursor;
+    if (c && old) {
+      const i = viewIndexOf(view, curIndexOf(old, c.index));
+      if (i < 0) this.setCursor(null, false);
+      else this.cursor = { ...c, index: i };
+    }
+    this.hover = null;
+    this.attachViews(view, true);
+    this.setView(this.ui.view, false);
+    this.scheduleHover();
+  }
+
+  /** The Compare controls and what they say. */
+  private showCompare(): void {
+    const cur = this.runs.current;
+    const base = this.compare.baseline;
+    const view = this.run;
+    this.root.dataset.compare = isDiff(view) ? 'difference' : base ? 'baseline' : '';
+    let note = '';
+    if (base) {
+      const name = base.source || `run ${base.runId}`;
+      const refusal = this.compare.refusal;
+      if (refusal) note = refusal;
+      else if (!isDiff(view)) note = `Baseline: ${name}${base === cur ? ' (this run)' : ''}.`;
+      else if (view.base === view.cur) note = 'This run is the baseline: edit the text or select other text, then compare.';
+      else {
+        const { a, b } = view.align.axis;
+        const inserted = a.filter((i) => i < 0).length;
+        const deleted = b.filter((j) => j < 0).length;
+        note = `Now − baseline (${name}): red more attention, blue less; grey: ${inserted} inserted, ${deleted} deleted token${inserted + deleted === 1 ? '' : 's'}.`;
+      }
+    }
+    this.chrome.showCompare({ canPin: cur?.complete ?? false, hasBaseline: base !== null, on: isDiff(view), available: base !== null && this.compare.refusal === null, note });
   }
 
   /** The empty-page message, or the controls and views. */
@@ -160,6 +250,7 @@ export class App implements ViewContext, KeyTarget {
     this.chrome.empty.hidden = has;
     this.main.hidden = !has;
     this.chrome.controls.hidden = !has;
+    this.chrome.exportMenu.root.hidden = !has;
   }
 
   private showError(message: string): void {
@@ -180,11 +271,27 @@ export class App implements ViewContext, KeyTarget {
   }
 
   /** The host asked to show a token (e.g. the editor's cursor): pin it in a view that shows tokens. */
-  private focusToken(index: number): void {
+  private focusToken(curIndex: number): void {
+    const index = viewIndexOf(this.run!, curIndex);
+    if (index < 0) return;
     if (this.ui.view === 'model') this.setView('head');
     this.setCursor({ index, side: 'q' }, true);
     this.headView.reveal(index);
     this.matrixView.reveal(index);
+  }
+
+  // ---------------------------------------------------------------- export
+
+  private async exportRequest(m: ExportRequestMessage): Promise<void> {
+    post(await exportView(this, m));
+  }
+
+  viewRoot(): HTMLElement {
+    return this.views[this.ui.view].root;
+  }
+
+  repaintView(): void {
+    this.views[this.ui.view].renderHover();
   }
 
   reportPainted(painted: number, total: number): void {
@@ -254,6 +361,7 @@ export class App implements ViewContext, KeyTarget {
   private setHideSpecial(hide: boolean): void {
     this.ui.hideSpecial = hide;
     this.runs.setHideSpecial(hide);
+    this.compare.setHideSpecial(hide);
     if (hide && this.run && this.cursor && !this.run.keep[this.cursor.index]) {
       this.cursor = null;
       this.pinned = false;
@@ -336,7 +444,9 @@ export class App implements ViewContext, KeyTarget {
     const run = this.run;
     if (!run) return;
     const a = this.active();
-    const idx = a ? a.index : null;
+    // The host knows the current run's tokens: a token of the difference axis is sent as that (a deleted one as none).
+    const cur = a ? curIndexOf(run, a.index) : -1;
+    const idx = cur >= 0 ? cur : null;
     if (!force && idx === this.lastPostedToken && run.runId === this.lastPostedRun) return;
     this.lastPostedToken = idx;
     this.lastPostedRun = run.runId;

@@ -7,6 +7,7 @@ import type { UiState, ViewName } from './context';
 import type { RunData } from './store';
 import type { Theme } from './theme';
 import { el, setText, clear } from './dom';
+import { ExportMenu, type ExportChoice } from './export/menu';
 
 /** The views in tab order (keys 1, 2, 3). */
 export const VIEWS: readonly { name: ViewName; label: string }[] = [
@@ -14,6 +15,9 @@ export const VIEWS: readonly { name: ViewName; label: string }[] = [
   { name: 'head', label: 'Heads' },
   { name: 'matrix', label: 'Matrix' },
 ];
+
+const LEGEND_HEAT = 'Colour scale: background is 0, foreground is 1 (square-root scale)';
+const LEGEND_DIFF = 'Colour scale of the difference from the baseline: blue is less attention, the background no change, red more, up to the largest change the view shows, which it states (square-root scale). Grey: a token only one run has.';
 
 /** What the user picked in the controls. */
 export interface ChromeActions {
@@ -25,6 +29,25 @@ export interface ChromeActions {
   tabKey(e: KeyboardEvent): void;
   /** The header's "?" button: the keyboard-shortcut help. */
   help(): void;
+  /** A choice in the header's Export menu. */
+  exportAs(choice: ExportChoice): void;
+  /** Compare: pin the run on screen as the baseline, clear the baseline, show the difference from it or not. */
+  pinBaseline(): void;
+  clearBaseline(): void;
+  difference(on: boolean): void;
+}
+
+/** What the Compare controls show. */
+export interface CompareControls {
+  /** The run on screen can be pinned (it is complete). */
+  canPin: boolean;
+  hasBaseline: boolean;
+  /** The views show the difference from the baseline. */
+  on: boolean;
+  /** The difference can be shown (a baseline of the same model). */
+  available: boolean;
+  /** The baseline, what the difference shows, or why it cannot. */
+  note: string;
 }
 
 export class Chrome {
@@ -38,6 +61,8 @@ export class Chrome {
   private readonly meta: HTMLElement;
   private readonly status: HTMLElement;
   readonly helpButton: HTMLButtonElement;
+  /** Shown while a run is on screen. */
+  readonly exportMenu: ExportMenu;
   private readonly tabs: HTMLButtonElement[] = [];
   private readonly layerSel: HTMLSelectElement;
   private readonly headSel: HTMLSelectElement;
@@ -45,6 +70,15 @@ export class Chrome {
   private readonly thrInput: HTMLInputElement;
   private readonly thrOut: HTMLOutputElement;
   private readonly legend: HTMLCanvasElement;
+  private readonly legendLow: HTMLElement;
+  private readonly legendHigh: HTMLElement;
+  private readonly pinButton: HTMLButtonElement;
+  private readonly diffBox: HTMLInputElement;
+  private readonly clearBaselineButton: HTMLButtonElement;
+  private readonly compareNote: HTMLElement;
+  /** The legend shows Compare's diverging palette. */
+  private difference = false;
+  private theme: Theme | null = null;
 
   constructor(
     private readonly ui: UiState,
@@ -54,7 +88,9 @@ export class Chrome {
     this.status = el('span', { class: 'status', role: 'status', 'aria-live': 'polite' });
     this.helpButton = el('button', { type: 'button', class: 'help-button', 'aria-label': 'Keyboard shortcuts', 'aria-haspopup': 'dialog', 'aria-controls': 'help', title: 'Keyboard shortcuts (?)', text: '?' });
     this.helpButton.addEventListener('click', () => actions.help());
-    this.header = el('header', { class: 'top' }, el('h1', { class: 'title', text: 'Attention Lens' }), this.meta, this.status, this.helpButton);
+    this.exportMenu = new ExportMenu((c) => actions.exportAs(c), () => (ui.view === 'model' ? 'SVG draws the Heads and Matrix views: export the Model view as a PNG.' : null));
+    this.exportMenu.root.hidden = true;
+    this.header = el('header', { class: 'top' }, el('h1', { class: 'title', text: 'Attention Lens' }), this.meta, this.status, this.exportMenu.root, this.helpButton);
     this.notices = el('ul', { class: 'notices', 'aria-label': 'Notices', hidden: true });
     this.error = el('div', { class: 'error', role: 'alert', hidden: true });
     this.previousNote = el('p', { class: 'previous-note', hidden: true });
@@ -81,7 +117,16 @@ export class Chrome {
     this.thrInput.value = String(ui.threshold);
     this.thrOut = el('output', { class: 'thr-value', for: 'threshold' });
     this.thrInput.addEventListener('input', () => actions.threshold(Number(this.thrInput.value)));
-    this.legend = el('canvas', { class: 'legend', role: 'img', 'aria-label': 'Colour scale: background is 0, foreground is 1 (square-root scale)' });
+    this.legend = el('canvas', { class: 'legend', role: 'img', 'aria-label': LEGEND_HEAT });
+    this.legendLow = el('span', { text: '0' });
+    this.legendHigh = el('span', { text: '1' });
+    this.pinButton = el('button', { type: 'button', class: 'pin-baseline', title: 'Keep this run as the baseline: later runs (an edit, another selection) can show their difference from it' , text: 'Pin as baseline' });
+    this.pinButton.addEventListener('click', () => actions.pinBaseline());
+    this.diffBox = el('input', { type: 'checkbox', class: 'difference', id: 'difference', disabled: true });
+    this.diffBox.addEventListener('change', () => actions.difference(this.diffBox.checked));
+    this.clearBaselineButton = el('button', { type: 'button', class: 'clear-baseline', 'aria-label': 'Clear the baseline', title: 'Clear the baseline', text: '×', hidden: true });
+    this.clearBaselineButton.addEventListener('click', () => actions.clearBaseline());
+    this.compareNote = el('span', { class: 'compare-note', role: 'status' });
     this.controls = el(
       'nav',
       { class: 'controls', 'aria-label': 'Attention controls' },
@@ -90,7 +135,15 @@ export class Chrome {
       el('label', { class: 'ctl' }, 'Head ', this.headSel),
       el('label', { class: 'ctl check', for: 'hide-special' }, this.hideBox, ' Hide special tokens'),
       el('label', { class: 'ctl', for: 'threshold' }, 'Threshold ', this.thrInput, this.thrOut),
-      el('span', { class: 'ctl legend-wrap', 'aria-hidden': 'false' }, el('span', { text: '0' }), this.legend, el('span', { text: '1' })),
+      el('span', { class: 'ctl legend-wrap', 'aria-hidden': 'false' }, this.legendLow, this.legend, this.legendHigh),
+      el(
+        'span',
+        { class: 'ctl compare', role: 'group', 'aria-label': 'Compare with a baseline run' },
+        this.pinButton,
+        el('label', { class: 'check', for: 'difference' }, this.diffBox, ' Difference from baseline'),
+        this.clearBaselineButton,
+        this.compareNote,
+      ),
     );
     this.empty = el('div', { class: 'empty' }, el('p', { text: 'Select text and run Attention Lens: Show Attention' }));
   }
@@ -175,6 +228,7 @@ export class Chrome {
   }
 
   paintLegend(theme: Theme): void {
+    this.theme = theme;
     const c = this.legend;
     c.width = 128;
     c.height = 1;
@@ -182,8 +236,35 @@ export class Chrome {
     if (!g) return;
     const img = g.createImageData(128, 1);
     const u32 = new Uint32Array(img.data.buffer);
-    const lut = theme.heat;
-    for (let i = 0; i < 128; i++) u32[i] = lut[Math.round((i / 127) ** 2 * (lut.length - 1))];
+    // Positions are even steps of the palette's intensity (the square root of the value).
+    if (this.difference) {
+      const lut = theme.diff;
+      const mid = (lut.length - 1) / 2;
+      for (let i = 0; i < 128; i++) {
+        const x = (i / 127) * 2 - 1;
+        u32[i] = lut[Math.round(mid + Math.sign(x) * x * x * mid)];
+      }
+    } else {
+      const lut = theme.heat;
+      for (let i = 0; i < 128; i++) u32[i] = lut[Math.round((i / 127) ** 2 * (lut.length - 1))];
+    }
     g.putImageData(img, 0, 0);
+    setText(this.legendLow, this.difference ? '−max' : '0');
+    setText(this.legendHigh, this.difference ? '+max' : '1');
+    this.legend.setAttribute('aria-label', this.difference ? LEGEND_DIFF : LEGEND_HEAT);
+  }
+
+  /** The Compare controls, and the legend for what the views show. */
+  showCompare(c: CompareControls): void {
+    this.pinButton.disabled = !c.canPin;
+    this.diffBox.disabled = !c.available;
+    this.diffBox.checked = c.on;
+    this.clearBaselineButton.hidden = !c.hasBaseline;
+    setText(this.compareNote, c.note);
+    this.compareNote.title = c.note;
+    if (c.on !== this.difference) {
+      this.difference = c.on;
+      if (this.theme) this.paintLegend(this.theme);
+    }
   }
 }

@@ -2,7 +2,7 @@
 // ImageData through a Uint32 view in one tight loop, colours from a quantised lookup table.
 // Canvases are scaled up by CSS with `image-rendering: pixelated`.
 
-import { LUT_SIZE } from './theme';
+import { DIFF_LUT_SIZE, LUT_SIZE } from './theme';
 import { poolBlocks } from '../src/analysis';
 
 const MAX = LUT_SIZE - 1;
@@ -67,6 +67,61 @@ export function fillHeatDown(
   }
   const n = size * size;
   for (let p = 0; p < n; p++) dst[p] = lut[idx(acc[p], thr)];
+}
+
+const DIFF_MID = (DIFF_LUT_SIZE - 1) / 2;
+
+/**
+ * Compare's difference matrices, in two steps so a view can scale its colours to the largest
+ * change it shows: poolDiff takes the visible cells into size x size (one cell per pixel when
+ * size >= V; else each pixel the value of largest magnitude in its block, sign kept, and a gap
+ * (NaN) wins its block so an inserted or deleted token stays visible as a band), and returns the
+ * largest magnitude; paintDiff colours them.
+ */
+export function poolDiff(m: Float32Array, T: number, vis: Int32Array, size: number, out: Float32Array): number {
+  const V = vis.length;
+  let max = 0;
+  if (size >= V) {
+    let p = 0;
+    for (let i = 0; i < V; i++) {
+      const row = vis[i] * T;
+      for (let j = 0; j < V; j++) {
+        const d = m[row + vis[j]];
+        out[p++] = d;
+        if (Math.abs(d) > max) max = Math.abs(d);
+      }
+    }
+    return max;
+  }
+  out.fill(0, 0, size * size);
+  const b = poolBlocks(V, size);
+  for (let i = 0; i < V; i++) {
+    const row = vis[i] * T;
+    const o = b[i] * size;
+    for (let j = 0; j < V; j++) {
+      const v = m[row + vis[j]];
+      const k = o + b[j];
+      const cur = out[k];
+      if (cur !== cur) continue; // a gap already: it stays
+      if (v !== v || Math.abs(v) > Math.abs(cur)) out[k] = v;
+      if (Math.abs(v) > max) max = Math.abs(v);
+    }
+  }
+  return max;
+}
+
+/** Colours `n` pooled differences: d / scale on the diverging table, |d| below `thr` as no change, NaN (a gap) as `gap`. */
+export function paintDiff(dst: Uint32Array, pooled: Float32Array, n: number, lut: Uint32Array, gap: number, thr: number, scale: number): void {
+  const k = DIFF_MID / scale;
+  for (let p = 0; p < n; p++) {
+    const d = pooled[p];
+    if (d !== d) dst[p] = gap;
+    else if (!(Math.abs(d) >= thr)) dst[p] = lut[DIFF_MID];
+    else {
+      const i = Math.round(DIFF_MID + d * k);
+      dst[p] = lut[i < 0 ? 0 : i > 2 * DIFF_MID ? 2 * DIFF_MID : i];
+    }
+  }
 }
 
 const images = new Map<string, { img: ImageData; u32: Uint32Array }>();

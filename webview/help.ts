@@ -1,7 +1,7 @@
-// The keyboard-shortcut help: a modal dialog listing every key the panel handles (keys.ts and the
-// views' own key handlers: views/model.ts, views/head.ts, views/matrix.ts, gridKeys.ts). Opened by
-// `?` or the header's "?" button; Escape or `?` closes it, focus stays inside while it is open and
-// goes back where it was when it closes.
+// The keyboard-shortcut help: a modal dialog listing every key the panel handles (keys.ts, the
+// views' own key handlers: views/model.ts, views/head.ts, views/matrix.ts, gridKeys.ts, and the
+// Export menu's, export/menu.ts). Opened by `?` or the header's "?" button; Escape or `?` closes
+// it, focus stays inside while it is open and goes back where it was when it closes.
 
 import { el } from './dom';
 
@@ -66,6 +66,15 @@ export const HELP_SECTIONS: readonly HelpSection[] = [
       { keys: k('Ctrl+Home', 'Ctrl+End'), action: 'First or last cell of the matrix' },
       { keys: k('Enter', 'Space'), action: "Pin or unpin the row's token" },
       { keys: k('Esc'), action: 'Clear the cell' },
+    ],
+  },
+  {
+    title: 'Export menu (header)',
+    rows: [
+      { keys: k('Enter', 'Space', '↓', '↑'), action: 'Open it on the first (↑: last) export' },
+      { keys: k('↑', '↓', 'Home', 'End'), action: 'Move between exports' },
+      { keys: k('Enter', 'Space'), action: 'Export (the host asks where to save)' },
+      { keys: k('Esc'), action: 'Close it' },
     ],
   },
 ];

@@ -5,6 +5,7 @@
 // milestones go to the host too (tests and the benchmark wait for them).
 
 import { parseHostMessage, type ParsedHostMessage } from '../src/protocol/validate';
+import type { ExportRequestMessage } from '../src/protocol/webview';
 import type { UiState } from './context';
 import { RunData } from './store';
 import { post } from './vscode';
@@ -23,6 +24,10 @@ export interface RunEvents {
   clearError(): void;
   /** The host asked to show a token of the shown run (checked: in range and not hidden). */
   focusToken(index: number): void;
+  /** The host pinned run `runId` as Compare's baseline (null: cleared). */
+  baseline(runId: number | null): void;
+  /** The host asked for an image of the view on screen. */
+  exportRequest(m: ExportRequestMessage): void;
 }
 
 export class Runs {
@@ -107,6 +112,12 @@ export class Runs {
       case 'status':
         this.on.status(m.message ?? '');
         return;
+      case 'compare/baseline':
+        this.on.baseline(m.baseline);
+        return;
+      case 'export/request':
+        this.on.exportRequest(m);
+        return;
       case 'focus/token': {
         const run = this.shown;
         if (!run || run.runId !== m.runId || m.tokenIndex >= run.T) return;
@@ -121,6 +132,11 @@ export class Runs {
   setHideSpecial(hide: boolean): void {
     this.shown?.setHideSpecial(hide);
     this.pending?.setHideSpecial(hide);
+  }
+
+  /** The run on screen or loading behind it with this id, or null. */
+  find(runId: number): RunData | null {
+    return this.runById(runId);
   }
 
   private runById(runId: number): RunData | null {

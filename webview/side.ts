@@ -6,6 +6,8 @@ import { topAttended, type AttendedWord } from '../src/analysis';
 import type { ViewContext } from './context';
 import { el, setText, fmtWeight } from './dom';
 import { tokenWeights } from './weights';
+import { isDiff } from './compare';
+import type { RunData } from './store';
 
 const TOP_K = 8;
 const IDLE_TITLE = 'Top attended words';
@@ -36,11 +38,15 @@ export class SideList {
     if (a) {
       const aggs = ui.view === 'head' ? ui.selected : [ui.agg];
       const w = tokenWeights((l, agg) => this.ctx.matrix(l, agg), ui.layer, aggs, a, run.T, new Float32Array(run.T));
-      if (w) top = topAttended(w, run.tokens, run.words, TOP_K);
+      const diff = isDiff(run);
+      if (w) top = diff ? topChanges(w, run, TOP_K) : topAttended(w, run.tokens, run.words, TOP_K);
       const tokenText = run.display[a.index];
       const sel = ui.view === 'head' ? ui.selected.map(aggregationLabel).join(' + ') : aggregationLabel(ui.agg);
-      setText(this.title, a.side === 'q' ? `“${tokenText}” attends to` : `Attending to “${tokenText}”`);
-      setText(this.hint, `Token ${a.index + 1} of ${run.T} · layer ${ui.layer + 1} · ${sel}${this.ctx.pinned ? ' · pinned (Esc clears)' : ''}${w ? '' : ' · waiting for data'}`);
+      if (diff) setText(this.title, a.side === 'q' ? `What “${tokenText}” attends to: largest changes` : `Attention to “${tokenText}”: largest changes`);
+      else setText(this.title, a.side === 'q' ? `“${tokenText}” attends to` : `Attending to “${tokenText}”`);
+      const gap = diff ? run.gap(a.index) : null;
+      const state = gap === 'inserted' ? ' · not in baseline' : gap === 'deleted' ? ' · deleted since baseline' : w ? (diff ? ' · now − baseline, by token' : '') : ' · waiting for data';
+      setText(this.hint, `Token ${a.index + 1} of ${run.T} · layer ${ui.layer + 1} · ${sel}${this.ctx.pinned ? ' · pinned (Esc clears)' : ''}${state}`);
     } else {
       setText(this.title, IDLE_TITLE);
       setText(this.hint, IDLE_HINT);
@@ -55,11 +61,11 @@ export class SideList {
         this.ctx.announce(`${this.title.textContent ?? ''}: ${words || 'no data yet'}`);
       }
     }
-    this.fill(top);
+    this.fill(top, isDiff(run));
   }
 
   /** Writes the list, reusing its items. */
-  private fill(top: AttendedWord[]): void {
+  private fill(top: AttendedWord[], signed: boolean): void {
     const items = this.list.children;
     while (items.length < top.length) {
       const word = el('span', { class: 'word' });
@@ -67,7 +73,7 @@ export class SideList {
       const val = el('span', { class: 'val' });
       this.list.append(el('li', {}, word, bar, val));
     }
-    const max = top.length ? top[0].weight : 1;
+    const max = top.length ? Math.abs(top[0].weight) : 1;
     for (let i = 0; i < items.length; i++) {
       const li = items[i] as HTMLElement;
       if (i >= top.length) {
@@ -77,9 +83,19 @@ export class SideList {
       li.hidden = false;
       const t = top[i];
       setText(li.children[0], t.text);
-      (li.children[1].firstChild as HTMLElement).style.width = `${Math.round((t.weight / max) * 100)}%`;
-      setText(li.children[2], fmtWeight(t.weight));
+      (li.children[1].firstChild as HTMLElement).style.width = `${Math.round((Math.abs(t.weight) / max) * 100)}%`;
+      li.classList.toggle('less', signed && t.weight < 0);
+      li.classList.toggle('more', signed && t.weight > 0);
+      setText(li.children[2], signed ? `${t.weight < 0 ? '−' : '+'}${fmtWeight(Math.abs(t.weight))}` : fmtWeight(t.weight));
       li.title = t.start >= 0 ? `characters ${t.start}–${t.end}` : 'special token';
     }
   }
+}
+
+/** The `k` tokens whose weight changed most (Compare: `w` is signed, NaN for gaps), largest magnitude first. */
+function topChanges(w: Float32Array, run: RunData, k: number): AttendedWord[] {
+  const idx: number[] = [];
+  for (const i of run.vis) if (Math.abs(w[i]) > 0) idx.push(i);
+  idx.sort((x, y) => Math.abs(w[y]) - Math.abs(w[x]) || x - y);
+  return idx.slice(0, k).map((i) => ({ text: run.display[i], start: run.tokens[i].start, end: run.tokens[i].end, weight: w[i] }));
 }

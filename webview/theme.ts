@@ -30,9 +30,23 @@ export interface Theme {
   headCss(h: number, heads: number): string;
   meanCss: string;
   rolloutCss: string;
+  /**
+   * Compare's diverging palette: packed RGBA indexed by round((d + 1) / 2 * (DIFF_LUT_SIZE - 1))
+   * for a difference d in [-1, 1]; blue (less attention than the baseline) through the background
+   * (no change) to red (more), intensity sqrt(|d|) as the heat palette's.
+   */
+  diff: Uint32Array;
+  /** A cell with no counterpart in the other run (a gap): a neutral grey, never a palette colour. */
+  gapPacked: number;
+  gapCss: string;
+  /** The palette's ends: less and more attention than the baseline. */
+  lessCss: string;
+  moreCss: string;
 }
 
 export const LUT_SIZE = 1024;
+/** Odd, so that a difference of exactly 0 has an entry of its own: the background. */
+export const DIFF_LUT_SIZE = 1025;
 
 let probe: CanvasRenderingContext2D | null = null;
 
@@ -103,6 +117,19 @@ export function buildHeatLut(bg: Rgb, accent: Rgb, fg: Rgb, twoStop: boolean): U
   return lut;
 }
 
+/** Builds Compare's diverging table (Theme.diff) from the background and the two ends. */
+export function buildDiffLut(bg: Rgb, less: Rgb, more: Rgb): Uint32Array {
+  const lut = new Uint32Array(DIFF_LUT_SIZE);
+  const mid = (DIFF_LUT_SIZE - 1) / 2;
+  for (let i = 0; i < DIFF_LUT_SIZE; i++) {
+    const d = (i - mid) / mid;
+    const end = d < 0 ? less : more;
+    const t = Math.sqrt(Math.abs(d));
+    lut[i] = pack(mix(bg.r, end.r, t), mix(bg.g, end.g, t), mix(bg.b, end.b, t));
+  }
+  return lut;
+}
+
 export function readTheme(): Theme {
   const kind = themeKind();
   const style = getComputedStyle(document.body);
@@ -119,6 +146,9 @@ export function readTheme(): Theme {
     .map((n) => v(n).trim())
     .filter((s) => s.length > 0);
   const fontSize = parseFloat(v('--vscode-editor-font-size')) || parseFloat(style.fontSize) || 13;
+  const less = parseColor(v('--vscode-charts-blue'), light ? { r: 0, g: 100, b: 200 } : { r: 55, g: 148, b: 255 });
+  const more = parseColor(v('--vscode-charts-red'), light ? { r: 229, g: 20, b: 0 } : { r: 241, g: 76, b: 76 });
+  const gap = { r: mix(bg.r, fg.r, 0.22), g: mix(bg.g, fg.g, 0.22), b: mix(bg.b, fg.b, 0.22) };
   return {
     kind,
     bg,
@@ -139,6 +169,11 @@ export function readTheme(): Theme {
     },
     meanCss: css(fg),
     rolloutCss: v('--vscode-charts-purple').trim() || css(accent),
+    diff: buildDiffLut(bg, less, more),
+    gapPacked: pack(gap.r, gap.g, gap.b),
+    gapCss: css(gap),
+    lessCss: css(less),
+    moreCss: css(more),
   };
 }
 

@@ -1,15 +1,20 @@
 // attention-lens: the command-line face of the engine, and the headless export for scripts.
-//   attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix> [--dtype fp32|fp16|q8|...] [--offline]
-// Writes <prefix>.json (model, tokens, shape) and <prefix>.npy (float32 [L, H, T, T]).
+//   attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix> [--html <file>] [--dtype fp32|fp16|q8|...] [--offline]
+// Writes <prefix>.json (model, tokens, shape) and <prefix>.npy (float32 [L, H, T, T]), and with
+// --html the standalone HTML report the extension's Export HTML Report writes.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AttentionEngine } from '../engine/engine';
 import { DTYPES, EngineError, type DtypeChoice, type RuntimeChoice } from '../engine/types';
-import { npyBytes } from './npy';
+import { encodeF16 } from '../analysis/f16';
+import { runStartMessage } from '../run/messages';
+import { dataJsonCore, dataJsonText } from '../export/data';
+import { npyBytes } from '../export/npy';
+import { readReportAssets, reportChunks, type ReportAssets } from '../export/report';
 
-const USAGE = `Usage: attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix>
+const USAGE = `Usage: attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix> [--html <file>]
                       [--dtype ${DTYPES.join('|')}] [--offline]
                       [--runtime auto|cpu|wasm|webgpu] [--max-tokens N] [--cache-dir <folder>]
 
@@ -17,7 +22,8 @@ const USAGE = `Usage: attention-lens --model <folder|hub-id> (--text <string> | 
 q8 model_quantized, int8 model_int8, uint8 model_uint8, q4 model_q4, q4f16 model_q4f16, bnb4 model_bnb4.
 
 Writes <prefix>.json ({model, tokens, shape}) and <prefix>.npy (float32, shape [layers, heads, T, T];
-row = query token, column = key token).`;
+row = query token, column = key token). --html writes a standalone HTML report of the run (the
+views with hovers and the text; opens offline in any browser); with --html, --out may be left out.`;
 
 export async function main(argv: string[]): Promise<number> {
   let values;
@@ -29,6 +35,7 @@ export async function main(argv: string[]): Promise<number> {
         text: { type: 'string' },
         file: { type: 'string' },
         out: { type: 'string' },
+        html: { type: 'string' },
         dtype: { type: 'string', default: 'fp32' },
         runtime: { type: 'string', default: 'auto' },
         offline: { type: 'boolean', default: false },
@@ -51,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
     return code;
   };
   if (!values.model) return fail(`--model is required.\n\n${USAGE}`);
-  if (!values.out) return fail(`--out is required.\n\n${USAGE}`);
+  if (!values.out && !values.html) return fail(`--out is required (or --html).\n\n${USAGE}`);
   if ((values.text === undefined) === (values.file === undefined)) return fail('give exactly one of --text or --file.');
   if (!(DTYPES as readonly string[]).includes(values.dtype!)) return fail(`--dtype must be one of ${DTYPES.join(', ')}, not "${values.dtype}".`);
   if (!['auto', 'cpu', 'wasm', 'webgpu'].includes(values.runtime!)) return fail(`--runtime must be auto, cpu, wasm or webgpu.`);
@@ -66,6 +73,14 @@ export async function main(argv: string[]): Promise<number> {
       return fail(`cannot read ${values.file}: ${(e as Error).message}`);
     }
   } else text = values.text!;
+
+  // The report's script and styles are read before the model runs: a missing build fails at once.
+  let assets: ReportAssets | null = null;
+  try {
+    if (values.html) assets = readReportAssets(path.join(__dirname, 'webview'));
+  } catch (e) {
+    return fail((e as Error).message, 1);
+  }
 
   const cacheDir = values['cache-dir'] ?? process.env.ATTENTION_LENS_CACHE ?? path.join(os.homedir(), '.cache', 'attention-lens');
   const engine = new AttentionEngine({
@@ -83,16 +98,26 @@ export async function main(argv: string[]): Promise<number> {
       },
     });
     for (const notice of result.notices) process.stderr.write(`attention-lens: ${notice}\n`);
-    const json = {
-      model: { id: result.model.id, architecture: result.model.architecture, layers: result.model.layers, heads: result.model.heads },
-      tokens: result.tokens.map((t) => ({ text: t.text, start: t.start, end: t.end, special: t.special })),
-      shape: result.shape,
-      truncation: result.truncation,
-    };
-    fs.mkdirSync(path.dirname(path.resolve(values.out)), { recursive: true });
-    fs.writeFileSync(`${values.out}.json`, JSON.stringify(json, null, 1) + '\n');
-    fs.writeFileSync(`${values.out}.npy`, npyBytes(result.attention as Float32Array, result.shape));
-    process.stderr.write(`attention-lens: wrote ${values.out}.json and ${values.out}.npy [${result.shape.join(', ')}]\n`);
+    if (values.out) {
+      fs.mkdirSync(path.dirname(path.resolve(values.out)), { recursive: true });
+      fs.writeFileSync(`${values.out}.json`, dataJsonText(dataJsonCore(result.model, result.tokens, result.shape, result.truncation)));
+      fs.writeFileSync(`${values.out}.npy`, npyBytes(result.attention as Float32Array, result.shape));
+      process.stderr.write(`attention-lens: wrote ${values.out}.json and ${values.out}.npy [${result.shape.join(', ')}]\n`);
+    }
+    if (values.html && assets) {
+      // The run as the extension holds it (tokens on the text, cut where the engine cut it), in float16 as the panel gets it.
+      const start = runStartMessage(result, { runId: 1, text, offset: 0, label: values.file === undefined ? '' : path.basename(values.file) });
+      const { model, tokens, source, truncation, notices } = start;
+      const snapshot = { model, tokens, source, truncation, notices, sourceText: start.sourceText!, runtime: result.runtime, attention: encodeF16(result.attention as Float32Array) };
+      fs.mkdirSync(path.dirname(path.resolve(values.html)), { recursive: true });
+      const fd = fs.openSync(values.html, 'w');
+      try {
+        for (const chunk of reportChunks(snapshot, assets)) fs.writeSync(fd, chunk.text);
+      } finally {
+        fs.closeSync(fd);
+      }
+      process.stderr.write(`attention-lens: wrote ${values.html}\n`);
+    }
     return 0;
   } catch (e) {
     return fail(e instanceof EngineError ? e.message : `unexpected error: ${(e as Error).stack ?? e}`, 1);

@@ -11,6 +11,8 @@ export class RunState extends Run {
   range: { start: number; end: number };
   /** What the panel focuses; the editor hover follows it. The panel opens on the first layer's mean and posts select/head when the user moves. */
   view: Focus = { layer: 0, agg: 'mean', hideSpecial: false };
+  /** What the run's start said besides the run model: where the text came from ("story.txt:3-5"), a cut, notices (the exports repeat them). */
+  readonly facts: Pick<RunStartMessage, 'source' | 'truncation' | 'notices'>;
 
   constructor(
     start: RunStartMessage,
@@ -18,6 +20,7 @@ export class RunState extends Run {
     readonly version: number,
   ) {
     super(start);
+    this.facts = { source: start.source, truncation: start.truncation, notices: start.notices };
     const text = start.sourceText ?? { offset: 0, text: '' };
     this.range = { start: text.offset, end: text.offset + text.text.length };
   }

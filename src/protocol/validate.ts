@@ -2,12 +2,14 @@
 // receives: anything malformed is dropped (null), and a bad message must not break the current view.
 
 import { ENCODINGS, type AttentionEncoding, type HeadSelection, type LayerData, type ThumbsData, type WireData, type WireModel, type WireToken } from './attention';
-import type { HostToWebview, RunLayerMessage, RunStartMessage, RunThumbsMessage, WebviewToHost } from './webview';
+import type { ExportResultMessage, HostToWebview, RunLayerMessage, RunStartMessage, RunThumbsMessage, WebviewToHost } from './webview';
 
 /** Limits that keep a bad message from allocating absurd amounts of memory. */
 export const MAX_TOKENS = 4096;
 export const MAX_LAYERS = 512;
 export const MAX_HEADS = 512;
+/** Largest export scale (a multiple of the screen's pixel ratio): the canvas limits come next. */
+export const MAX_EXPORT_SCALE = 8;
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isInt = (v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
@@ -33,9 +35,36 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
     case 'run/milestone':
       if (!isInt(m.runId) || (m.what !== 'painted' && m.what !== 'complete')) return null;
       return { type: 'run/milestone', runId: m.runId, what: m.what };
+    case 'compare/pin':
+      return isInt(m.runId) ? { type: 'compare/pin', runId: m.runId } : null;
+    case 'compare/clear':
+      return { type: 'compare/clear' };
+    case 'export/result':
+      return parseExportResult(m);
+    case 'export/menu':
+      if (m.action !== 'png' && m.action !== 'svg' && m.action !== 'html' && m.action !== 'data') return null;
+      if (m.scale !== undefined && !isScale(m.scale)) return null;
+      return { type: 'export/menu', action: m.action, ...(m.scale === undefined ? {} : { scale: m.scale }) };
     default:
       return null;
   }
+}
+
+const isScale = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0 && v <= MAX_EXPORT_SCALE;
+
+function parseExportResult(m: Record<string, unknown>): ExportResultMessage | null {
+  if (!isInt(m.id)) return null;
+  const r: ExportResultMessage = { type: 'export/result', id: m.id };
+  // VS Code hands binary over as an ArrayBuffer or a typed array: either becomes bytes.
+  if (isStr(m.data) || m.data instanceof ArrayBuffer) r.data = m.data;
+  else if (ArrayBuffer.isView(m.data)) r.data = new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+  if (isStr(m.error)) r.error = m.error;
+  if (r.data === undefined && r.error === undefined) return null;
+  if (m.view === 'model' || m.view === 'head' || m.view === 'matrix') r.view = m.view;
+  if (isInt(m.layer, 0, MAX_LAYERS - 1)) r.layer = m.layer;
+  if (isInt(m.width)) r.width = m.width;
+  if (isInt(m.height)) r.height = m.height;
+  return r;
 }
 
 // ---------------------------------------------------------------- host -> webview
@@ -122,6 +151,12 @@ export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
     case 'focus/token':
       if (!isInt(raw.runId) || !isInt(raw.tokenIndex)) return null;
       return { type: 'focus/token', runId: raw.runId, tokenIndex: raw.tokenIndex };
+    case 'compare/baseline':
+      if (!(raw.baseline === null || isInt(raw.baseline))) return null;
+      return { type: 'compare/baseline', baseline: raw.baseline };
+    case 'export/request':
+      if (!isInt(raw.id) || (raw.format !== 'png' && raw.format !== 'svg') || !isScale(raw.scale)) return null;
+      return { type: 'export/request', id: raw.id, format: raw.format, scale: raw.scale };
     default:
       return null;
   }

@@ -69,7 +69,32 @@ export interface FocusTokenMessage {
   tokenIndex: number;
 }
 
+/** The image formats the panel draws for an export (attentionLens.exportPng / exportSvg). */
+export type ExportFormat = 'png' | 'svg';
+
+/** Ask the panel for an image of the view it shows; it answers with an `export/result` of the same id. */
+export interface ExportRequestMessage {
+  type: 'export/request';
+  id: number;
+  format: ExportFormat;
+  /** PNG: device pixels per CSS pixel as a multiple of the screen's (1 = as on screen, 2 = twice as sharp). */
+  scale: number;
+}
+
+/**
+ * The run pinned as the baseline of Compare (attentionLens.pinBaseline, or the panel's Pin button
+ * through compare/pin), or null when it is cleared. The panel keeps that run's data for its
+ * Difference mode; a run it no longer holds cannot be a baseline there.
+ */
+export interface CompareBaselineMessage {
+  type: 'compare/baseline';
+  /** The run's id. Not `runId`: the message belongs to no run, and the outbox drops older runs' messages. */
+  baseline: number | null;
+}
+
 export type HostToWebview =
+  | ExportRequestMessage
+  | CompareBaselineMessage
   | RunStartMessage
   | RunLayerMessage
   | RunThumbsMessage
@@ -124,4 +149,46 @@ export interface RunMilestoneMessage {
   what: 'painted' | 'complete';
 }
 
-export type WebviewToHost = ReadyMessage | HoverTokenMessage | SelectHeadMessage | AckMessage | RunMilestoneMessage;
+/** The panel's answer to an `export/request`: the image (PNG bytes, SVG text) or why there is none. */
+export interface ExportResultMessage {
+  type: 'export/result';
+  id: number;
+  data?: ArrayBuffer | Uint8Array | string;
+  error?: string;
+  /** What was drawn, for the file name: the view and its layer (0-based). */
+  view?: 'model' | 'head' | 'matrix';
+  layer?: number;
+  /** The image's size in pixels (PNG) or user units (SVG). */
+  width?: number;
+  height?: number;
+}
+
+/** The panel's Export menu: the host runs the export command (it owns the save dialog and the file). */
+export interface ExportMenuMessage {
+  type: 'export/menu';
+  action: 'png' | 'svg' | 'html' | 'data';
+  /** PNG: the scale of ExportRequestMessage. */
+  scale?: number;
+}
+
+/** The panel's Pin button: pin run `runId` (the one it shows) as the baseline. The host answers with compare/baseline. */
+export interface ComparePinMessage {
+  type: 'compare/pin';
+  runId: number;
+}
+
+/** The panel's Clear button, or the panel cannot show the baseline the host named: no baseline. */
+export interface CompareClearMessage {
+  type: 'compare/clear';
+}
+
+export type WebviewToHost =
+  | ReadyMessage
+  | HoverTokenMessage
+  | SelectHeadMessage
+  | AckMessage
+  | RunMilestoneMessage
+  | ExportResultMessage
+  | ExportMenuMessage
+  | ComparePinMessage
+  | CompareClearMessage;

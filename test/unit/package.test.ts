@@ -81,6 +81,8 @@ const COMMON = [
   'out/worker.js',
   'out/webview/main.js',
   'out/webview/panel.css',
+  'out/webview/report.js', // the HTML report's script and styles, inlined by Export HTML Report
+  'out/webview/report.css',
   'node_modules/onnxruntime-web/package.json',
   'node_modules/onnxruntime-web/dist/ort.node.min.js',
   'node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.mjs',

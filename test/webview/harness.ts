@@ -189,12 +189,19 @@ function html(theme: ThemeName, csp: boolean, state: unknown, relay = false): st
       for (const [k, v] of Object.entries(vars)) document.documentElement.style.setProperty(k, v);
       window.__posted = [];
       window.__state = ${JSON.stringify(state ?? null)};
+      // What VS Code does to a posted message: a JSON round trip, except that ArrayBuffers and
+      // typed arrays arrive as binary (copied here, as they cross to another process there).
+      const wire = (m) => {
+        const bufs = [];
+        const json = JSON.stringify(m, (k, v) => (v instanceof ArrayBuffer || ArrayBuffer.isView(v) ? { $$buffer: bufs.push(v.slice(0)) - 1 } : v));
+        return JSON.parse(json, (k, v) => (v && typeof v === 'object' && typeof v.$$buffer === 'number' ? bufs[v.$$buffer] : v));
+      };
       let acquired = false;
       window.acquireVsCodeApi = () => {
         if (acquired) throw new Error('acquireVsCodeApi called twice');
         acquired = true;
         return {
-          postMessage: (m) => ${relay ? "parent.postMessage(JSON.parse(JSON.stringify(m)), '*')" : 'window.__posted.push(JSON.parse(JSON.stringify(m)))'},
+          postMessage: (m) => ${relay ? "parent.postMessage(JSON.parse(JSON.stringify(m)), '*')" : 'window.__posted.push(wire(m))'},
           getState: () => window.__state,
           setState: (s) => { window.__state = JSON.parse(JSON.stringify(s)); },
         };

@@ -629,7 +629,7 @@ describe('attention panel in Chromium', () => {
         assert.ok(kbd.has(key), `the help lists ${key} (has ${[...kbd].join(' ')})`);
       }
       const sections = await help.locator('h3').allTextContents();
-      assert.deepEqual(sections.map((t) => t.split(' ')[0]), ['Anywhere', 'View', 'Model', 'Heads', 'Matrix']);
+      assert.deepEqual(sections.map((t) => t.split(' ')[0]), ['Anywhere', 'View', 'Model', 'Heads', 'Matrix', 'Export']);
       await screenshot(page, 'help');
       // Focus is trapped: Tab and Shift+Tab stay inside.
       for (const key of ['Tab', 'Tab', 'Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab']) {

@@ -9,6 +9,7 @@ import { el, clear, setText, fmtWeight } from '../dom';
 import { Coalesced } from '../tasks';
 import { tokenWeights } from '../weights';
 import { DENSE_T, IDLE_MIN, LinePainter, ROW_H } from './headLines';
+import { diffScale, isDiff, maxChange } from '../compare';
 
 const OVERSCAN = 6;
 
@@ -36,6 +37,8 @@ export class HeadView implements View {
   private visible = false;
   private weights = new Float32Array(0);
   private colW = 0;
+  /** Compare: the largest change among the drawn matrices, which line opacity and token tints are relative to. */
+  private scale = 1;
 
   constructor(private readonly ctx: ViewContext) {
     this.chips = el('div', { class: 'chips', role: 'group', 'aria-label': 'Heads drawn in the head view' });
@@ -99,6 +102,8 @@ export class HeadView implements View {
   setRun(): void {
     this.buildChips();
     this.posVis = null;
+    // Another run, or the same run's difference from the baseline: token i may be another token now.
+    for (const slot of this.slots) slot.keys = { q: '', k: '' };
     this.render();
   }
 
@@ -202,10 +207,19 @@ export class HeadView implements View {
     if (cs.left !== lx) cs.left = lx;
     if (cs.width !== cw) cs.width = cw;
     if (cs.height !== chh) cs.height = chh;
+    const ui = this.ctx.ui;
+    this.scale = 1;
+    if (isDiff(run)) {
+      let max = 0;
+      for (const agg of ui.selected) {
+        const m = this.ctx.matrix(ui.layer, agg);
+        if (m) max = Math.max(max, maxChange(m, run.T, run.vis));
+      }
+      this.scale = diffScale(max);
+    }
     // Geometry is read once, above: reading it again after layoutRows' writes would force a
     // second style and layout pass inside the hover frame.
     this.layoutRows(top, height);
-    const ui = this.ctx.ui;
     const active = this.ctx.active();
     const missing = this.lines.paint({
       run,
@@ -221,6 +235,7 @@ export class HeadView implements View {
       height: Math.max(1, height),
       matrix: (l, agg) => this.ctx.matrix(l, agg),
       colorOf: (agg) => this.colorOf(agg),
+      signed: isDiff(run) ? { more: this.ctx.theme.moreCss, less: this.ctx.theme.lessCss, scale: this.scale } : undefined,
     });
     this.updateNote(missing, active);
   }
@@ -253,25 +268,31 @@ export class HeadView implements View {
       const ti = vis[vi];
       const tok = run.tokens[ti];
       const text = run.display[ti];
+      const gap = isDiff(run) ? run.gap(ti) : null;
       for (const side of ['q', 'k'] as const) {
         const e = slot[side];
         const isActive = active !== null && active.index === ti && active.side === side;
         const isCursor = cursor !== null && cursor.index === ti && cursor.side === side;
         const isPinned = isCursor && this.ctx.pinned;
         // Tint the other column by the active token's weights.
-        const tint = w !== null && active !== null && side !== active.side ? Math.sqrt(Math.min(1, w[ti])) : 0;
+        const tint = w !== null && active !== null && side !== active.side ? Math.sqrt(Math.min(1, Math.abs(w[ti]) / this.scale)) : 0;
         const tintCss = tint > 0.15 ? tint.toFixed(2) : '0';
+        // Compare: the tint takes the palette's colour of the difference's sign.
+        const sign = gap === null && tintCss !== '0' && isDiff(run) ? (w![ti] > 0 ? 'more' : 'less') : '';
         // A hover changes a handful of rows; untouched rows keep their styles, so the frame's
         // style recalculation stays small.
-        const key = `${run.runId}:${ti}:${vi}:${+isActive}${+isCursor}${+isPinned}:${tintCss}`;
+        const key = `${run.runId}:${ti}:${vi}:${+isActive}${+isCursor}${+isPinned}:${tintCss}${sign}`;
         if (slot.keys[side] === key) continue;
         slot.keys[side] = key;
         e.hidden = false;
         if (e.dataset.index !== String(ti)) {
           e.dataset.index = String(ti);
           e.id = `hv-${side}-${ti}`;
-          e.title = `${tok.text} (#${ti})`;
         }
+        e.title = `${tok.text} (#${ti})${gap === 'inserted' ? ': not in baseline' : gap === 'deleted' ? ': deleted since baseline' : ''}`;
+        e.classList.toggle('gap', gap !== null);
+        e.classList.toggle('more', sign === 'more');
+        e.classList.toggle('less', sign === 'less');
         const topPx = `${vi * ROW_H}px`;
         if (e.style.top !== topPx) e.style.top = topPx;
         setText(e, text);
@@ -302,7 +323,7 @@ export class HeadView implements View {
     if (!run.hasLayer(ui.layer)) parts.push(`Waiting for layer ${ui.layer + 1}…`);
     else if (missing > 0 && ui.selected.includes('rollout')) parts.push(`Computing rollout (${run.rolloutProgress(run.hideSpecial)}/${ui.layer + 1} layers)…`);
     const what = ui.selected.map(aggregationLabel).join(', ');
-    parts.push(`Layer ${ui.layer + 1}: ${what}.`);
+    parts.push(`Layer ${ui.layer + 1}: ${what}${isDiff(run) ? `, now − baseline (red lines: more attention than the baseline, blue: less, opaque at ±${fmtWeight(this.scale)}; hatched tokens: only in one run)` : ''}.`);
     if (active) {
       const t = run.display[active.index];
       parts.push(active.side === 'q' ? `Lines from “${t}” to the keys it attends to.` : `Lines into “${t}” from the queries that attend to it.`);

@@ -3,11 +3,14 @@
 // and highlights live on an overlay canvas redrawn on hover (labels thinned when T is large).
 
 import type { View, ViewContext, TokenRef } from '../context';
+import type { RunData } from '../store';
 import { aggregationLabel } from '../../src/protocol/attention';
 import { el, setText, fmtWeight } from '../dom';
-import { fillHeat, fillHeatDown, imageFor, sizeCanvas } from '../heatmap';
+import { fillHeat, fillHeatDown, imageFor, paintDiff, poolDiff, sizeCanvas } from '../heatmap';
+import { diffScale, isDiff, type DiffRun } from '../compare';
 import { gridMove, isArrowKey, type GridPos } from '../gridKeys';
 import { Coalesced } from '../tasks';
+import { pixelRatio } from '../pixelRatio';
 
 const MAX_LABEL_W = 110;
 const PAD = 8;
@@ -36,6 +39,9 @@ export class MatrixView implements View {
   /** Cell under the pointer / keyboard cell cursor, in visible positions. */
   private hoverCell: GridPos | null = null;
   private kbCell: GridPos | null = null;
+  /** Compare: the pooled difference and the scale of its colours (the largest change shown). */
+  private pooled = new Float32Array(0);
+  private scale = 0;
 
   constructor(private readonly ctx: ViewContext) {
     this.heat = el('canvas', { class: 'mx-heat', 'aria-hidden': 'true' });
@@ -142,7 +148,7 @@ export class MatrixView implements View {
       hs.width = px(this.side);
       hs.height = px(this.side);
     }
-    const dpr = window.devicePixelRatio || 1;
+    const dpr = pixelRatio();
     const ow = Math.max(1, bw);
     const oh = Math.max(1, bh);
     const os = this.overlay.style;
@@ -157,14 +163,20 @@ export class MatrixView implements View {
     const m = this.ctx.matrix(ui.layer, ui.agg);
     const V = run.vis.length;
     const what = `Layer ${ui.layer + 1} ${aggregationLabel(ui.agg)}`;
-    this.overlay.setAttribute('aria-label', `${what} attention matrix, ${V} by ${V} tokens. Arrow keys move between cells.`);
+    const kind = isDiff(run) ? 'attention difference matrix (now minus the baseline)' : 'attention matrix';
+    this.overlay.setAttribute('aria-label', `${what} ${kind}, ${V} by ${V} tokens. Arrow keys move between cells.`);
     this.heat.classList.toggle('waiting', !m);
     if (!m || V === 0) return;
     const size = V <= MAX_PIXELS ? V : Math.ceil(V / Math.ceil(V / MAX_PIXELS));
     sizeCanvas(this.heat, size, size);
     const { img, u32 } = imageFor(this.heatCtx, size, size);
-    if (size === V) fillHeat(u32, m, run.T, run.vis, this.ctx.theme.heat, ui.threshold);
-    else fillHeatDown(u32, size, m, run.T, run.vis, this.ctx.theme.heat, ui.threshold);
+    const t = this.ctx.theme;
+    if (isDiff(run)) {
+      if (this.pooled.length < size * size) this.pooled = new Float32Array(size * size);
+      this.scale = diffScale(poolDiff(m, run.T, run.vis, size, this.pooled));
+      paintDiff(u32, this.pooled, size * size, t.diff, t.gapPacked, ui.threshold, this.scale);
+    } else if (size === V) fillHeat(u32, m, run.T, run.vis, t.heat, ui.threshold);
+    else fillHeatDown(u32, size, m, run.T, run.vis, t.heat, ui.threshold);
     this.heatCtx.putImageData(img, 0, 0);
   }
 
@@ -188,7 +200,7 @@ export class MatrixView implements View {
     const ui = this.ctx.ui;
     const t = this.ctx.theme;
     const g = this.g;
-    const dpr = window.devicePixelRatio || 1;
+    const dpr = pixelRatio();
     const W = this.overlay.width / dpr;
     const H = this.overlay.height / dpr;
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -220,6 +232,8 @@ export class MatrixView implements View {
         : `Computing rollout (${run.rolloutProgress(run.hideSpecial)}/${ui.layer + 1} layers)…`;
       g.fillText(msg, left + side / 2, top + side / 2);
     }
+
+    if (isDiff(run)) this.hatchGaps(run, cell);
 
     // Highlight bands for the active row / column.
     g.fillStyle = t.focusCss;
@@ -268,7 +282,8 @@ export class MatrixView implements View {
         g.fillRect(rotate ? -3 : -w - 3, -fontPx / 2 - 2, w + 6, fontPx + 4);
         g.globalAlpha = 1;
       }
-      g.fillStyle = run.tokens[ti].special ? t.dimCss : t.fgCss;
+      // Deleted tokens (Compare) are dimmed like special ones: they are not in the text any more.
+      g.fillStyle = run.tokens[ti].special || (isDiff(run) && run.gap(ti) === 'deleted') ? t.dimCss : t.fgCss;
       g.fillText(text, 0, 0);
       g.restore();
     };
@@ -282,14 +297,39 @@ export class MatrixView implements View {
     this.updateCaption(m, rowHi, colHi);
   }
 
+  /** Hatches the rows and columns of tokens only one run has (Compare): their cells are gaps, not numbers. */
+  private hatchGaps(run: DiffRun, cell: number): void {
+    const g = this.g;
+    const { left, top, side } = this;
+    const vis = run.vis;
+    g.save();
+    g.beginPath();
+    for (let p = 0; p < vis.length; p++) {
+      if (!run.gap(vis[p])) continue;
+      g.rect(left, top + p * cell, side, cell);
+      g.rect(left + p * cell, top, cell, side);
+    }
+    g.clip();
+    g.strokeStyle = this.ctx.theme.bgCss;
+    g.globalAlpha = 0.7;
+    g.lineWidth = 1;
+    g.beginPath();
+    for (let d = -side; d < side; d += 6) {
+      g.moveTo(left + d, top + side);
+      g.lineTo(left + d + side, top);
+    }
+    g.stroke();
+    g.restore();
+  }
+
   private updateCaption(m: Float32Array | null, r: number, c: number): void {
     const run = this.ctx.run!;
     const ui = this.ctx.ui;
-    let s = `Layer ${ui.layer + 1} · ${aggregationLabel(ui.agg)} · ${run.vis.length} tokens`;
+    let s = `Layer ${ui.layer + 1} · ${aggregationLabel(ui.agg)}${isDiff(run) && m ? ` · now − baseline, max ±${fmtWeight(this.scale)}` : ''} · ${run.vis.length} tokens`;
     if (m && r >= 0 && c >= 0) {
       const qi = run.vis[r];
       const ki = run.vis[c];
-      s += ` · “${run.display[qi]}” → “${run.display[ki]}”: ${fmtWeight(m[qi * run.T + ki])}`;
+      s += ` · “${run.display[qi]}” → “${run.display[ki]}”: ${cellText(run, m, qi, ki)}`;
     }
     setText(this.caption, s);
   }
@@ -355,7 +395,7 @@ export class MatrixView implements View {
     const m = this.ctx.matrix(this.ctx.ui.layer, this.ctx.ui.agg);
     const qi = run.vis[r];
     const ki = run.vis[c];
-    this.ctx.announce(`Query ${run.display[qi]}, key ${run.display[ki]}: ${m ? fmtWeight(m[qi * run.T + ki]) : 'no data'}`);
+    this.ctx.announce(`Query ${run.display[qi]}, key ${run.display[ki]}: ${m ? cellText(run, m, qi, ki) : 'no data'}`);
     this.schedule();
   }
 
@@ -378,4 +418,13 @@ export class MatrixView implements View {
   focus(): void {
     this.overlay.focus();
   }
+}
+
+/** A cell's value as the caption and announcements say it: a weight, or (Compare) a signed difference or why there is none. */
+function cellText(run: RunData, m: Float32Array, q: number, k: number): string {
+  if (!isDiff(run)) return fmtWeight(m[q * run.T + k]);
+  const gap = run.gap(q) ?? run.gap(k);
+  if (gap) return gap === 'inserted' ? 'not in baseline' : 'deleted since baseline';
+  const d = m[q * run.T + k];
+  return d === 0 ? '0' : `${d > 0 ? '+' : '−'}${fmtWeight(Math.abs(d))}`;
 }

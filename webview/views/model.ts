@@ -5,8 +5,9 @@
 // 12 x 12 x 512 x 512 run lands.
 
 import type { View, ViewContext } from '../context';
-import { el, clear } from '../dom';
-import { fillHeatDown, fillHeatRaw, imageFor, sizeCanvas } from '../heatmap';
+import { el, clear, fmtWeight, setText } from '../dom';
+import { fillHeatDown, fillHeatRaw, imageFor, paintDiff, poolDiff, sizeCanvas } from '../heatmap';
+import { diffScale, isDiff } from '../compare';
 import { thumbSize, type LayerTensor } from '../../src/analysis';
 import { Coalesced, makeYield } from '../tasks';
 import { gridMove } from '../gridKeys';
@@ -47,10 +48,20 @@ export class ModelView implements View {
   private readonly pumpTask = new Coalesced(() => this.pump(), makeYield());
   private scratch = new Float32Array(0);
   private focusIndex = 0;
+  /**
+   * Compare: each cell's pooled difference, kept so that all cells share one colour scale (the
+   * largest change in the grid): when a cell brings a larger one, the painted cells are coloured
+   * again from these at the end of the slice.
+   */
+  private pooledDiff: (Float32Array | undefined)[] = [];
+  private diffMax = 0;
+  private recolour = false;
+  private readonly note: HTMLElement;
 
   constructor(private readonly ctx: ViewContext) {
     this.grid = el('div', { class: 'model-grid', role: 'grid', 'aria-label': 'Attention heads: layers by heads. Arrow keys move, Enter opens a head.' });
-    this.root = el('section', { class: 'view view-model', 'aria-label': 'Model view' }, this.grid);
+    this.note = el('p', { class: 'view-note', hidden: true });
+    this.root = el('section', { class: 'view view-model', 'aria-label': 'Model view' }, this.note, this.grid);
     this.grid.addEventListener('keydown', (e) => this.onKey(e));
     this.grid.addEventListener('click', (e) => {
       const cell = this.cellFromEvent(e);
@@ -80,6 +91,7 @@ export class ModelView implements View {
     this.queued.clear();
     this.paintedFrom = new Uint8Array(rows * cols);
     this.paintedCount = 0;
+    this.resetDiff();
     for (const c of this.cells) {
       c.canvas.setAttribute('aria-label', this.cellLabel(c.layer, c.head, false));
     }
@@ -88,7 +100,8 @@ export class ModelView implements View {
 
   private cellLabel(layer: number, head: number, ready: boolean): string {
     const what = head < 0 ? `Layer ${layer + 1} mean of heads` : `Layer ${layer + 1} head ${head + 1}`;
-    return ready ? `${what} attention heatmap` : `${what} attention heatmap (waiting for data)`;
+    const map = isDiff(this.ctx.run) ? 'attention difference from the baseline' : 'attention heatmap';
+    return ready ? `${what} ${map}` : `${what} ${map} (waiting for data)`;
   }
 
   private build(rows: number, cols: number): void {
@@ -160,6 +173,7 @@ export class ModelView implements View {
     this.queued.clear();
     this.paintedFrom.fill(NONE);
     this.paintedCount = 0;
+    this.resetDiff();
     for (let l = 0; l < run.L; l++) {
       const has = this.source(l) !== NONE;
       for (let c = 0; c < this.cols; c++) {
@@ -183,6 +197,7 @@ export class ModelView implements View {
       this.queued.delete(unit);
       this.paintUnit(unit);
     }
+    if (this.recolour) this.recolourDiff();
     if (this.queue.length > 0) this.schedule();
   }
 
@@ -232,10 +247,52 @@ export class ModelView implements View {
     const m = run.headInto(cell.layer, cell.head < 0 ? 'mean' : cell.head, this.scratch);
     if (!m) return false;
     sizeCanvas(cell.canvas, size, size);
+    if (isDiff(run)) {
+      const unit = cell.layer * this.cols + (cell.head < 0 ? this.cols - 1 : cell.head);
+      let pooled = this.pooledDiff[unit];
+      if (pooled?.length !== size * size) pooled = this.pooledDiff[unit] = new Float32Array(size * size);
+      const max = poolDiff(m, T, run.vis, size, pooled);
+      if (max > this.diffMax) {
+        this.diffMax = max;
+        this.recolour = true;
+      }
+      this.paintPooled(cell, pooled, size);
+      return true;
+    }
     const { img, u32 } = imageFor(cell.ctx, size, size);
     fillHeatDown(u32, size, m, T, run.vis, this.ctx.theme.heat, this.ctx.ui.threshold);
     cell.ctx.putImageData(img, 0, 0);
     return true;
+  }
+
+  private paintPooled(cell: Cell, pooled: Float32Array, size: number): void {
+    const { theme, ui } = this.ctx;
+    const { img, u32 } = imageFor(cell.ctx, size, size);
+    paintDiff(u32, pooled, size * size, theme.diff, theme.gapPacked, ui.threshold, diffScale(this.diffMax));
+    cell.ctx.putImageData(img, 0, 0);
+  }
+
+  /** The grid's colour scale grew: every painted cell again on it, and the note says it. */
+  private recolourDiff(): void {
+    this.recolour = false;
+    this.pooledDiff.forEach((pooled, unit) => {
+      const cell = this.cells[unit];
+      if (pooled && cell && this.paintedFrom[unit] !== NONE) this.paintPooled(cell, pooled, cell.canvas.width);
+    });
+    this.showNote();
+  }
+
+  private resetDiff(): void {
+    this.pooledDiff = [];
+    this.diffMax = 0;
+    this.recolour = false;
+    this.showNote();
+  }
+
+  private showNote(): void {
+    const diff = isDiff(this.ctx.run);
+    this.note.hidden = !diff;
+    if (diff) setText(this.note, `Now − baseline: colours up to the largest change in the grid, ±${fmtWeight(diffScale(this.diffMax))} (red more attention, blue less; grey: a token only one run has).`);
   }
 
   // ---------------------------------------------------------------- keyboard
