@@ -6,6 +6,7 @@ import { renderSection } from './render';
 import { hostSection } from './host';
 import { memorySection } from './memory';
 import { reliabilitySection } from './reliability';
+import { fusedSection } from './fused';
 import { summarize } from './summary';
 import { loadAvg } from './targets';
 
@@ -37,5 +38,6 @@ export const sections = {
   host: tracked('host', hostSection),
   memory: tracked('memory', memorySection),
   reliability: tracked('reliability', reliabilitySection),
+  fused: tracked('fused', fusedSection),
   summary: async () => summarize(results),
 };

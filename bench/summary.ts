@@ -23,6 +23,8 @@ export function summarize(current: Results) {
   };
   add('exposed/plain forward, T=128', TARGETS.ratioT128, 'engine', 'T128', 'ratio');
   add('exposed/plain forward, T=512', TARGETS.ratioT512, 'engine', 'T512', 'ratio');
+  add('exposed/plain forward, fused GQA (Qwen2.5-0.5B-shaped, fp32), T=512', TARGETS.fusedRatioT512, 'fused', 'T512', 'ratio');
+  add('exposed/plain forward, fused GQA (Qwen2.5-0.5B-shaped, q4), T=512', TARGETS.fusedRatioT512, 'fused', 'q4', 'T512', 'ratio');
   add('bytes per attention cell sent, T=512', TARGETS.bytesPerCell, 'transfer', 'T512', 'bytes_per_cell');
   add('all layers painted, T=128 (re-run)', TARGETS.allLayersT128, 'render', 'T128', 'all_layers_ms');
   add('all layers painted, T=128 (fresh panel)', TARGETS.allLayersT128, 'render', 'T128', 'cold_all_layers_ms');
