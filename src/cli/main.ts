@@ -1,20 +1,22 @@
 // attention-lens: the command-line face of the engine, and the headless export for scripts.
-//   attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix> [--html <file>] [--dtype fp32|fp16|q8|...] [--offline]
-// Writes <prefix>.json (model, tokens, shape) and <prefix>.npy (float32 [L, H, T, T]), and with
-// --html the standalone HTML report the extension's Export HTML Report writes.
+//   attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix> [--html <file>] [--qkv] [--dtype fp32|fp16|q8|...] [--offline]
+// Writes <prefix>.json (model, tokens, shape) and <prefix>.npy (float32 [L, H, T, T]), with --qkv each
+// head's queries, keys, values and value norms beside them, and with --html the standalone HTML
+// report the extension's Export HTML Report writes.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AttentionEngine } from '../engine/engine';
-import { DTYPES, EngineError, type DtypeChoice, type RuntimeChoice } from '../engine/types';
+import { valueNorms } from '../engine/qkv';
+import { DTYPES, EngineError, type AttentionResult, type DtypeChoice, type QkvCapture, type RuntimeChoice } from '../engine/types';
 import { encodeF16 } from '../analysis/f16';
 import { runStartMessage } from '../run/messages';
 import { dataJsonCore, dataJsonText } from '../export/data';
 import { npyBytes } from '../export/npy';
 import { readReportAssets, reportChunks, type ReportAssets } from '../export/report';
 
-const USAGE = `Usage: attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix> [--html <file>]
+const USAGE = `Usage: attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix> [--html <file>] [--qkv]
                       [--dtype ${DTYPES.join('|')}] [--offline]
                       [--runtime auto|cpu|wasm|webgpu] [--max-tokens N] [--cache-dir <folder>]
 
@@ -23,7 +25,13 @@ q8 model_quantized, int8 model_int8, uint8 model_uint8, q4 model_q4, q4f16 model
 
 Writes <prefix>.json ({model, tokens, shape}) and <prefix>.npy (float32, shape [layers, heads, T, T];
 row = query token, column = key token). --html writes a standalone HTML report of the run (the
-views with hovers and the text; opens offline in any browser); with --html, --out may be left out.`;
+views with hovers and the text; opens offline in any browser); with --html, --out may be left out.
+
+--qkv also writes <prefix>.q.npy, .k.npy, .v.npy (float32 [layers, heads, T, d]: queries and keys
+after rotary embeddings, K and V repeated to the query heads under grouped-query attention) and
+<prefix>.value_norm.npy ([layers, heads, T, T]: ||a_ij v_j W_O^h||, or ||a_ij v_j|| where the graph's
+output projection was not found: the JSON's "value_norm" says which), and the score scale, mask
+and KV head of each query head under "qkv" in the JSON.`;
 
 export async function main(argv: string[]): Promise<number> {
   let values;
@@ -36,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
         file: { type: 'string' },
         out: { type: 'string' },
         html: { type: 'string' },
+        qkv: { type: 'boolean', default: false },
         dtype: { type: 'string', default: 'fp32' },
         runtime: { type: 'string', default: 'auto' },
         offline: { type: 'boolean', default: false },
@@ -59,6 +68,7 @@ export async function main(argv: string[]): Promise<number> {
   };
   if (!values.model) return fail(`--model is required.\n\n${USAGE}`);
   if (!values.out && !values.html) return fail(`--out is required (or --html).\n\n${USAGE}`);
+  if (values.qkv && !values.out) return fail('--qkv needs --out (it writes <prefix>.q.npy and the like).');
   if ((values.text === undefined) === (values.file === undefined)) return fail('give exactly one of --text or --file.');
   if (!(DTYPES as readonly string[]).includes(values.dtype!)) return fail(`--dtype must be one of ${DTYPES.join(', ')}, not "${values.dtype}".`);
   if (!['auto', 'cpu', 'wasm', 'webgpu'].includes(values.runtime!)) return fail(`--runtime must be auto, cpu, wasm or webgpu.`);
@@ -93,6 +103,7 @@ export async function main(argv: string[]): Promise<number> {
     const result = await engine.analyze(values.model, text, {
       maxTokens,
       encoding: 'f32',
+      qkv: values.qkv,
       onProgress: (p) => {
         if (p.phase === 'download' && p.total) process.stderr.write(`\r${p.message}: ${Math.round((100 * (p.loaded ?? 0)) / p.total)}%`);
       },
@@ -100,9 +111,11 @@ export async function main(argv: string[]): Promise<number> {
     for (const notice of result.notices) process.stderr.write(`attention-lens: ${notice}\n`);
     if (values.out) {
       fs.mkdirSync(path.dirname(path.resolve(values.out)), { recursive: true });
-      fs.writeFileSync(`${values.out}.json`, dataJsonText(dataJsonCore(result.model, result.tokens, result.shape, result.truncation)));
+      const core = dataJsonCore(result.model, result.tokens, result.shape, result.truncation);
+      const qkvJson = result.qkv ? writeQkv(values.out, result, result.qkv) : {};
+      fs.writeFileSync(`${values.out}.json`, dataJsonText({ ...core, ...qkvJson }));
       fs.writeFileSync(`${values.out}.npy`, npyBytes(result.attention as Float32Array, result.shape));
-      process.stderr.write(`attention-lens: wrote ${values.out}.json and ${values.out}.npy [${result.shape.join(', ')}]\n`);
+      process.stderr.write(`attention-lens: wrote ${values.out}.json and ${values.out}.npy [${result.shape.join(', ')}]${result.qkv ? ' with .q, .k, .v and .value_norm.npy' : ''}\n`);
     }
     if (values.html && assets) {
       // The run as the extension holds it (tokens on the text, cut where the engine cut it), in float16 as the panel gets it.
@@ -124,6 +137,29 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     await engine.dispose();
   }
+}
+
+/** Writes the --qkv arrays next to <prefix>.npy and returns what the JSON says of them. */
+function writeQkv(prefix: string, result: AttentionResult, qkv: QkvCapture): object {
+  const [L, H, T] = result.shape;
+  const d = qkv.headDim;
+  const stack = (layers: Float32Array[], size: number) => {
+    const all = new Float32Array(L * size);
+    layers.forEach((x, l) => all.set(x, l * size));
+    return all;
+  };
+  for (const [name, layers] of [['q', qkv.q], ['k', qkv.k], ['v', qkv.v]] as const) {
+    fs.writeFileSync(`${prefix}.${name}.npy`, npyBytes(stack(layers, H * T * d), [L, H, T, d]));
+  }
+  // One kind for the whole file: projected only when every layer's W_O was found.
+  const projected = qkv.outputProjection.every((w) => w !== null);
+  const attention = result.attention as Float32Array;
+  const norms = qkv.v.map((v, l) => valueNorms(attention.subarray(l * H * T * T, (l + 1) * H * T * T), v, projected ? qkv.outputProjection[l] : null, H, T, d));
+  fs.writeFileSync(`${prefix}.value_norm.npy`, npyBytes(stack(norms, H * T * T), [L, H, T, T]));
+  return {
+    qkv: { shape: [L, H, T, d], scale: qkv.scale, mask: qkv.mask, kvHeadOf: qkv.kvHeadOf },
+    value_norm: projected ? 'output-projected' : 'value-only',
+  };
 }
 
 if (require.main === module) {

@@ -7,6 +7,8 @@ import { resolveModel } from './hub';
 import { loadRuntime, type LoadedRuntime } from './runtime';
 import { loadTokenizer, type PreTrainedTokenizer } from './transformersjs';
 import { loadExposedGraph } from './onnx/exposedCache';
+import type { QkvLayerPlan } from './onnx/exposeQkv';
+import { assembleQkv, qkvOutputNames, type Dense } from './qkv';
 import { tokenizeWithOffsets } from './offsets';
 import { encodeF16, encodeU8, f16Lut } from '../analysis/f16';
 import { newElements } from '../analysis/tensor';
@@ -40,10 +42,16 @@ export interface AnalyzeOptions {
    * declares its heads; the result then has exactly this shape.
    */
   onTokenized?: (preview: AttentionPreview) => void;
+  /**
+   * Also capture each head's queries, keys, values and output, its score scale and mask
+   * (AttentionResult.qkv). Runs a second rewrite of the graph, made and loaded on first use: a
+   * normal run pays nothing for it.
+   */
+  qkv?: boolean;
 }
 
 /** An AttentionResult without the attention and timings: what is known before the forward pass. */
-export type AttentionPreview = Omit<AttentionResult, 'attention' | 'timings'>;
+export type AttentionPreview = Omit<AttentionResult, 'attention' | 'timings' | 'qkv'>;
 
 /** A batch given as token ids (as the PyTorch reference cases are). */
 export interface IdBatch {
@@ -63,6 +71,16 @@ interface LoadedModel {
   config: Record<string, unknown>;
   loadMs: number;
   rewriteMs: number;
+  /** The model file the graphs were rewritten from. */
+  source: string;
+  /** The qkv rewrite's session, started by the first analyze that asks for it. */
+  qkv?: Promise<QkvSession>;
+}
+
+interface QkvSession {
+  session: OrtTypes.InferenceSession;
+  attentionOutputs: string[];
+  plans: QkvLayerPlan[];
 }
 
 const num = (...values: unknown[]): number | undefined => values.find((v): v is number => typeof v === 'number' && Number.isFinite(v));
@@ -128,28 +146,15 @@ export class AttentionEngine {
     }
 
     onProgress?.({ phase: 'rewrite', message: 'Exposing attention in the ONNX graph' });
-    const exposed = await loadExposedGraph(path.join(resolved.folder, resolved.onnxFile), this.options.cacheDir, ref, {
+    const source = path.join(resolved.folder, resolved.onnxFile);
+    const exposed = await loadExposedGraph(source, this.options.cacheDir, ref, {
       float16: this.options.attentionPrecision === 'float16',
     });
     checkAborted(signal, 'Model loading');
 
     const runtime = loadRuntime(this.options.runtime ?? 'auto', this.options.threads);
     onProgress?.({ phase: 'session', message: `Starting ${runtime.label}` });
-    let session: OrtTypes.InferenceSession;
-    try {
-      session = await runtime.ort.InferenceSession.create(exposed.path, {
-        executionProviders: runtime.executionProviders,
-        graphOptimizationLevel: 'all',
-        logSeverityLevel: 3, // errors only: ORT's warnings about unused initializers are noise to users
-        ...(this.options.threads ? { intraOpNumThreads: this.options.threads } : {}),
-      });
-    } catch (e) {
-      const msg = (e as Error).message;
-      if (runtime.executionProviders.includes('webgpu')) {
-        throw new EngineError('RUNTIME_UNAVAILABLE', `WebGPU is not available here (${msg}). Set the runtime to "auto".`);
-      }
-      throw new EngineError('MODEL_CORRUPT', `ONNX Runtime could not load ${resolved.onnxFile} of ${ref}: ${msg}`);
-    }
+    const session = await this.startSession(runtime, exposed.path, `${resolved.onnxFile} of ${ref}`);
     checkAborted(signal, 'Model loading');
 
     onProgress?.({ phase: 'tokenizer', message: 'Loading the tokenizer' });
@@ -171,12 +176,48 @@ export class AttentionEngine {
       config,
       loadMs: performance.now() - t0,
       rewriteMs: exposed.rewriteMs,
+      source,
     };
     const previous = this.model;
     this.model = loaded;
-    await previous?.session.release?.();
+    if (previous) await release(previous);
     onProgress?.({ phase: 'ready', message: `${info.architecture} ready (${info.layers} layers x ${info.heads} heads)` });
     return loaded;
+  }
+
+  private async startSession(runtime: LoadedRuntime, file: string, label: string): Promise<OrtTypes.InferenceSession> {
+    try {
+      return await runtime.ort.InferenceSession.create(file, {
+        executionProviders: runtime.executionProviders,
+        graphOptimizationLevel: 'all',
+        logSeverityLevel: 3, // errors only: ORT's warnings about unused initializers are noise to users
+        ...(this.options.threads ? { intraOpNumThreads: this.options.threads } : {}),
+      });
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (runtime.executionProviders.includes('webgpu')) {
+        throw new EngineError('RUNTIME_UNAVAILABLE', `WebGPU is not available here (${msg}). Set the runtime to "auto".`);
+      }
+      throw new EngineError('MODEL_CORRUPT', `ONNX Runtime could not load ${label}: ${msg}`);
+    }
+  }
+
+  /** The qkv rewrite of the loaded model and its session, made once per model. */
+  private qkvSession(model: LoadedModel): Promise<QkvSession> {
+    model.qkv ??= (async () => {
+      const exposed = await loadExposedGraph(model.source, this.options.cacheDir, model.info.id, {
+        float16: this.options.attentionPrecision === 'float16',
+        qkv: true,
+      });
+      const session = await this.startSession(model.runtime, exposed.path, `the query/key/value capture of ${model.info.id}`);
+      return { session, attentionOutputs: exposed.attentionOutputs, plans: exposed.qkv! };
+    })();
+    // A failed attempt (a refused model) is not kept: the next call says why again.
+    const attempt = model.qkv;
+    attempt.catch(() => {
+      if (model.qkv === attempt) model.qkv = undefined;
+    });
+    return attempt;
   }
 
   private describe(
@@ -284,8 +325,12 @@ export class AttentionEngine {
     const announced = model.info.heads > 0 && opts.onTokenized ? preview(model.info.layers, model.info.heads) : null;
     if (announced) opts.onTokenized!(announced);
 
+    const qkvGraph = opts.qkv ? await this.qkvSession(model) : null;
+    checkAborted(opts.signal, 'Analysis');
     const t1 = performance.now();
-    const [layerData] = await this.forward({ input_ids: [tokens.map((t) => t.id)] });
+    const batch = { input_ids: [tokens.map((t) => t.id)] };
+    const ran = qkvGraph ? await this.forwardWith(batch, qkvGraph, qkvOutputNames(qkvGraph.plans)) : { attention: await this.forward(batch), extra: {} };
+    const [layerData] = ran.attention;
     const forwardMs = performance.now() - t1;
     checkAborted(opts.signal, 'Analysis');
 
@@ -310,11 +355,13 @@ export class AttentionEngine {
       } else if (slot instanceof Uint8Array) encodeU8(toFloat32(d), slot);
       else toFloat32(d, slot);
     });
+    const qkv = qkvGraph ? assembleQkv(qkvGraph.plans, (name) => ran.extra[name], { heads: H, kvHeads: model.info.kvHeads, tokens: T, label: model.info.id }) : undefined;
     const packMs = performance.now() - t2;
     return {
       ...preview(L, H),
       attention,
       timings: { loadMs: model.loadMs, rewriteMs: model.rewriteMs, tokenizeMs, forwardMs, packMs },
+      ...(qkv ? { qkv } : {}),
     };
   }
 
@@ -324,6 +371,15 @@ export class AttentionEngine {
    * attentionPrecision float16 a Uint16Array of half-precision bit patterns.
    */
   async forward(batch: IdBatch): Promise<AttentionData[][]> {
+    return (await this.forwardWith(batch, this.requireModel(), [])).attention;
+  }
+
+  /** forward on `graph` (the model's or its qkv rewrite's session), also returning the graph outputs `extra`. */
+  private async forwardWith(
+    batch: IdBatch,
+    graph: { session: OrtTypes.InferenceSession; attentionOutputs: string[] },
+    extra: string[],
+  ): Promise<{ attention: AttentionData[][]; extra: Record<string, Dense> }> {
     const model = this.requireModel();
     const { ort } = model.runtime;
     const B = batch.input_ids.length;
@@ -360,14 +416,14 @@ export class AttentionEngine {
 
     let outputs: OrtTypes.InferenceSession.OnnxValueMapType;
     try {
-      outputs = await model.session.run(feeds, model.attentionOutputs);
+      outputs = await graph.session.run(feeds, [...graph.attentionOutputs, ...extra]);
     } catch (e) {
       throw new EngineError('INTERNAL', `The forward pass of ${model.info.id} failed: ${(e as Error).message}`);
     }
 
     const half = this.options.attentionPrecision === 'float16';
     const perRow: AttentionData[][] = Array.from({ length: B }, () => []);
-    for (const name of model.attentionOutputs) {
+    for (const name of graph.attentionOutputs) {
       const tensor = outputs[name] as OrtTypes.Tensor;
       const [b, h, q, k] = tensor.dims;
       if (tensor.dims.length !== 4 || b !== B || q !== T || k !== T) {
@@ -386,13 +442,13 @@ export class AttentionEngine {
       }
       tensor.dispose?.();
     }
-    return perRow;
+    return { attention: perRow, extra: Object.fromEntries(extra.map((name) => [name, dense(outputs[name] as OrtTypes.Tensor)])) };
   }
 
   async dispose(): Promise<void> {
     const model = this.model;
     this.model = null;
-    await model?.session.release?.();
+    if (model) await release(model);
   }
 
   private requireModel(): LoadedModel {
@@ -412,6 +468,19 @@ export function zeroMaskedKeys(row: AttentionData, mask: number[], rows: number)
   const masked = mask.flatMap((m, k) => (m ? [] : [k]));
   if (masked.length === 0) return;
   for (let r = 0; r < rows; r++) for (const k of masked) row[r * K + k] = 0;
+}
+
+async function release(model: LoadedModel): Promise<void> {
+  await model.session.release?.();
+  const qkv = await model.qkv?.catch(() => null);
+  await qkv?.session.release?.();
+}
+
+/** A graph output as plain numbers for the qkv capture (float16 widened, bool and integers as numbers). */
+function dense(tensor: OrtTypes.Tensor): Dense {
+  const d = tensor.data;
+  const data = tensor.type === 'float16' ? toFloat32(halfBits(tensor)) : d instanceof BigInt64Array || d instanceof BigUint64Array ? Float64Array.from(d, Number) : (d as ArrayLike<number>);
+  return { dims: tensor.dims, data };
 }
 
 /** One layer of attention from the graph: floats, or half-precision bit patterns. */

@@ -106,6 +106,37 @@ export interface AttentionResult {
   runtime: string;
   /** Human-readable notices (runtime fallback, truncation) the caller should surface. */
   notices: string[];
+  /** What each head's attention is made of: only when analyze was asked for it (`qkv: true`). */
+  qkv?: QkvCapture;
+}
+
+/** Which keys a query sees: all of them, itself and those before it, or another pattern (`visible`). */
+export type QkvMaskKind = 'none' | 'causal' | 'custom';
+
+/**
+ * Inside each head, on the analysed text: attention[l][h][i][j] = softmax_j(scale[l] · q_i·k_j over the
+ * keys visible[l][i][j]), and out[l][h][i] = Σ_j attention[l][h][i][j] · v_j, with q, k, v of that
+ * layer and head. Arrays are per layer, float32, row-major.
+ */
+export interface QkvCapture {
+  /** [H, T, d]: the queries and keys as they meet in q·kᵀ (after rotary embeddings where the model applies them). */
+  q: Float32Array[];
+  /** [H, T, d], expanded to the query heads for grouped-query attention (query head h holds KV head kvHeadOf[h]). */
+  k: Float32Array[];
+  v: Float32Array[];
+  /** [H, T, d]: each head's output Σ_j α_ij v_j, before the output projection. */
+  out: Float32Array[];
+  /** d, the head size as the graph computes it (zero-padded dims included). */
+  headDim: number;
+  /** The factor on q·k before the Softmax (1/√d in most models), from the graph's own constants. */
+  scale: number[];
+  mask: QkvMaskKind[];
+  /** [T, T]: 1 where query i attends key j, 0 where the model masks it out. */
+  visible: Uint8Array[];
+  /** The key/value head each query head uses (h itself without grouped-query attention). */
+  kvHeadOf: number[];
+  /** The output projection's weight [H·d, D] (rows h·d..(h+1)·d act on head h's output), or null where the graph has none we recognise. */
+  outputProjection: (Float32Array | null)[];
 }
 
 /** Errors the engine raises on purpose; `code` lets callers pick an action. */

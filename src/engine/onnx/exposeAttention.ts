@@ -10,6 +10,7 @@
 import { EngineError } from '../types';
 import { exposeFused, fusedAttentionOp } from './fusedAttention';
 import { DT, ScannedGraph, ScannedModel, ScannedNode, allGraphs, scanModel } from './modelScan';
+import { QkvExposer, type QkvLayerPlan } from './exposeQkv';
 import { graphOutputField, nodeField } from './nodeProto';
 import { MessagePatch, WireError, childPatch, insertAfter, newPatch, rebuild, stringField } from './wire';
 
@@ -17,6 +18,8 @@ export interface ExposedGraph {
   bytes: Uint8Array;
   /** Graph output names, one per attention Softmax, in layer order. */
   attentionOutputs: string[];
+  /** With ExposeOptions.qkv: per layer, the graph outputs that capture its queries, keys and values. */
+  qkv?: QkvLayerPlan[];
 }
 
 export interface ExposedChunks {
@@ -26,6 +29,7 @@ export interface ExposedChunks {
   attentionOutputs: string[];
   /** External data files the model references (relative to the model file); empty for self-contained models. */
   externalDataLocations: string[];
+  qkv?: QkvLayerPlan[];
 }
 
 /**
@@ -49,12 +53,14 @@ export function layerIndexOf(name: string): number | null {
 export interface ExposeOptions {
   /** Output the probabilities as float16 (cast in the graph when they are computed in another type). */
   float16?: boolean;
+  /** Also output what each attention is made of: queries, keys, values, head outputs, score scale and mask (exposeQkv.ts). */
+  qkv?: boolean;
 }
 
 /** Rewrites the model so each layer's attention probabilities are graph outputs. See the file comment. */
 export function exposeAttention(modelBytes: Uint8Array, modelLabel: string, options: ExposeOptions = {}): ExposedGraph {
-  const { chunks, length, attentionOutputs } = exposeAttentionChunks(modelBytes, modelLabel, options);
-  return { bytes: Buffer.concat(chunks, length), attentionOutputs };
+  const { chunks, length, attentionOutputs, qkv } = exposeAttentionChunks(modelBytes, modelLabel, options);
+  return { bytes: Buffer.concat(chunks, length), attentionOutputs, ...(qkv ? { qkv } : {}) };
 }
 
 /** exposeAttention without the final concatenation (lets callers stream a big model to disk). */
@@ -99,8 +105,13 @@ export function exposeAttentionChunks(modelBytes: Uint8Array, modelLabel: string
     if (!existing.has(e.name)) graphPatch().append.push(...graphOutputField(e.name, e.elemType));
     return e.name;
   });
+  let qkv: QkvLayerPlan[] | undefined;
+  if (options.qkv) {
+    const exposer = new QkvExposer(graph, graphPatch, { label: modelLabel, freshName: (b) => ctx.freshName(b), elemTypeOf: (n, g) => ctx.elemTypeOf(n, g) });
+    qkv = exposures.map((e, layer) => exposer.plan(e.producer, layer));
+  }
   const { chunks, length } = rebuild(modelBytes, 0, modelBytes.length, modelPatch);
-  return { chunks, length, attentionOutputs: outputs, externalDataLocations: model.externalDataLocations };
+  return { chunks, length, attentionOutputs: outputs, externalDataLocations: model.externalDataLocations, ...(qkv ? { qkv } : {}) };
 }
 
 /** Fused kernels inside ONNX local functions have no per-layer output to surface. */

@@ -1,6 +1,7 @@
 // On-disk cache of attention-exposed graphs, keyed by the SHA-256 of the source model's bytes.
 //
-// Layout under <cacheDir>/exposed/ (<entry> is <sha>, or <sha>.f16 for float16 attention outputs):
+// Layout under <cacheDir>/exposed/ (<entry> is <sha>, then .f16 for float16 attention outputs and .qkv
+// for the rewrite that also captures queries, keys and values):
 //   <entry>.onnx        the rewritten model
 //   <entry>.json        manifest (format version, attention outputs, size); written last, so its
 //                       presence means the entry is complete
@@ -17,6 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../types';
 import { exposeAttentionChunks, type ExposeOptions } from './exposeAttention';
+import type { QkvLayerPlan } from './exposeQkv';
 
 /** Bump when the rewrite changes in a way that invalidates old entries. */
 export const EXPOSED_FORMAT_VERSION = 1;
@@ -28,6 +30,8 @@ export interface ExposedManifest {
   file: string;
   bytes: number;
   attentionOutputs: string[];
+  /** ExposeOptions.qkv entries: what each layer's capture reads. */
+  qkv?: QkvLayerPlan[];
   externalData: string[];
   createdAt: string;
 }
@@ -44,6 +48,7 @@ export interface LoadedExposedGraph {
   /** Absolute path of the rewritten model. */
   path: string;
   attentionOutputs: string[];
+  qkv?: QkvLayerPlan[];
   /** Time this call took: hashing (or the pre-key check) on a hit, plus read, rewrite and write on a miss. */
   rewriteMs: number;
   cached: boolean;
@@ -55,22 +60,25 @@ export interface LoadedExposedGraph {
  */
 export async function loadExposedGraph(sourcePath: string, cacheDir: string, modelLabel: string, options: ExposeOptions = {}): Promise<LoadedExposedGraph> {
   const started = performance.now();
-  const entryOf = (sha: string) => (options.float16 ? `${sha}.f16` : sha);
+  const entryOf = (sha: string) => `${sha}${options.float16 ? '.f16' : ''}${options.qkv ? '.qkv' : ''}`;
   const source = path.resolve(sourcePath);
   const dir = path.join(cacheDir, 'exposed');
   const stat = await statSource(source);
+  const found = (hit: ExposedManifest) => ({
+    path: path.join(dir, hit.file), attentionOutputs: hit.attentionOutputs, ...(hit.qkv ? { qkv: hit.qkv } : {}), rewriteMs: performance.now() - started, cached: true,
+  });
 
   const preKeyFile = path.join(dir, 'by-path', `${sha256Hex(source)}.json`);
   let sha = await readPreKey(preKeyFile, source, stat);
   if (sha) {
-    const hit = await readEntry(dir, sha, entryOf(sha));
-    if (hit) return { path: path.join(dir, hit.file), attentionOutputs: hit.attentionOutputs, rewriteMs: performance.now() - started, cached: true };
+    const hit = await readEntry(dir, sha, entryOf(sha), !!options.qkv);
+    if (hit) return found(hit);
   }
   sha = await hashFile(source);
-  const hit = await readEntry(dir, sha, entryOf(sha));
+  const hit = await readEntry(dir, sha, entryOf(sha), !!options.qkv);
   if (hit) {
     await writePreKey(preKeyFile, source, stat, sha);
-    return { path: path.join(dir, hit.file), attentionOutputs: hit.attentionOutputs, rewriteMs: performance.now() - started, cached: true };
+    return found(hit);
   }
 
   // Miss: read, rewrite, write. If the file changed since it was hashed, key it by what was read.
@@ -103,6 +111,7 @@ export async function loadExposedGraph(sourcePath: string, cacheDir: string, mod
       file,
       bytes: exposed.length,
       attentionOutputs: exposed.attentionOutputs,
+      ...(exposed.qkv ? { qkv: exposed.qkv } : {}),
       externalData: exposed.externalDataLocations,
       createdAt: new Date().toISOString(),
     };
@@ -112,7 +121,7 @@ export async function loadExposedGraph(sourcePath: string, cacheDir: string, mod
     throw new EngineError('INTERNAL', `Cannot write the rewritten model for ${modelLabel} into ${dir}: ${(err as Error).message}`);
   }
   await writePreKey(preKeyFile, source, after, sha);
-  return { path: path.join(dir, file), attentionOutputs: exposed.attentionOutputs, rewriteMs: performance.now() - started, cached: false };
+  return { path: path.join(dir, file), attentionOutputs: exposed.attentionOutputs, ...(exposed.qkv ? { qkv: exposed.qkv } : {}), rewriteMs: performance.now() - started, cached: false };
 }
 
 async function statSource(source: string): Promise<fs.Stats> {
@@ -152,10 +161,11 @@ export async function hashFile(file: string): Promise<string> {
 }
 
 /** The manifest of a complete, current entry, or null (missing, old format, unreadable, or wrong size). */
-async function readEntry(dir: string, sha: string, entry: string): Promise<ExposedManifest | null> {
+async function readEntry(dir: string, sha: string, entry: string, qkv: boolean): Promise<ExposedManifest | null> {
   try {
     const manifest = JSON.parse(await fs.promises.readFile(path.join(dir, `${entry}.json`), 'utf8')) as ExposedManifest;
     if (manifest.version !== EXPOSED_FORMAT_VERSION || manifest.sha256 !== sha || !Array.isArray(manifest.attentionOutputs)) return null;
+    if (qkv && manifest.qkv?.length !== manifest.attentionOutputs.length) return null;
     if (typeof manifest.file !== 'string' || path.isAbsolute(manifest.file) || manifest.file.split(/[\\/]/).includes('..')) return null;
     const stat = await fs.promises.stat(path.join(dir, manifest.file));
     return stat.size === manifest.bytes ? manifest : null;
