@@ -11,8 +11,8 @@ import { RunState } from './editor/runState';
 import { analysable } from './editor/selection';
 import { saveRun, savedRun } from './editor/savedRun';
 import { readSettings, SECTION } from './settings';
-import type { WebviewToHost } from './protocol/webview';
-import { aggregationFromWire, type AttentionEncoding, type Focus } from './protocol/attention';
+import type { ExplainDataMessage, ExplainOpenMessage, WebviewToHost } from './protocol/webview';
+import { aggregationFromWire, type AttentionEncoding, type ExplainCell, type Focus } from './protocol/attention';
 import { payloadMessages, runDoneMessage, runStartMessage } from './run/messages';
 import { exportFromMenu } from './exportImage';
 import { alignTokens, compareRefusal, mostChanged, RowChanges } from './analysis/compare';
@@ -35,6 +35,8 @@ export interface RunEvent {
   at: number;
 }
 const RUN_EVENTS_KEPT = 400;
+/** Explain messages kept for tests (each holds one head's vectors: a few hundred KB at most). */
+const EXPLAINS_KEPT = 20;
 /** Compare marks: at most this many tokens, and only those whose attention moved by more than MIN_CHANGE (float noise is not a change). */
 const MARKED_TOKENS = 5;
 const MIN_CHANGE = 0.01;
@@ -65,6 +67,8 @@ export class AttentionController implements vscode.Disposable {
   readonly onDidChangeStatus = this.statusEmitter.event;
   /** Recent runs' moments, oldest first (bounded). */
   readonly events: RunEvent[] = [];
+  /** Recent explain/open and explain/data messages posted to the panel, oldest first (bounded), for tests. */
+  readonly explains: (ExplainOpenMessage | ExplainDataMessage)[] = [];
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.disposables.push(
@@ -112,6 +116,30 @@ export class AttentionController implements vscode.Disposable {
     if (!this.panel || !this.state || !args || args.runId !== this.state.runId || typeof args.tokenIndex !== 'number') return;
     this.panel.reveal(vscode.ViewColumn.Beside);
     this.panel.post({ type: 'focus/token', runId: args.runId, tokenIndex: args.tokenIndex });
+  }
+
+  /**
+   * The editor hover's "Why this weight?": moves focus into the panel and asks it to open the
+   * explanation of a cell of the latest run (the panel then sends explain/request). `layer`
+   * defaults to the panel's layer; `head` to its head, or under a mean the head that gives the
+   * weight most. Returns whether the panel was asked.
+   */
+  explain(args: { runId?: number; query?: number; key?: number; layer?: number; head?: number } | undefined): boolean {
+    const state = this.state;
+    if (!state || !args || (args.runId !== undefined && args.runId !== state.runId)) return false;
+    if (!this.panel) {
+      void vscode.window.showInformationMessage('Attention Lens: the panel is closed. Run Show Attention again to explain a weight.');
+      return false;
+    }
+    const inside = (v: unknown, n: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < n;
+    const { query, key } = args;
+    const layer = args.layer ?? state.view.layer;
+    if (!inside(query, state.T) || !inside(key, state.T) || !inside(layer, state.L)) return false;
+    const head = args.head ?? (typeof state.view.agg === 'number' ? state.view.agg : state.strongestHead(layer, query, key));
+    if (!inside(head, state.H)) return false;
+    this.panel.panel.reveal(undefined, false);
+    this.postExplain({ type: 'explain/open', runId: state.runId, cell: { layer, head, query, key } });
+    return true;
   }
 
   /** Shows the panel (opening an empty one when there is none) and moves focus into it. */
@@ -211,7 +239,7 @@ export class AttentionController implements vscode.Disposable {
             encoding = s.encoding;
             // Adopted for the editor's hovers with its first layer: a run cancelled or failing
             // during its forward pass leaves the previous one in place.
-            state = new RunState(start, document, version);
+            state = new RunState(start, document, version, { model: settings.model, text, maxTokens: settings.maxTokens, textContinues, options: settings.engine });
             // The start arrives before the forward pass (when the model declares its heads): say what runs.
             const running = `Running ${s.model.architecture}: ${start.tokens.length} tokens`;
             progress.report({ message: running });
@@ -333,6 +361,7 @@ export class AttentionController implements vscode.Disposable {
     if (msg.type === 'export/menu') return void exportFromMenu(msg);
     if (msg.type === 'compare/pin') return this.pinBaseline(msg.runId);
     if (msg.type === 'compare/clear') return this.clearBaseline();
+    if (msg.type === 'explain/request') return void this.answerExplain(msg.runId, msg.cell);
     const state = this.state;
     if (!state || !('runId' in msg) || msg.runId !== state.runId) return;
     const editor = vscode.window.visibleTextEditors.find((e) => e.document === state.document);
@@ -358,6 +387,40 @@ export class AttentionController implements vscode.Disposable {
     const t = state.tokens[msg.tokenIndex];
     const source = t.special ? null : new vscode.Range(state.document.positionAt(t.start), state.document.positionAt(t.end));
     this.decorations.showAttended(editor, source, words);
+  }
+
+  // ------------------------------------------------------------------ why this weight?
+
+  /** Answers the panel's explain/request: the engine captures the run's queries, keys and values (or answers from its last capture). */
+  private async answerExplain(runId: number, cell: ExplainCell): Promise<void> {
+    const panel = this.panel;
+    const state = this.state;
+    if (!panel) return;
+    const answer = (a: Pick<ExplainDataMessage, 'explanation' | 'error'>) => this.postExplain({ type: 'explain/data', runId, cell, ...a });
+    if (!state || state.runId !== runId) return answer({ error: 'That run was replaced by a newer one.' });
+    if (cell.layer >= state.L || cell.head >= state.H || cell.query >= state.T || cell.key >= state.T) {
+      return answer({ error: `That cell lies outside the run (${state.L} layers, ${state.H} heads, ${state.T} tokens).` });
+    }
+    // Status only while the engine works (a capture, a model load): an answer from the last capture is immediate.
+    let status = false;
+    try {
+      const explanation = await this.ensureClient().explain({ ...state.request, cell }, (p) => {
+        status = true;
+        panel.post({ type: 'status', message: `${describeProgress(p)}…` });
+      });
+      answer({ explanation });
+    } catch (e) {
+      answer({ error: e instanceof Error ? e.message : String(e) });
+    } finally {
+      // A run in flight owns the status line: its own messages go on.
+      if (status && !this.currentCancel) panel.post({ type: 'status', message: null });
+    }
+  }
+
+  private postExplain(m: ExplainOpenMessage | ExplainDataMessage): void {
+    this.panel?.post(m);
+    this.explains.push(m);
+    if (this.explains.length > EXPLAINS_KEPT) this.explains.splice(0, this.explains.length - EXPLAINS_KEPT);
   }
 
   // ------------------------------------------------------------------ compare

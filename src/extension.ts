@@ -35,6 +35,7 @@ export function activate(context: vscode.ExtensionContext) {
     vscode.commands.registerCommand('attentionLens.pinBaseline', () => controller.pinBaseline()),
     vscode.commands.registerCommand('attentionLens.clearBaseline', () => controller.clearBaseline()),
     vscode.commands.registerCommand('attentionLens.focusToken', (args) => controller.focusToken(args)),
+    vscode.commands.registerCommand('attentionLens.explain', (args) => controller.explain(args)),
     registerImageExport(controller),
     registerExportCommands(context, () => controller.run),
     vscode.languages.registerHoverProvider(
@@ -70,6 +71,10 @@ export function activate(context: vscode.ExtensionContext) {
     /** Compare: the baseline's run id and the compare marks on the editor. */
     get compare() {
       return controller.compare;
+    },
+    /** "Why this weight?": the explain/open and explain/data messages recently posted to the panel. */
+    get explains() {
+      return controller.explains;
     },
   };
 }

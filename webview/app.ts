@@ -4,7 +4,7 @@
 // Messages and runs: runs.ts; controls: chrome.ts; keys: keys.ts.
 
 import { PROTOCOL_VERSION, type ExportRequestMessage, type HoverTokenMessage, type SelectHeadMessage } from '../src/protocol/webview';
-import { aggregationLabel, aggregationToWire, type Aggregation } from '../src/protocol/attention';
+import { aggregationLabel, aggregationToWire, type Aggregation, type ExplainCell } from '../src/protocol/attention';
 import type { RunData } from './store';
 import { readTheme, watchTheme, type Theme } from './theme';
 import type { TokenRef, UiState, View, ViewContext, ViewName } from './context';
@@ -21,6 +21,7 @@ import { Coalesced } from './tasks';
 import { ModelView } from './views/model';
 import { HeadView } from './views/head';
 import { MatrixView } from './views/matrix';
+import { ExplainView } from './views/explain';
 import { post } from './vscode';
 import { exportView, type ExportSource } from './export/exporter';
 
@@ -50,6 +51,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   private readonly modelView: ModelView;
   private readonly headView: HeadView;
   private readonly matrixView: MatrixView;
+  private readonly explainView: ExplainView;
 
   constructor(root: HTMLElement) {
     this.root = root;
@@ -75,6 +77,8 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       focusToken: (index) => this.focusToken(index),
       baseline: (runId) => this.setBaseline(runId),
       exportRequest: (m) => void this.exportRequest(m),
+      explainOpen: (m) => this.openExplain(m.runId, m.cell),
+      explainData: (m) => this.explainView.receive(m),
     });
     this.rollout = new RolloutSteps(() => this.run, this.ui, {
       covered: () => {
@@ -118,11 +122,16 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       r.setAttribute('aria-labelledby', `tab-${v.name}`);
     }
     this.side = new SideList(this);
+    this.explainView = new ExplainView({
+      theme: () => this.theme,
+      request: (runId, cell) => post({ type: 'explain/request', runId, cell }),
+      announce: (text) => this.announce(text),
+    });
     this.main = el('main', { class: 'main' }, this.modelView.root, this.headView.root, this.matrixView.root, this.side.root);
     this.live = el('div', { class: 'sr-only', 'aria-live': 'polite', 'aria-atomic': 'true' });
 
     const c = this.chrome;
-    root.append(c.header, c.notices, c.error, c.previousNote, c.controls, c.empty, this.main, this.live, this.help.root);
+    root.append(c.header, c.notices, c.error, c.previousNote, c.controls, c.empty, this.main, this.live, this.help.root, this.explainView.root);
     // On the document, not the root: right after the panel takes focus (Focus Attention Panel) or a
     // click on a blank part, the body has focus, and ? and the other panel keys must still work.
     document.addEventListener('keydown', (e) => onGlobalKey(e, this));
@@ -280,6 +289,43 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     this.matrixView.reveal(index);
   }
 
+  // ---------------------------------------------------------------- why this weight?
+
+  canExplain(): boolean {
+    return this.run !== null && !isDiff(this.run);
+  }
+
+  explain(query: number, key: number): void {
+    const run = this.run;
+    if (!run || isDiff(run)) {
+      this.announce('Why this weight? explains the run’s own weights: turn off the difference first.');
+      return;
+    }
+    const { layer, agg, selected } = this.ui;
+    // One head on screen: that head. The head view may draw several: the first single head among them.
+    const single = this.ui.view === 'head' ? selected.find((a) => typeof a === 'number') : agg;
+    let head = typeof single === 'number' ? single : -1;
+    let note: string | undefined;
+    if (head < 0) {
+      // The mean or rollout has no query and key of its own: explain the head that gives the pair the most weight.
+      let best = -1;
+      for (let h = 0; h < run.H; h++) {
+        const w = run.matrix(layer, h)?.[query * run.T + key] ?? -1;
+        if (w > best) [best, head] = [w, h];
+      }
+      if (best < 0) return;
+      note = `The panel shows the ${aggregationLabel(this.ui.view === 'head' ? selected[0] : agg)}, which has no query or key of its own: this is head ${head + 1}, the head of layer ${layer + 1} that gives this pair the most weight.`;
+    }
+    this.openExplain(run.runId, { layer, head, query, key }, note);
+  }
+
+  /** Opens the view on a cell of run `runId` (a run this panel holds, the cell inside it) and asks the host for its data. */
+  private openExplain(runId: number, cell: ExplainCell, note?: string): void {
+    const run = this.runs.find(runId);
+    if (!run || cell.layer >= run.L || cell.head >= run.H || cell.query >= run.T || cell.key >= run.T) return;
+    this.explainView.open({ runId, cell, labels: run.display, renormalised: run.hideSpecial, note });
+  }
+
   // ---------------------------------------------------------------- export
 
   private async exportRequest(m: ExportRequestMessage): Promise<void> {
@@ -385,6 +431,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     this.theme = readTheme();
     this.chrome.paintLegend(this.theme);
     for (const v of Object.values(this.views)) v.render();
+    this.explainView.render();
   }
 
   matrix(layer: number, agg: Aggregation): Float32Array | null {

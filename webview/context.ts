@@ -47,6 +47,10 @@ export interface ViewContext {
   matrix(layer: number, agg: Aggregation): Float32Array | null;
   /** Called by the model view as thumbnails get painted. */
   reportPainted(painted: number, total: number): void;
+  /** Whether "Why this weight?" can explain the weights on screen (not in the Difference mode). */
+  canExplain(): boolean;
+  /** Opens "Why this weight?" for tokens `query` and `key` (run.tokens indices) at the focused layer and head. */
+  explain(query: number, key: number): void;
 }
 
 export interface View {

@@ -1,7 +1,8 @@
 // The keyboard-shortcut help: a modal dialog listing every key the panel handles (keys.ts, the
-// views' own key handlers: views/model.ts, views/head.ts, views/matrix.ts, gridKeys.ts, and the
-// Export menu's, export/menu.ts). Opened by `?` or the header's "?" button; Escape or `?` closes
-// it, focus stays inside while it is open and goes back where it was when it closes.
+// views' own key handlers: views/model.ts, views/head.ts, views/matrix.ts, gridKeys.ts, the
+// Export menu's, export/menu.ts, and Why this weight?'s, views/explain.ts). Opened by `?` or the
+// header's "?" button; Escape or `?` closes it, focus stays inside while it is open and goes back
+// where it was when it closes.
 
 import { el } from './dom';
 
@@ -65,7 +66,16 @@ export const HELP_SECTIONS: readonly HelpSection[] = [
       { keys: k('Home', 'End'), action: 'First or last cell of the row' },
       { keys: k('Ctrl+Home', 'Ctrl+End'), action: 'First or last cell of the matrix' },
       { keys: k('Enter', 'Space'), action: "Pin or unpin the row's token" },
+      { keys: k('W'), action: 'Why this weight? for the cell (or double-click it)' },
       { keys: k('Esc'), action: 'Clear the cell' },
+    ],
+  },
+  {
+    title: 'Why this weight? (Why? beside a top word, a double click in the matrix)',
+    rows: [
+      { keys: k('←', '→'), action: 'Previous or next key of the row' },
+      { keys: k('Home', 'End'), action: 'First or last key' },
+      { keys: k('Esc'), action: 'Close it' },
     ],
   },
   {

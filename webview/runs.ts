@@ -5,7 +5,7 @@
 // milestones go to the host too (tests and the benchmark wait for them).
 
 import { parseHostMessage, type ParsedHostMessage } from '../src/protocol/validate';
-import type { ExportRequestMessage } from '../src/protocol/webview';
+import type { ExplainDataMessage, ExplainOpenMessage, ExportRequestMessage } from '../src/protocol/webview';
 import type { UiState } from './context';
 import { RunData } from './store';
 import { post } from './vscode';
@@ -28,6 +28,10 @@ export interface RunEvents {
   baseline(runId: number | null): void;
   /** The host asked for an image of the view on screen. */
   exportRequest(m: ExportRequestMessage): void;
+  /** The host asked for "Why this weight?" on a cell (the editor hover's link). */
+  explainOpen(m: ExplainOpenMessage): void;
+  /** The host's answer to an explain/request ("Why this weight?"). */
+  explainData(m: ExplainDataMessage): void;
 }
 
 export class Runs {
@@ -117,6 +121,12 @@ export class Runs {
         return;
       case 'export/request':
         this.on.exportRequest(m);
+        return;
+      case 'explain/open':
+        this.on.explainOpen(m);
+        return;
+      case 'explain/data':
+        this.on.explainData(m);
         return;
       case 'focus/token': {
         const run = this.shown;

@@ -1,9 +1,10 @@
 // The side box next to the head and matrix views: the words the active token attends to most
-// (or, for a key, is attended by), sub-word pieces merged, with bars scaled to the top one.
+// (or, for a key, is attended by), sub-word pieces merged, with bars scaled to the top one. Each
+// word has a "Why?" button: "Why this weight?" for the active token and the word's heaviest piece.
 
 import { aggregationLabel } from '../src/protocol/attention';
 import { topAttended, type AttendedWord } from '../src/analysis';
-import type { ViewContext } from './context';
+import type { TokenRef, ViewContext } from './context';
 import { el, setText, fmtWeight } from './dom';
 import { tokenWeights } from './weights';
 import { isDiff } from './compare';
@@ -26,6 +27,10 @@ export class SideList {
     this.hint = el('p', { class: 'side-hint', text: IDLE_HINT });
     this.list = el('ol', { class: 'top-words', 'aria-label': 'Top attended words' });
     this.root = el('aside', { class: 'side', 'aria-label': 'Top attended words' }, this.title, this.hint, this.list);
+    this.list.addEventListener('click', (e) => {
+      const b = (e.target as HTMLElement).closest<HTMLElement>('button.why');
+      if (b) this.ctx.explain(Number(b.dataset.query), Number(b.dataset.key));
+    });
   }
 
   /** Repaints for the active token; `keyboard`: it was reached by keyboard (not a pointer hover). */
@@ -35,9 +40,10 @@ export class SideList {
     if (!run || this.root.hidden) return;
     const a = this.ctx.active();
     let top: AttendedWord[] = [];
+    let w: Float32Array | null = null;
     if (a) {
       const aggs = ui.view === 'head' ? ui.selected : [ui.agg];
-      const w = tokenWeights((l, agg) => this.ctx.matrix(l, agg), ui.layer, aggs, a, run.T, new Float32Array(run.T));
+      w = tokenWeights((l, agg) => this.ctx.matrix(l, agg), ui.layer, aggs, a, run.T, new Float32Array(run.T));
       const diff = isDiff(run);
       if (w) top = diff ? topChanges(w, run, TOP_K) : topAttended(w, run.tokens, run.words, TOP_K);
       const tokenText = run.display[a.index];
@@ -61,18 +67,20 @@ export class SideList {
         this.ctx.announce(`${this.title.textContent ?? ''}: ${words || 'no data yet'}`);
       }
     }
-    this.fill(top, isDiff(run));
+    this.fill(top, isDiff(run), w && a && this.ctx.canExplain() ? { w, a } : null);
   }
 
-  /** Writes the list, reusing its items. */
-  private fill(top: AttendedWord[], signed: boolean): void {
+  /** Writes the list, reusing its items; `why`: the weights and the token they belong to, when "Why?" can explain them. */
+  private fill(top: AttendedWord[], signed: boolean, why: { w: Float32Array; a: TokenRef } | null): void {
     const items = this.list.children;
     while (items.length < top.length) {
       const word = el('span', { class: 'word' });
       const bar = el('span', { class: 'bar' }, el('span', { class: 'fill' }));
       const val = el('span', { class: 'val' });
-      this.list.append(el('li', {}, word, bar, val));
+      const button = el('button', { type: 'button', class: 'why', text: 'Why?' });
+      this.list.append(el('li', {}, word, bar, val, button));
     }
+    const run = this.ctx.run!;
     const max = top.length ? Math.abs(top[0].weight) : 1;
     for (let i = 0; i < items.length; i++) {
       const li = items[i] as HTMLElement;
@@ -88,8 +96,30 @@ export class SideList {
       li.classList.toggle('more', signed && t.weight > 0);
       setText(li.children[2], signed ? `${t.weight < 0 ? '−' : '+'}${fmtWeight(Math.abs(t.weight))}` : fmtWeight(t.weight));
       li.title = t.start >= 0 ? `characters ${t.start}–${t.end}` : 'special token';
+      const button = li.children[3] as HTMLButtonElement;
+      const other = why ? heaviestPiece(t, why.w, run) : -1;
+      button.hidden = other < 0;
+      if (why && other >= 0) {
+        const [q, k] = why.a.side === 'q' ? [why.a.index, other] : [other, why.a.index];
+        button.dataset.query = String(q);
+        button.dataset.key = String(k);
+        const label = `Why does “${run.display[q]}” attend to “${run.display[k]}”?`;
+        button.setAttribute('aria-label', label);
+        button.title = label;
+      }
     }
   }
+}
+
+/** The token of word `t` with the most weight in `w` (a word of sub-word pieces has several), or -1. */
+function heaviestPiece(t: AttendedWord, w: Float32Array, run: RunData): number {
+  let best = -1;
+  // Words are matched by their text and range: two special tokens can share both, and then the heavier one wins.
+  for (const word of run.words.words) {
+    if (word.start !== t.start || word.end !== t.end || word.text !== t.text) continue;
+    for (let i = word.first; i <= word.last; i++) if (best < 0 || w[i] > w[best]) best = i;
+  }
+  return best;
 }
 
 /** The `k` tokens whose weight changed most (Compare: `w` is signed, NaN for gaps), largest magnitude first. */

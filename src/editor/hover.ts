@@ -1,5 +1,6 @@
 // Hover inside the analysed range: the hovered token's top-attended words for the panel's current
-// layer and head (or mean), with weights, and a link that focuses the token in the panel.
+// layer and head (or mean), with weights, a link that focuses the token in the panel, and one that
+// explains the top word's weight there ("Why this weight?").
 import * as vscode from 'vscode';
 import type { RunState } from './runState';
 
@@ -18,7 +19,7 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     const token = run.tokens[q];
     const words = run.attendedIn(q, this.topWords());
     const md = new vscode.MarkdownString(undefined, true);
-    md.isTrusted = { enabledCommands: ['attentionLens.focusToken'] };
+    md.isTrusted = { enabledCommands: ['attentionLens.focusToken', 'attentionLens.explain'] };
     md.supportHtml = false;
     md.appendMarkdown(`**Attention Lens** · ${run.describe(run.view)}\n\n`);
     // The source text of the token reads better than its vocabulary spelling (▁Lily, Ġthe, ##ing).
@@ -40,6 +41,12 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     }
     const args = encodeURIComponent(JSON.stringify([{ runId: run.runId, tokenIndex: q }]));
     md.appendMarkdown(`\n[Focus this token in the panel](command:attentionLens.focusToken?${args} "Show in the Attention Lens panel")`);
+    // Under rollout no single head's softmax makes the weight: nothing to explain.
+    const key = words?.length ? run.topKey(q) : -1;
+    if (key >= 0) {
+      const explain = encodeURIComponent(JSON.stringify([{ runId: run.runId, query: q, key }]));
+      md.appendMarkdown(` · [Why this weight?](command:attentionLens.explain?${explain} "How the head computes the top word's weight, in the Attention Lens panel")`);
+    }
     const range = new vscode.Range(document.positionAt(token.start), document.positionAt(token.end));
     return new vscode.Hover(md, range);
   }

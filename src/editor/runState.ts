@@ -2,9 +2,15 @@
 // where that text lives now (the range follows edits around it), and what the panel focuses.
 import type * as vscode from 'vscode';
 import { Run } from '../run/run';
-import type { AttendedWord } from '../analysis/words';
+import { decodeRow, keepMask, meanRow, renormalizeRow } from '../analysis/tensor';
+import { wordWeights, type AttendedWord } from '../analysis/words';
+import type { EngineOptions } from '../engine/types';
+import type { AnalyzeRequest } from '../protocol/worker';
 import type { Focus } from '../protocol/attention';
 import type { RunStartMessage } from '../protocol/webview';
+
+/** What the engine was asked for a run: an explain asks the same, to get the same tokens. */
+export type RunRequest = Omit<AnalyzeRequest, 'encoding'> & { options: EngineOptions };
 
 export class RunState extends Run {
   /** Absolute offset range of the analysed text in the document, updated as the user edits around it. */
@@ -18,6 +24,7 @@ export class RunState extends Run {
     start: RunStartMessage,
     readonly document: vscode.TextDocument,
     readonly version: number,
+    readonly request: RunRequest,
   ) {
     super(start);
     this.facts = { source: start.source, truncation: start.truncation, notices: start.notices };
@@ -35,6 +42,39 @@ export class RunState extends Run {
     const words = this.attended(q, k, focus);
     if (!words && focus.agg === 'rollout') this.prepareRollout();
     return words;
+  }
+
+  /**
+   * The token `q` attends to most under `focus` (within the top word, its heaviest token), as the
+   * hover's top word; -1 while the layer has not arrived, or under rollout (no one head's softmax).
+   */
+  topKey(q: number, focus: Focus = this.view): number {
+    const layer = this.layer(focus.layer);
+    if (!layer || focus.agg === 'rollout') return -1;
+    const row = focus.agg === 'mean' ? meanRow(layer, null, q) : decodeRow(layer, focus.agg, q);
+    if (focus.hideSpecial) renormalizeRow(row, keepMask(this.tokens, true));
+    const weights = wordWeights(row, this.words);
+    let top = -1;
+    weights.forEach((w, i) => {
+      if (w > 0 && (top < 0 || w > weights[top])) top = i;
+    });
+    if (top < 0) return -1;
+    const { first, last } = this.words.words[top];
+    let key = first;
+    for (let t = first + 1; t <= last; t++) if (row[t] > row[key]) key = t;
+    return key;
+  }
+
+  /** The head of layer `l` that gives query `q`'s weight on `key` most (head 0 while the layer has not arrived). */
+  strongestHead(l: number, q: number, key: number): number {
+    const layer = this.layer(l);
+    if (!layer) return 0;
+    let best = 0, top = -1;
+    for (let h = 0; h < this.H; h++) {
+      const w = decodeRow(layer, h, q)[key];
+      if (w > top) [best, top] = [h, w];
+    }
+    return best;
   }
 
   /** Computes the head means rollout needs in the background, one head per event-loop turn, so rollout hovers never block the host. */

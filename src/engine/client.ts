@@ -1,12 +1,12 @@
-// Host-side handle on the engine worker: one request at a time (a new one supersedes the old),
-// cancellation, and recovery: if the worker dies, pending requests fail with WORKER_CRASHED and the
+// Host-side handle on the engine worker: one run at a time (a new one supersedes the old),
+// cancellation, explains beside the runs (they neither supersede nor are superseded), and recovery: if the worker dies, pending requests fail with WORKER_CRASHED and the
 // next request starts a fresh worker. A cancel is answered at once; if the worker has not really
 // stopped the cancelled work within a grace period (stuck in a native call or a loop that never
 // looks at the abort signal), the worker is terminated, and a request sent meanwhile is re-sent to
 // a fresh one.
 import { Worker } from 'node:worker_threads';
 import { EngineError, type EngineOptions, type LoadProgress, type Timings } from './types';
-import type { AttentionEncoding, AttentionPayload } from '../protocol/attention';
+import type { AttentionEncoding, AttentionPayload, ExplainCell, Explanation } from '../protocol/attention';
 import type { AnalyzeRequest, HostToWorker, WorkerToHost } from '../protocol/worker';
 
 /** How long a cancelled request may take to stop before its worker is terminated. */
@@ -28,14 +28,29 @@ export interface RunHandle {
   cancel(): void;
 }
 
-interface Pending {
+/** What explain asks: the run's model, text and limits (and engine options, by default the client's) as analyze had them, and the cell. */
+export type ExplainRequest = Omit<AnalyzeRequest, 'encoding'> & { cell: ExplainCell; options?: EngineOptions };
+
+interface PendingBase {
   /** The request as sent, to send again to a fresh worker if a stuck one is terminated. */
   message: HostToWorker;
+  reject: (e: EngineError) => void;
+}
+
+interface PendingRun extends PendingBase {
+  kind: 'run';
   handlers: RunHandlers;
   start?: RunStart;
   resolve: (v: { timings: Timings; start: RunStart }) => void;
-  reject: (e: EngineError) => void;
 }
+
+interface PendingExplain extends PendingBase {
+  kind: 'explain';
+  onProgress?: (p: LoadProgress) => void;
+  resolve: (e: Explanation) => void;
+}
+
+type Pending = PendingRun | PendingExplain;
 
 export class EngineClient {
   private worker: Worker | null = null;
@@ -62,16 +77,33 @@ export class EngineClient {
   analyze(request: Omit<AnalyzeRequest, 'encoding'> & { encoding?: AttentionEncoding }, handlers: RunHandlers = {}): RunHandle {
     // Superseding: the caller only ever wants the newest result.
     for (const [id, p] of this.pending) {
+      if (p.kind !== 'run') continue;
       this.pending.delete(id);
       p.reject(new EngineError('SUPERSEDED', 'A newer request replaced this one.'));
     }
     const requestId = this.nextId++;
     const message: HostToWorker = { type: 'analyze', requestId, options: this.options, ...request, encoding: request.encoding ?? 'f16' };
     const done = new Promise<{ timings: Timings; start: RunStart }>((resolve, reject) => {
-      this.pending.set(requestId, { message, handlers, resolve, reject });
+      this.pending.set(requestId, { kind: 'run', message, handlers, resolve, reject });
     });
     this.send(message);
     return { requestId, done, cancel: () => this.cancel(requestId) };
+  }
+
+  /**
+   * "Why this weight?": the head's computation for one cell of the text a run analysed (the same
+   * model, text and limits give the same tokens). The worker answers after the run in flight, from
+   * its last capture when the run is the same; rejects with an EngineError (ATTENTION_UNSUPPORTED
+   * for a model whose queries, keys and values cannot be captured).
+   */
+  explain(request: ExplainRequest, onProgress?: (p: LoadProgress) => void): Promise<Explanation> {
+    const requestId = this.nextId++;
+    const message: HostToWorker = { type: 'explain', requestId, ...request, options: request.options ?? this.options };
+    const answer = new Promise<Explanation>((resolve, reject) => {
+      this.pending.set(requestId, { kind: 'explain', message, onProgress, resolve, reject });
+    });
+    this.send(message);
+    return answer;
   }
 
   cancel(requestId: number): void {
@@ -109,7 +141,7 @@ export class EngineClient {
     this.clearStopping();
     void stuck?.terminate();
     for (const p of this.pending.values()) {
-      p.start = undefined;
+      if (p.kind === 'run') p.start = undefined;
       this.send(p.message);
     }
   }
@@ -199,26 +231,33 @@ export class EngineClient {
   private deliver(msg: WorkerToHost): void {
     const p = this.pending.get(msg.requestId);
     if (!p) return; // cancelled or superseded: late messages are dropped
-    if (msg.type === 'done' || msg.type === 'error') queueMicrotask(() => this.updateRef());
-    switch (msg.type) {
-      case 'progress':
-        p.handlers.onProgress?.(msg.progress);
-        break;
-      case 'start':
-        p.start = msg;
-        p.handlers.onStart?.(msg);
-        break;
-      case 'payload':
-        p.handlers.onPayload?.(msg.payload);
-        break;
-      case 'done':
+    if (msg.type === 'done' || msg.type === 'explained' || msg.type === 'error') queueMicrotask(() => this.updateRef());
+    if (msg.type === 'error') {
+      this.pending.delete(msg.requestId);
+      p.reject(new EngineError(msg.code, msg.message));
+    } else if (p.kind === 'explain') {
+      if (msg.type === 'progress') p.onProgress?.(msg.progress);
+      if (msg.type === 'explained') {
         this.pending.delete(msg.requestId);
-        p.resolve({ timings: msg.timings, start: p.start! });
-        break;
-      case 'error':
-        this.pending.delete(msg.requestId);
-        p.reject(new EngineError(msg.code, msg.message));
-        break;
+        p.resolve(msg.explanation);
+      }
+    } else {
+      switch (msg.type) {
+        case 'progress':
+          p.handlers.onProgress?.(msg.progress);
+          break;
+        case 'start':
+          p.start = msg;
+          p.handlers.onStart?.(msg);
+          break;
+        case 'payload':
+          p.handlers.onPayload?.(msg.payload);
+          break;
+        case 'done':
+          this.pending.delete(msg.requestId);
+          p.resolve({ timings: msg.timings, start: p.start! });
+          break;
+      }
     }
   }
 }

@@ -205,10 +205,9 @@ export class AttentionEngine {
   /** The qkv rewrite of the loaded model and its session, made once per model. */
   private qkvSession(model: LoadedModel): Promise<QkvSession> {
     model.qkv ??= (async () => {
-      const exposed = await loadExposedGraph(model.source, this.options.cacheDir, model.info.id, {
-        float16: this.options.attentionPrecision === 'float16',
-        qkv: true,
-      });
+      // Always float32: "Why this weight?" recomputes the row from the captured vectors and must
+      // find the exposed attention to 1e-5, which float16 outputs would round away.
+      const exposed = await loadExposedGraph(model.source, this.options.cacheDir, model.info.id, { qkv: true });
       const session = await this.startSession(model.runtime, exposed.path, `the query/key/value capture of ${model.info.id}`);
       return { session, attentionOutputs: exposed.attentionOutputs, plans: exposed.qkv! };
     })();

@@ -4,7 +4,8 @@
 // One batch row (the engine's analyze runs one); pure math, no ONNX Runtime.
 
 import type { GqaQkvPlan, QkvLayerPlan, ScoreStep, UnfusedQkvPlan } from './onnx/exposeQkv';
-import { EngineError, type QkvCapture, type QkvMaskKind } from './types';
+import { EngineError, type AttentionResult, type QkvCapture, type QkvMaskKind } from './types';
+import type { ExplainCell, Explanation } from '../protocol/attention';
 
 /** A graph output as plain numbers (float16 already widened, bool as 0/1). */
 export interface Dense {
@@ -295,30 +296,77 @@ function rotate(x: Float32Array, heads: number, T: number, d: number, half: numb
  * through head h, W_O^h being the rows h·d..(h+1)·d of the output projection; ‖α_ij · v_j‖ without one.
  */
 export function valueNorms(attention: ArrayLike<number>, v: Float32Array, wo: Float32Array | null, H: number, T: number, d: number): Float32Array {
-  const D = wo ? wo.length / (H * d) : 0;
-  const norms = new Float64Array(H * T);
-  const row = new Float64Array(D);
+  const out = new Float32Array(H * T * T);
   for (let h = 0; h < H; h++) {
-    for (let j = 0; j < T; j++) {
-      const vj = (h * T + j) * d;
-      let sum = 0;
-      if (wo) {
-        row.fill(0);
-        for (let a = 0; a < d; a++) {
-          const x = v[vj + a], w = (h * d + a) * D;
-          for (let c = 0; c < D; c++) row[c] += x * wo[w + c];
-        }
-        for (let c = 0; c < D; c++) sum += row[c] * row[c];
-      } else {
-        for (let a = 0; a < d; a++) sum += v[vj + a] * v[vj + a];
-      }
-      norms[h * T + j] = Math.sqrt(sum);
+    const norms = keyNorms(v, wo, h, H, T, d);
+    for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) {
+      const x = (h * T + i) * T + j;
+      out[x] = Math.abs(attention[x]) * norms[j];
     }
   }
-  const out = new Float32Array(H * T * T);
-  for (let h = 0; h < H; h++) for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) {
-    const x = (h * T + i) * T + j;
-    out[x] = Math.abs(attention[x]) * norms[h * T + j];
-  }
   return out;
+}
+
+/** valueNorms of one query row [T]: `alpha` is that row of head h's attention. */
+export function valueNormRow(alpha: ArrayLike<number>, v: Float32Array, wo: Float32Array | null, h: number, H: number, T: number, d: number): Float32Array {
+  const norms = keyNorms(v, wo, h, H, T, d);
+  return Float32Array.from(norms, (n, j) => Math.abs(alpha[j]) * n);
+}
+
+/**
+ * "Why this weight?": head `cell.head`'s computation for query `cell.query` in a run captured with
+ * its queries, keys and values (float32 attention). Every array is a copy that owns its buffer, so
+ * it can be transferred (and posted to the panel without dragging the whole layer along).
+ */
+export function explainCell(result: Pick<AttentionResult, 'attention' | 'shape' | 'qkv'>, cell: ExplainCell): Explanation {
+  const [L, H, T] = result.shape;
+  const { qkv, attention } = result;
+  if (!qkv || !(attention instanceof Float32Array)) throw new EngineError('INTERNAL', 'The run was not captured with its queries, keys and values in float32.');
+  const { layer: l, head: h, query: i, key } = cell;
+  const inside = (x: number, n: number) => Number.isInteger(x) && x >= 0 && x < n;
+  if (!inside(l, L) || !inside(h, H) || !inside(i, T) || !inside(key, T)) {
+    throw new EngineError('INTERNAL', `Layer ${l + 1}, head ${h + 1}, tokens ${i + 1} and ${key + 1} lie outside this run (${L} layers, ${H} heads, ${T} tokens).`);
+  }
+  const d = qkv.headDim;
+  const head = (x: Float32Array) => x.slice(h * T * d, (h + 1) * T * d);
+  const shown = attention.slice(((l * H + h) * T + i) * T, ((l * H + h) * T + i + 1) * T);
+  const wo = qkv.outputProjection[l];
+  return {
+    cell: { ...cell },
+    dim: d,
+    kvHead: qkv.kvHeadOf[h] ?? h,
+    q: qkv.q[l].slice((h * T + i) * d, (h * T + i + 1) * d),
+    k: head(qkv.k[l]),
+    v: head(qkv.v[l]),
+    scale: qkv.scale[l],
+    mask: qkv.mask[l],
+    visible: qkv.visible[l].slice(i * T, (i + 1) * T),
+    shown,
+    out: qkv.out[l].slice((h * T + i) * d, (h * T + i + 1) * d),
+    valueNorm: valueNormRow(shown, qkv.v[l], wo, h, H, T, d),
+    valueNormKind: wo ? 'output-projected' : 'value-only',
+  };
+}
+
+/** ‖v_j W_O^h‖ (or ‖v_j‖ without a projection) for every key j of head h, v being [H, T, d]. */
+function keyNorms(v: Float32Array, wo: Float32Array | null, h: number, H: number, T: number, d: number): Float64Array {
+  const D = wo ? wo.length / (H * d) : 0;
+  const norms = new Float64Array(T);
+  const row = new Float64Array(D);
+  for (let j = 0; j < T; j++) {
+    const vj = (h * T + j) * d;
+    let sum = 0;
+    if (wo) {
+      row.fill(0);
+      for (let a = 0; a < d; a++) {
+        const x = v[vj + a], w = (h * d + a) * D;
+        for (let c = 0; c < D; c++) row[c] += x * wo[w + c];
+      }
+      for (let c = 0; c < D; c++) sum += row[c] * row[c];
+    } else {
+      for (let a = 0; a < d; a++) sum += v[vj + a] * v[vj + a];
+    }
+    norms[j] = Math.sqrt(sum);
+  }
+  return norms;
 }

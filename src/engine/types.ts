@@ -63,7 +63,8 @@ export interface TokenSpan {
   special: boolean;
 }
 
-export type LoadPhase = 'resolve' | 'download' | 'rewrite' | 'session' | 'tokenizer' | 'ready';
+/** Loading a model's phases, and `capture`: an explain's forward pass that captures the queries, keys and values. */
+export type LoadPhase = 'resolve' | 'download' | 'rewrite' | 'session' | 'tokenizer' | 'ready' | 'capture';
 
 export interface LoadProgress {
   phase: LoadPhase;

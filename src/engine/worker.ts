@@ -1,9 +1,12 @@
 // Worker-thread entry: owns one AttentionEngine (the model stays warm between runs) and streams
-// results back layer by layer. The newest analyze request supersedes any still running.
+// results back layer by layer. The newest analyze request supersedes any still running. Explains
+// ("Why this weight?") wait for the analyze in flight, then capture the run's queries, keys and
+// values (the last capture kept for further clicks on the same run).
 import { parentPort, workerData } from 'node:worker_threads';
 import { AttentionEngine, type AttentionPreview } from './engine';
 import { runPayloads, streamPayloads } from './payloads';
-import { EngineError, type EngineOptions } from './types';
+import { explainCell } from './qkv';
+import { EngineError, type AttentionResult, type EngineOptions } from './types';
 import type { HostToWorker, WorkerToHost } from '../protocol/worker';
 
 const port = parentPort;
@@ -13,6 +16,12 @@ const testHooks = (workerData as { testHooks?: boolean } | undefined)?.testHooks
 let engine: AttentionEngine | null = null;
 let engineKey = '';
 const running = new Map<number, AbortController>();
+/** The latest analyze request's work (settled however it ends). */
+let analyzing: Promise<void> = Promise.resolve();
+/** Explains run one after another. */
+let explaining: Promise<void> = Promise.resolve();
+/** The last capture, by what it analysed: clicks on the same run reuse it. */
+let capture: { key: string; result: Promise<AttentionResult> } | null = null;
 
 const post = (msg: WorkerToHost, transfer: ArrayBuffer[] = []) => port.postMessage(msg, transfer);
 
@@ -100,10 +109,54 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
   }
 }
 
+/** Resolves once no analyze is in flight (one that starts while waiting is waited for too). */
+async function runsIdle(): Promise<void> {
+  let seen: Promise<void>;
+  do {
+    seen = analyzing;
+    await seen;
+  } while (seen !== analyzing);
+}
+
+async function explain(msg: Extract<HostToWorker, { type: 'explain' }>): Promise<void> {
+  try {
+    // A run in progress keeps the CPU: the capture is a second forward pass of the same text.
+    await runsIdle();
+    const key = JSON.stringify([msg.model, msg.options, msg.text, msg.maxTokens ?? null, msg.textContinues === true]);
+    let entry = capture;
+    if (entry?.key !== key) {
+      post({ type: 'progress', requestId: msg.requestId, progress: { phase: 'capture', message: 'Capturing queries, keys and values' } });
+      const result = engineFor(msg.options).analyze(msg.model, msg.text, {
+        qkv: true,
+        maxTokens: msg.maxTokens,
+        textContinues: msg.textContinues,
+        encoding: 'f32',
+        onProgress: (progress) => post({ type: 'progress', requestId: msg.requestId, progress }),
+      });
+      const made = (entry = capture = { key, result });
+      // A refused model is not kept: the next click says why again.
+      result.catch(() => {
+        if (capture === made) capture = null;
+      });
+    }
+    const explanation = explainCell(await entry.result, msg.cell);
+    const { q, k, v, visible, shown, out, valueNorm } = explanation;
+    post({ type: 'explained', requestId: msg.requestId, explanation }, [q, k, v, visible, shown, out, valueNorm].map((a) => a.buffer as ArrayBuffer));
+  } catch (e) {
+    const code = e instanceof EngineError ? e.code : 'INTERNAL';
+    post({ type: 'error', requestId: msg.requestId, code, message: (e as Error).message ?? String(e) });
+  } finally {
+    post({ type: 'settled', requestId: msg.requestId });
+  }
+}
+
 port.on('message', (msg: HostToWorker) => {
   switch (msg.type) {
     case 'analyze':
-      void analyze(msg);
+      analyzing = analyze(msg);
+      break;
+    case 'explain':
+      explaining = explaining.then(() => explain(msg));
       break;
     case 'cancel': {
       const controller = running.get(msg.requestId);

@@ -98,3 +98,43 @@ export interface ThumbsData<D = ArrayBuffer> {
   data: D;
   packed: boolean;
 }
+
+/** Which cell "Why this weight?" explains: layer, head, query token i, key token j (0-based). */
+export interface ExplainCell {
+  layer: number;
+  head: number;
+  query: number;
+  key: number;
+}
+
+/**
+ * One head's computation for one query token, as the model did it (the engine's query/key/value
+ * capture): enough for the panel to recompute the row's scores, softmax and weighted sum and to show
+ * that they equal the attention it displays.
+ */
+export interface Explanation {
+  cell: ExplainCell;
+  /** The head's dimension d. */
+  dim: number;
+  /** The key/value head this query head reads (grouped-query attention), else the head itself. */
+  kvHead: number;
+  /** Query i [d], after rotary embeddings where the model applies them. */
+  q: Float32Array;
+  /** Every key of the row [T * d] (row j = key j), as it meets q in q·kᵀ. */
+  k: Float32Array;
+  /** Every value of the row [T * d]. */
+  v: Float32Array;
+  /** The factor on q·k, read from the graph (1/√d or the model's own). */
+  scale: number;
+  /** What masks the scores: none, the causal rule, or another mask (see `visible`). */
+  mask: 'none' | 'causal' | 'custom';
+  /** Which keys query i sees [T]: 1 visible, 0 masked. */
+  visible: Uint8Array;
+  /** The attention row the panel shows [T], as the engine exposed it (float32). */
+  shown: Float32Array;
+  /** The head's output for query i [d], from the graph (Σ_j α_ij v_j, before the output projection). */
+  out: Float32Array;
+  /** ‖α_ij · v_j W_O^h‖ per key j [T] ("output-projected"), or ‖α_ij v_j‖ ("value-only"). */
+  valueNorm: Float32Array;
+  valueNormKind: 'output-projected' | 'value-only';
+}

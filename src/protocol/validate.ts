@@ -1,7 +1,7 @@
 // Validation of both directions of the host <-> webview protocol. Each side trusts nothing it
 // receives: anything malformed is dropped (null), and a bad message must not break the current view.
 
-import { ENCODINGS, type AttentionEncoding, type HeadSelection, type LayerData, type ThumbsData, type WireData, type WireModel, type WireToken } from './attention';
+import { ENCODINGS, type AttentionEncoding, type ExplainCell, type Explanation, type HeadSelection, type LayerData, type ThumbsData, type WireData, type WireModel, type WireToken } from './attention';
 import type { ExportResultMessage, HostToWebview, RunLayerMessage, RunStartMessage, RunThumbsMessage, WebviewToHost } from './webview';
 
 /** Limits that keep a bad message from allocating absurd amounts of memory. */
@@ -39,6 +39,11 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
       return isInt(m.runId) ? { type: 'compare/pin', runId: m.runId } : null;
     case 'compare/clear':
       return { type: 'compare/clear' };
+    case 'explain/request': {
+      // Within the protocol's limits here; the host checks the cell against its run's shape.
+      const cell = parseExplainCell(m.cell);
+      return isInt(m.runId) && cell ? { type: 'explain/request', runId: m.runId, cell } : null;
+    }
     case 'export/result':
       return parseExportResult(m);
     case 'export/menu':
@@ -157,7 +162,60 @@ export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
     case 'export/request':
       if (!isInt(raw.id) || (raw.format !== 'png' && raw.format !== 'svg') || !isScale(raw.scale)) return null;
       return { type: 'export/request', id: raw.id, format: raw.format, scale: raw.scale };
+    case 'explain/open': {
+      const cell = parseExplainCell(raw.cell);
+      return isInt(raw.runId) && cell ? { type: 'explain/open', runId: raw.runId, cell } : null;
+    }
+    case 'explain/data': {
+      const cell = parseExplainCell(raw.cell);
+      if (!isInt(raw.runId) || !cell) return null;
+      if (isStr(raw.error)) return { type: 'explain/data', runId: raw.runId, cell, error: raw.error };
+      const explanation = parseExplanation(raw.explanation);
+      return explanation ? { type: 'explain/data', runId: raw.runId, cell, explanation } : null;
+    }
     default:
       return null;
   }
+}
+
+export function parseExplainCell(v: unknown): ExplainCell | null {
+  if (!isObj(v) || !isInt(v.layer, 0, MAX_LAYERS - 1) || !isInt(v.head, 0, MAX_HEADS - 1) || !isInt(v.query, 0, MAX_TOKENS - 1) || !isInt(v.key, 0, MAX_TOKENS - 1)) return null;
+  return { layer: v.layer, head: v.head, query: v.query, key: v.key };
+}
+
+/** A head dimension no model exceeds: bounds the vectors a message may ask us to hold. */
+const MAX_HEAD_DIM = 4096;
+
+/** Float32 numbers as a Float32Array or its ArrayBuffer (VS Code keeps a typed array's type), of length `n`. */
+function f32(v: unknown, n: number): Float32Array | null {
+  const a = v instanceof Float32Array ? v : v instanceof ArrayBuffer && v.byteLength % 4 === 0 ? new Float32Array(v) : null;
+  return a && a.length === n ? a : null;
+}
+
+function u8(v: unknown, n: number): Uint8Array | null {
+  const a = v instanceof Uint8Array ? v : v instanceof ArrayBuffer ? new Uint8Array(v) : null;
+  return a && a.length === n ? a : null;
+}
+
+/** An Explanation whose arrays all fit its T (the length of `visible`) and d. */
+export function parseExplanation(v: unknown): Explanation | null {
+  if (!isObj(v)) return null;
+  const cell = parseExplainCell(v.cell);
+  if (!cell || !isInt(v.dim, 1, MAX_HEAD_DIM) || !isInt(v.kvHead, 0, MAX_HEADS - 1)) return null;
+  if (typeof v.scale !== 'number' || !Number.isFinite(v.scale)) return null;
+  if (v.mask !== 'none' && v.mask !== 'causal' && v.mask !== 'custom') return null;
+  if (v.valueNormKind !== 'output-projected' && v.valueNormKind !== 'value-only') return null;
+  const visibleRaw = v.visible instanceof Uint8Array || v.visible instanceof ArrayBuffer ? v.visible : null;
+  const T = visibleRaw ? visibleRaw.byteLength : 0;
+  if (T < 1 || T > MAX_TOKENS) return null;
+  const d = v.dim;
+  const visible = u8(visibleRaw, T);
+  const q = f32(v.q, d);
+  const k = f32(v.k, T * d);
+  const val = f32(v.v, T * d);
+  const shown = f32(v.shown, T);
+  const out = f32(v.out, d);
+  const valueNorm = f32(v.valueNorm, T);
+  if (!visible || !q || !k || !val || !shown || !out || !valueNorm) return null;
+  return { cell, dim: d, kvHead: v.kvHead, q, k, v: val, scale: v.scale, mask: v.mask, visible, shown, out, valueNorm, valueNormKind: v.valueNormKind };
 }

@@ -2,7 +2,7 @@
 // Message types are string literals (never numeric enums: reordering would break the wire).
 // Big data crosses as ArrayBuffers (VS Code sends them as binary); everything else is small JSON.
 
-import type { AttentionEncoding, HeadSelection, LayerData, SourceText, ThumbsData, WireModel, WireToken } from './attention';
+import type { AttentionEncoding, ExplainCell, Explanation, HeadSelection, LayerData, SourceText, ThumbsData, WireModel, WireToken } from './attention';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -92,7 +92,25 @@ export interface CompareBaselineMessage {
   baseline: number | null;
 }
 
+/** The answer to an `explain/request`: the head's computation for that cell, or why there is none. */
+export interface ExplainDataMessage {
+  type: 'explain/data';
+  runId: number;
+  cell: ExplainCell;
+  explanation?: Explanation;
+  error?: string;
+}
+
+/** Ask the panel to open "Why this weight?" on a cell (the editor hover's link): it answers with explain/request. */
+export interface ExplainOpenMessage {
+  type: 'explain/open';
+  runId: number;
+  cell: ExplainCell;
+}
+
 export type HostToWebview =
+  | ExplainDataMessage
+  | ExplainOpenMessage
   | ExportRequestMessage
   | CompareBaselineMessage
   | RunStartMessage
@@ -182,7 +200,15 @@ export interface CompareClearMessage {
   type: 'compare/clear';
 }
 
+/** "Why this weight?" for a cell of run `runId`: the host captures the head's Q, K, V and answers with explain/data. */
+export interface ExplainRequestMessage {
+  type: 'explain/request';
+  runId: number;
+  cell: ExplainCell;
+}
+
 export type WebviewToHost =
+  | ExplainRequestMessage
   | ReadyMessage
   | HoverTokenMessage
   | SelectHeadMessage

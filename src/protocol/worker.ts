@@ -1,6 +1,6 @@
 // Messages between the extension host (EngineClient) and the engine's worker thread.
 // Attention crosses as one transferred ArrayBuffer per layer, so the host can stream layers on.
-import type { AttentionEncoding, AttentionPayload } from './attention';
+import type { AttentionEncoding, AttentionPayload, ExplainCell, Explanation } from './attention';
 import type { EngineErrorCode, EngineOptions, LoadProgress, ModelInfo, Timings, TokenSpan, Truncation } from '../engine/types';
 
 export interface AnalyzeRequest {
@@ -16,6 +16,8 @@ export interface AnalyzeRequest {
 export type HostToWorker =
   | ({ type: 'analyze'; requestId: number; options: EngineOptions } & AnalyzeRequest)
   | { type: 'cancel'; requestId: number }
+  /** "Why this weight?": the head's computation for one cell of the text analysed by `analyze` fields (same model, text, limits). */
+  | ({ type: 'explain'; requestId: number; options: EngineOptions; cell: ExplainCell } & Omit<AnalyzeRequest, 'encoding'>)
   /** Test hook (only honoured when the worker was started with test hooks on): throw outside any handler. */
   | { type: 'crash' };
 
@@ -39,6 +41,7 @@ export type WorkerToHost =
    */
   | { type: 'payload'; requestId: number; payload: AttentionPayload }
   | { type: 'done'; requestId: number; timings: Timings }
+  | { type: 'explained'; requestId: number; explanation: Explanation }
   | { type: 'error'; requestId: number; code: EngineErrorCode; message: string }
   /**
    * A request's work has really ended, however it ended (done, error, cancelled, superseded). A

@@ -73,6 +73,18 @@ describe('the workbench with the extension installed from the VSIX', () => {
     await screenshot(page, 'e2e-panel-hover');
   });
 
+  test('"Why this weight?" from the top words: the real capture recomputes the row and the view says it matches', async () => {
+    const frame = await showAttentionOn(page, 'story.txt', STORY);
+    await hoverPanelToken(frame, 'Lily');
+    await frame.locator('.top-words button.why').first().click();
+    const view = frame.locator('#explain');
+    await frame.waitForFunction(() => document.querySelector('#explain')?.getAttribute('data-check'), undefined, { timeout: 120_000 });
+    assert.equal(await view.getAttribute('data-check'), 'match', (await frame.locator('.ex-check').textContent()) ?? '');
+    assert.match((await frame.locator('.ex-check').textContent()) ?? '', /✓/);
+    await screenshot(page, 'e2e-explain');
+    await page.keyboard.press('Escape');
+  });
+
   test('hovering a word in the editor shows its top-attended words', async () => {
     const text = await hoverEditorWord(page, 'Lily');
     assert.match(text, /Attention Lens/);

@@ -625,11 +625,11 @@ describe('attention panel in Chromium', () => {
       assert.ok(await focusInHelp(), 'focus moved into the dialog');
       // Every key the panel handles (keys.ts, the views' handlers, gridKeys.ts) is listed.
       const kbd = new Set(await help.locator('kbd').allTextContents());
-      for (const key of ['?', '1', '2', '3', '[', ']', ',', '.', 'Esc', '←', '→', '↑', '↓', 'Home', 'End', 'Ctrl', 'PgUp', 'PgDn', 'Enter', 'Space']) {
+      for (const key of ['?', '1', '2', '3', '[', ']', ',', '.', 'Esc', '←', '→', '↑', '↓', 'Home', 'End', 'Ctrl', 'PgUp', 'PgDn', 'Enter', 'Space', 'W']) {
         assert.ok(kbd.has(key), `the help lists ${key} (has ${[...kbd].join(' ')})`);
       }
       const sections = await help.locator('h3').allTextContents();
-      assert.deepEqual(sections.map((t) => t.split(' ')[0]), ['Anywhere', 'View', 'Model', 'Heads', 'Matrix', 'Export']);
+      assert.deepEqual(sections.map((t) => t.split(' ')[0]), ['Anywhere', 'View', 'Model', 'Heads', 'Matrix', 'Why', 'Export']);
       await screenshot(page, 'help');
       // Focus is trapped: Tab and Shift+Tab stay inside.
       for (const key of ['Tab', 'Tab', 'Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab']) {

@@ -4,7 +4,7 @@
 // the engine's encoder.
 
 import type { RunStartMessage } from '../../src/protocol/webview';
-import type { AttentionEncoding, WireToken } from '../../src/protocol/attention';
+import type { AttentionEncoding, ExplainCell, Explanation, WireToken } from '../../src/protocol/attention';
 import { encodeF16, encodeU8 } from '../../src/analysis';
 
 export interface SyntheticRun {
@@ -134,4 +134,49 @@ export function tokensOfLength(T: number): { text: string; tokens: WireToken[] }
   // Trim extra pieces from the end (keep [SEP] last).
   tokens = [...tokens.slice(0, T - 1), tokens[tokens.length - 1]];
   return { text, tokens };
+}
+
+export interface ExplanationOptions {
+  dim?: number;
+  causal?: boolean;
+  seed?: number;
+  /** Added to every shown weight of a visible key: an exposed row that the vectors do not explain. */
+  shownError?: number;
+}
+
+/**
+ * A head's computation for row `cell.query` of T keys, as the engine's capture would report it:
+ * random query, keys and values, scale 1/√d, and `shown` = softmax(scale · q·k) over the visible
+ * keys, computed in float64 from the float32 vectors, then stored as float32.
+ */
+export function syntheticExplanation(cell: ExplainCell, T: number, o: ExplanationOptions = {}): Explanation {
+  const d = o.dim ?? 16;
+  const r = rng(o.seed ?? 7);
+  const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => (r() * 2 - 1) * 2);
+  const q = rand(d);
+  const k = rand(T * d);
+  const v = rand(T * d);
+  const scale = 1 / Math.sqrt(d);
+  const visible = Uint8Array.from({ length: T }, (_, j) => (!o.causal || j <= cell.query ? 1 : 0));
+  const scores = Array.from({ length: T }, (_, j) => {
+    let s = 0;
+    for (let t = 0; t < d; t++) s += q[t] * k[j * d + t];
+    return visible[j] ? scale * s : -Infinity;
+  });
+  const max = Math.max(...scores);
+  const e = scores.map((s) => Math.exp(s - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  const alpha = e.map((x) => x / sum);
+  const out = new Float64Array(d);
+  const valueNorm = new Float32Array(T);
+  for (let j = 0; j < T; j++) {
+    let norm = 0;
+    for (let t = 0; t < d; t++) {
+      out[t] += alpha[j] * v[j * d + t];
+      norm += v[j * d + t] ** 2;
+    }
+    valueNorm[j] = alpha[j] * Math.sqrt(norm);
+  }
+  const shown = Float32Array.from(alpha, (a, j) => (visible[j] ? a + (o.shownError ?? 0) : a));
+  return { cell, dim: d, kvHead: cell.head, q, k, v, scale, mask: o.causal ? 'causal' : 'none', visible, shown, out: Float32Array.from(out), valueNorm, valueNormKind: 'value-only' };
 }

@@ -1,9 +1,10 @@
 // The standalone HTML report's script (bundled to out/webview/report.js with its styles, inlined
 // into the report by src/export/report.ts). It runs the panel's own app and views, fed the run
 // stored in the page (the messages the extension would send: run/start, a run/layer per layer,
-// run/done) instead of messages from VS Code, and plays the host's part for the one message that
-// matters here: a hovered token lights up the words it attends to in the source text beside the
-// views, as the editor does. Nothing here reaches the network: the page's CSP allows no request.
+// run/done) instead of messages from VS Code, and plays the host's part for the messages that
+// matter here: a hovered token lights up the words it attends to in the source text beside the
+// views, as the editor does, and "Why this weight?" gets an answer saying it needs the extension.
+// Nothing here reaches the network: the page's CSP allows no request.
 
 import '../../media/panel.css';
 import './report.css';
@@ -71,6 +72,12 @@ function start(): void {
 
   installHost((raw) => {
     const m = parseWebviewMessage(raw);
+    if (m?.type === 'explain/request') {
+      // A double click in the matrix still asks; the answer comes later, as the extension's would.
+      const error = 'This report holds the attention only. “Why this weight?” captures the model’s queries, keys and values: open the text in VS Code with Attention Lens.';
+      setTimeout(() => app.handle({ type: 'explain/data', runId: m.runId, cell: m.cell, error }));
+      return;
+    }
     if (m?.type !== 'hover/token') return;
     hover = m;
     paintSource();

@@ -1,6 +1,7 @@
 // Matrix view: the focused head (or mean, or rollout) as a labelled heatmap, queries down the
 // left, keys along the top. The heatmap is one pixel per cell (scaled by CSS, pixelated); labels
 // and highlights live on an overlay canvas redrawn on hover (labels thinned when T is large).
+// A double click on a cell (or W on the keyboard cell) asks "Why this weight?" for it.
 
 import type { View, ViewContext, TokenRef } from '../context';
 import type { RunData } from '../store';
@@ -59,7 +60,7 @@ export class MatrixView implements View {
     this.g = g;
     this.body = el('div', { class: 'mx-body' }, this.heat, this.overlay);
     this.caption = el('p', { class: 'view-note mx-caption' });
-    this.legend = el('p', { class: 'view-note mx-help', text: 'Rows: queries (attend from). Columns: keys (attended to). Arrow keys move the cell, Enter pins the row, Escape clears.' });
+    this.legend = el('p', { class: 'view-note mx-help', text: 'Rows: queries (attend from). Columns: keys (attended to). Arrow keys move the cell, Enter pins the row, Escape clears. Double-click a cell (W on the keyboard) for Why this weight?' });
     this.root = el('section', { class: 'view view-matrix', 'aria-label': 'Matrix view' }, this.caption, this.body, this.legend);
 
     this.overlay.addEventListener('pointermove', (e) => this.onPointer(e));
@@ -70,11 +71,17 @@ export class MatrixView implements View {
     });
     this.overlay.addEventListener('click', (e) => {
       const hit = this.hit(e);
-      if (!hit) return;
+      // The second click of a double click leaves the pin as the first one set it: the double click explains the cell.
+      if (!hit || e.detail > 1) return;
       const c = this.ctx.cursor;
       const same = c !== null && c.index === hit.ref.index && c.side === hit.ref.side;
       if (hit.cell) this.kbCell = hit.cell;
       this.ctx.setCursor(hit.ref, !(same && this.ctx.pinned));
+    });
+    this.overlay.addEventListener('dblclick', (e) => {
+      const cell = this.hit(e)?.cell;
+      const run = this.ctx.run;
+      if (cell && run) this.ctx.explain(run.vis[cell.r], run.vis[cell.c]);
     });
     this.overlay.addEventListener('keydown', (e) => this.onKey(e));
     this.overlay.addEventListener('focus', () => this.schedule());
@@ -373,6 +380,12 @@ export class MatrixView implements View {
         e.preventDefault();
         this.kbCell = cur;
         this.ctx.setCursor({ index: run.vis[cur.r], side: 'q' }, !this.ctx.pinned);
+        return;
+      case 'w':
+      case 'W':
+        if (!this.kbCell || e.ctrlKey || e.metaKey || e.altKey) return;
+        e.preventDefault();
+        this.ctx.explain(run.vis[cur.r], run.vis[cur.c]);
         return;
       case 'Escape':
         if (!this.kbCell && !this.ctx.cursor) return;
