@@ -76,7 +76,10 @@ describe('the workbench with the extension installed from the VSIX', () => {
   test('"Why this weight?" from the top words: the real capture recomputes the row and the view says it matches', async () => {
     const frame = await showAttentionOn(page, 'story.txt', STORY);
     await hoverPanelToken(frame, 'Lily');
-    await frame.locator('.top-words button.why').first().click();
+    // Pin the token first, as a user does: on the way to the side box the pointer crosses other
+    // tokens, whose hover would swap the list under it.
+    await frame.locator('.tok.q', { hasText: 'Lily' }).first().click();
+    await frame.locator('.top-words li:not([hidden]) button.why').first().click();
     const view = frame.locator('#explain');
     await frame.waitForFunction(() => document.querySelector('#explain')?.getAttribute('data-check'), undefined, { timeout: 120_000 });
     assert.equal(await view.getAttribute('data-check'), 'match', (await frame.locator('.ex-check').textContent()) ?? '');
