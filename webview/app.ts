@@ -157,6 +157,8 @@ export class App implements ViewContext, KeyTarget, ExportSource {
 
   /** A run is on screen now: keep the user's layer, head and token where they still make sense. */
   private showRun(run: RunData, prev: RunData | null): void {
+    // An open "Why this weight?" explains the previous run's numbers: it goes with that run.
+    this.explainView.close();
     this.compare.setCurrent(run);
     const view = this.run!;
     const old = this.viewRun;

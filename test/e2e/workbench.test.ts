@@ -73,21 +73,6 @@ describe('the workbench with the extension installed from the VSIX', () => {
     await screenshot(page, 'e2e-panel-hover');
   });
 
-  test('"Why this weight?" from the top words: the real capture recomputes the row and the view says it matches', async () => {
-    const frame = await showAttentionOn(page, 'story.txt', STORY);
-    await hoverPanelToken(frame, 'Lily');
-    // Pin the token first, as a user does: on the way to the side box the pointer crosses other
-    // tokens, whose hover would swap the list under it.
-    await frame.locator('.tok.q', { hasText: 'Lily' }).first().click();
-    await frame.locator('.top-words li:not([hidden]) button.why').first().click();
-    const view = frame.locator('#explain');
-    await frame.waitForFunction(() => document.querySelector('#explain')?.getAttribute('data-check'), undefined, { timeout: 120_000 });
-    assert.equal(await view.getAttribute('data-check'), 'match', (await frame.locator('.ex-check').textContent()) ?? '');
-    assert.match((await frame.locator('.ex-check').textContent()) ?? '', /✓/);
-    await screenshot(page, 'e2e-explain');
-    await page.keyboard.press('Escape');
-  });
-
   test('hovering a word in the editor shows its top-attended words', async () => {
     const text = await hoverEditorWord(page, 'Lily');
     assert.match(text, /Attention Lens/);
@@ -121,6 +106,25 @@ describe('the workbench with the extension installed from the VSIX', () => {
     const text = await hoverEditorWord(page, 'Lily');
     assert.match(text, /attends most to/);
     await screenshot(page, 'e2e-after-reload');
+  });
+
+  test('"Why this weight?" from the matrix, by keyboard: the real capture recomputes the row and the view says it matches', async () => {
+    const frame = await showAttentionOn(page, 'story.txt', STORY);
+    await frame.locator('button[role="tab"][data-view="matrix"]').click();
+    // The keyboard path (focus the matrix, move to the cell, W): deterministic, unlike a pointer
+    // that crosses other cells on its way.
+    await frame.locator('.mx-overlay').focus();
+    for (let i = 0; i < 14; i++) await page.keyboard.press('ArrowDown');
+    for (let i = 0; i < 3; i++) await page.keyboard.press('ArrowRight');
+    await page.keyboard.press('w');
+    const view = frame.locator('#explain');
+    await frame.waitForFunction(() => document.querySelector('#explain')?.getAttribute('data-check'), undefined, { timeout: 120_000 });
+    assert.equal(await view.getAttribute('data-check'), 'match', (await frame.locator('.ex-check').textContent()) ?? '');
+    assert.match((await frame.locator('.ex-check').textContent()) ?? '', /✓/);
+    assert.match((await frame.locator('.ex-title').textContent()) ?? '', /Why does “.+” attend to “.+”\?/);
+    await screenshot(page, 'e2e-explain');
+    await page.keyboard.press('Escape');
+    await frame.waitForFunction(() => !document.querySelector('#explain')?.hasAttribute('open'), undefined, { timeout: 10_000 });
   });
 });
 
