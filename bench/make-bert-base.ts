@@ -19,6 +19,7 @@ import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { exposeAttentionChunks } from '../src/engine/onnx/exposeAttention';
 import { loadExposedGraph } from '../src/engine/onnx/exposedCache';
+import { gaussian } from './util';
 
 const DT = onnx.TensorProto.DataType;
 const AT = onnx.AttributeProto.AttributeType;
@@ -54,27 +55,6 @@ function parseArgs(argv: string[]) {
   for (const [k, v] of Object.entries(dims)) if (!Number.isInteger(v) || v < (k === 'seed' ? 0 : 1)) throw new Error(`bad --${k}: ${v}`);
   if (dims.hidden % dims.heads !== 0) throw new Error('--hidden must be a multiple of --heads');
   return { dims, out, verify, T };
-}
-
-/** mulberry32: small, fast, seeded; good enough for weights. Normal samples via Box-Muller. */
-function gaussian(seed: number) {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return (out: Float32Array, std: number) => {
-    for (let i = 0; i < out.length; i += 2) {
-      const r = Math.sqrt(-2 * Math.log(1 - uniform())) * std;
-      const th = 2 * Math.PI * uniform();
-      out[i] = r * Math.cos(th);
-      if (i + 1 < out.length) out[i + 1] = r * Math.sin(th);
-    }
-    return out;
-  };
 }
 
 /** Builds the ModelProto. Weights follow BERT's init: N(0, 0.02) matrices and embeddings, zero biases, LayerNorm 1/0. */

@@ -34,6 +34,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
+import { gaussian } from './util';
 
 const DT = onnx.TensorProto.DataType;
 const AT = onnx.AttributeProto.AttributeType;
@@ -88,27 +89,6 @@ function parseArgs(argv: string[]) {
   if (precisions.includes('q4') && (dims.hidden % Q4_BLOCK || dims.intermediate % Q4_BLOCK)) throw new Error(`--hidden and --intermediate must be multiples of ${Q4_BLOCK} for q4`);
   if (!precisions.length || precisions.some((p) => !(p in ONNX_FILE))) throw new Error(`--precisions: fp32 and/or q4`);
   return { dims, out, verify, T, precisions };
-}
-
-/** mulberry32 (seeded) and Box-Muller normals, as in make-bert-base.ts. */
-function gaussian(seed: number) {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return (out: Float32Array, std: number) => {
-    for (let i = 0; i < out.length; i += 2) {
-      const r = Math.sqrt(-2 * Math.log(1 - uniform())) * std;
-      const th = 2 * Math.PI * uniform();
-      out[i] = r * Math.cos(th);
-      if (i + 1 < out.length) out[i + 1] = r * Math.sin(th);
-    }
-    return out;
-  };
 }
 
 /**

@@ -36,3 +36,24 @@ export function table(title: string, rows: Array<Record<string, string | number>
   for (const r of rows) console.log(line(cols.map((c) => String(r[c]))));
 }
 
+/** mulberry32: small, fast, seeded; good enough for the generated models' weights. Normal samples via Box-Muller. */
+export function gaussian(seed: number) {
+  let a = seed >>> 0;
+  const uniform = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return (out: Float32Array, std: number) => {
+    for (let i = 0; i < out.length; i += 2) {
+      const r = Math.sqrt(-2 * Math.log(1 - uniform())) * std;
+      const th = 2 * Math.PI * uniform();
+      out[i] = r * Math.cos(th);
+      if (i + 1 < out.length) out[i + 1] = r * Math.sin(th);
+    }
+    return out;
+  };
+}
+
