@@ -362,6 +362,7 @@ export class AttentionController implements vscode.Disposable {
     if (msg.type === 'compare/pin') return this.pinBaseline(msg.runId);
     if (msg.type === 'compare/clear') return this.clearBaseline();
     if (msg.type === 'explain/request') return void this.answerExplain(msg.runId, msg.cell);
+    if (msg.type === 'values/request') return void this.answerValues(msg.runId);
     const state = this.state;
     if (!state || !('runId' in msg) || msg.runId !== state.runId) return;
     const editor = vscode.window.visibleTextEditors.find((e) => e.document === state.document);
@@ -371,6 +372,8 @@ export class AttentionController implements vscode.Disposable {
       layer: Math.min(msg.layer, state.L - 1),
       agg: typeof agg === 'number' ? Math.min(agg, state.H - 1) : agg,
       hideSpecial: msg.type === 'hover/token' ? msg.hideSpecial : state.view.hideSpecial,
+      // Until the host has the run's value norms, value-weighted words are null: none shown, never attention under that name.
+      ...(msg.weights === 'value' ? { weights: 'value' as const } : {}),
     };
     if (msg.type === 'select/head') {
       state.view = view;
@@ -413,6 +416,30 @@ export class AttentionController implements vscode.Disposable {
       answer({ error: e instanceof Error ? e.message : String(e) });
     } finally {
       // A run in flight owns the status line: its own messages go on.
+      if (status && !this.currentCancel) panel.post({ type: 'status', message: null });
+    }
+  }
+
+  /**
+   * Answers the panel's values/request: the engine captures the run's values (or reads its last
+   * capture) and computes their norms; the host keeps them for the editor's hovers and sends them on.
+   */
+  private async answerValues(runId: number): Promise<void> {
+    const panel = this.panel;
+    const state = this.state;
+    if (!panel) return;
+    if (!state || state.runId !== runId) return panel.post({ type: 'values/data', runId, error: 'That run was replaced by a newer one.' });
+    let status = false;
+    try {
+      const data = await this.ensureClient().values(state.request, (p) => {
+        status = true;
+        panel.post({ type: 'status', message: `${describeProgress(p)}…` });
+      });
+      state.setValueNorms(data);
+      panel.post({ type: 'values/data', runId, data });
+    } catch (e) {
+      panel.post({ type: 'values/data', runId, error: e instanceof Error ? e.message : String(e) });
+    } finally {
       if (status && !this.currentCancel) panel.post({ type: 'status', message: null });
     }
   }

@@ -4,7 +4,8 @@
 // Messages and runs: runs.ts; controls: chrome.ts; keys: keys.ts.
 
 import { PROTOCOL_VERSION, type ExportRequestMessage, type HoverTokenMessage, type SelectHeadMessage } from '../src/protocol/webview';
-import { aggregationLabel, aggregationToWire, type Aggregation, type ExplainCell } from '../src/protocol/attention';
+import { aggregationLabel, aggregationToWire, type Aggregation, type ExplainCell, type Weighting } from '../src/protocol/attention';
+import type { ParsedHostMessage } from '../src/protocol/validate';
 import type { RunData } from './store';
 import { readTheme, watchTheme, type Theme } from './theme';
 import type { TokenRef, UiState, View, ViewContext, ViewName } from './context';
@@ -39,6 +40,8 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   private readonly compare = new Compare();
   /** What the views were last given: the run on screen, or its difference from the baseline. */
   private viewRun: RunData | null = null;
+  /** The run whose value norms were last asked of the host. */
+  private valuesAsked = -1;
 
   private readonly root: HTMLElement;
   private readonly chrome: Chrome;
@@ -79,6 +82,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       exportRequest: (m) => void this.exportRequest(m),
       explainOpen: (m) => this.openExplain(m.runId, m.cell),
       explainData: (m) => this.explainView.receive(m),
+      valuesData: (m) => this.receiveValues(m),
     });
     this.rollout = new RolloutSteps(() => this.run, this.ui, {
       covered: () => {
@@ -96,6 +100,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       layer: (l) => this.focusHead(l, this.ui.agg),
       head: (a) => this.focusHead(this.ui.layer, a),
       hideSpecial: (hide) => this.setHideSpecial(hide),
+      weights: (w) => this.setWeights(w),
       threshold: (t) => this.setThreshold(t),
       tabKey: (e) => onTabKey(e, this),
       help: () => this.help.toggle(),
@@ -107,6 +112,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       clearBaseline: () => post({ type: 'compare/clear' }),
       difference: (on) => {
         this.compare.setWanted(on);
+        this.applyWeights();
         this.refreshView();
       },
     });
@@ -176,6 +182,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       this.pinned = false;
     }
     this.hover = null;
+    this.applyWeights();
     this.chrome.fillSelects(run);
     this.chrome.updateMeta(run);
     this.showLoaded(true);
@@ -245,6 +252,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       const refusal = this.compare.refusal;
       if (refusal) note = refusal;
       else if (!isDiff(view)) note = `Baseline: ${name}${base === cur ? ' (this run)' : ''}.`;
+      else if (this.ui.weights === 'value') note = 'The difference compares attention α, not value-weighted attention: turn Difference off to see the value weighting.';
       else if (view.base === view.cur) note = 'This run is the baseline: edit the text or select other text, then compare.';
       else {
         const { a, b } = view.align.axis;
@@ -383,7 +391,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     if (changed || !this.ui.selected.includes(agg)) this.ui.selected = [agg];
     this.chrome.syncControls();
     if (changed) {
-      const msg: SelectHeadMessage = { type: 'select/head', runId: run.runId, layer, ...aggregationToWire(agg) };
+      const msg: SelectHeadMessage = { type: 'select/head', runId: run.runId, layer, ...aggregationToWire(agg), ...this.wireWeights() };
       post(msg);
       this.lastPostedToken = null; // the host should re-decorate with the new head
     }
@@ -419,6 +427,65 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     for (const v of Object.values(this.views)) v.render();
     this.scheduleHover();
     this.postHover(true);
+  }
+
+  // ---------------------------------------------------------------- value-weighted attention
+
+  /** Attention or value-weighted attention in every view and hover (V, the Weights select). */
+  setWeights(w: Weighting): void {
+    if (w === this.ui.weights) return;
+    this.ui.weights = w;
+    this.save();
+    this.chrome.syncControls();
+    this.applyWeights();
+    this.showCompare();
+    const run = this.run;
+    if (run) post({ type: 'select/head', runId: run.runId, layer: this.ui.layer, ...aggregationToWire(this.ui.agg), ...this.wireWeights() } satisfies SelectHeadMessage);
+    this.rollout.continue();
+    for (const v of Object.values(this.views)) v.render();
+    this.scheduleHover();
+    this.postHover(true);
+    this.announce(w === 'value' ? 'Value-weighted attention' : 'Attention weights');
+  }
+
+  /**
+   * The run on screen weighs as the UI asks (attention in Difference mode: it compares attention),
+   * and its value norms are asked of the host once when value weighting needs them.
+   */
+  private applyWeights(): void {
+    const cur = this.runs.current;
+    if (!cur) return;
+    const w = this.compare.on ? 'attention' : this.ui.weights;
+    cur.setWeights(w);
+    if (w === 'value' && !cur.values && this.valuesAsked !== cur.runId) {
+      this.valuesAsked = cur.runId;
+      this.chrome.setStatus('Computing value norms…');
+      post({ type: 'values/request', runId: cur.runId });
+    }
+  }
+
+  /** The host's answer to values/request. */
+  private receiveValues(m: Extract<ParsedHostMessage, { type: 'values/data' }>): void {
+    const run = this.runs.find(m.runId);
+    if (!run) return;
+    if (m.error !== undefined) {
+      this.valuesAsked = -1;
+      this.chrome.setStatus(`Value weighting: ${m.error}`);
+      if (run === this.runs.current) this.setWeights('attention');
+      return;
+    }
+    run.setValueNorms(m.data);
+    this.chrome.setStatus('');
+    if (run !== this.runs.current) return;
+    this.rollout.continue();
+    for (const v of Object.values(this.views)) v.render();
+    this.scheduleHover();
+    this.postHover(true);
+  }
+
+  /** The hover and select messages' weighting field. */
+  private wireWeights(): Pick<HoverTokenMessage, 'weights'> {
+    return this.ui.weights === 'value' && !isDiff(this.run) ? { weights: 'value' } : {};
   }
 
   private setThreshold(t: number): void {
@@ -499,7 +566,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     if (!force && idx === this.lastPostedToken && run.runId === this.lastPostedRun) return;
     this.lastPostedToken = idx;
     this.lastPostedRun = run.runId;
-    const msg: HoverTokenMessage = { type: 'hover/token', runId: run.runId, tokenIndex: idx, layer: this.ui.layer, ...aggregationToWire(this.ui.agg), hideSpecial: this.ui.hideSpecial };
+    const msg: HoverTokenMessage = { type: 'hover/token', runId: run.runId, tokenIndex: idx, layer: this.ui.layer, ...aggregationToWire(this.ui.agg), hideSpecial: this.ui.hideSpecial, ...this.wireWeights() };
     post(msg);
   }
 

@@ -2,7 +2,7 @@
 // controls (view tabs, layer and head selects, hiding, threshold, colour legend) and the empty-page
 // message. It shows state and reports what the user picks; the app decides what follows.
 
-import { parseAggregation, type Aggregation } from '../src/protocol/attention';
+import { parseAggregation, type Aggregation, type Weighting } from '../src/protocol/attention';
 import type { UiState, ViewName } from './context';
 import type { RunData } from './store';
 import type { Theme } from './theme';
@@ -25,6 +25,7 @@ export interface ChromeActions {
   layer(layer: number): void;
   head(agg: Aggregation): void;
   hideSpecial(hide: boolean): void;
+  weights(w: Weighting): void;
   threshold(t: number): void;
   tabKey(e: KeyboardEvent): void;
   /** The header's "?" button: the keyboard-shortcut help. */
@@ -67,6 +68,7 @@ export class Chrome {
   private readonly layerSel: HTMLSelectElement;
   private readonly headSel: HTMLSelectElement;
   private readonly hideBox: HTMLInputElement;
+  private readonly weightSel: HTMLSelectElement;
   private readonly thrInput: HTMLInputElement;
   private readonly thrOut: HTMLOutputElement;
   private readonly legend: HTMLCanvasElement;
@@ -110,6 +112,13 @@ export class Chrome {
       const a = parseAggregation(this.headSel.value);
       if (a !== null) actions.head(a);
     });
+    this.weightSel = el(
+      'select',
+      { class: 'weights', 'aria-label': 'Weights', title: 'Attention weights α, or value-weighted attention ‖α·v·W_O‖ (Kobayashi et al. 2020): how much of each word’s value reaches the output (V)' },
+      el('option', { value: 'attention', text: 'Attention α' }),
+      el('option', { value: 'value', text: 'Value-weighted ‖α·v·W_O‖' }),
+    );
+    this.weightSel.addEventListener('change', () => actions.weights(this.weightSel.value === 'value' ? 'value' : 'attention'));
     this.hideBox = el('input', { type: 'checkbox', class: 'hide-special', id: 'hide-special' });
     this.hideBox.checked = ui.hideSpecial;
     this.hideBox.addEventListener('change', () => actions.hideSpecial(this.hideBox.checked));
@@ -133,6 +142,7 @@ export class Chrome {
       tablist,
       el('label', { class: 'ctl' }, 'Layer ', this.layerSel),
       el('label', { class: 'ctl' }, 'Head ', this.headSel),
+      el('label', { class: 'ctl' }, 'Weights ', this.weightSel),
       el('label', { class: 'ctl check', for: 'hide-special' }, this.hideBox, ' Hide special tokens'),
       el('label', { class: 'ctl', for: 'threshold' }, 'Threshold ', this.thrInput, this.thrOut),
       el('span', { class: 'ctl legend-wrap', 'aria-hidden': 'false' }, this.legendLow, this.legend, this.legendHigh),
@@ -163,6 +173,7 @@ export class Chrome {
     this.layerSel.value = String(this.ui.layer);
     this.headSel.value = String(this.ui.agg);
     this.hideBox.checked = this.ui.hideSpecial;
+    this.weightSel.value = this.ui.weights;
     this.thrInput.value = String(this.ui.threshold);
     this.showThreshold();
   }

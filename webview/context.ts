@@ -1,7 +1,7 @@
 // What the views see of the app: the current run, the theme, the UI state and the token the user
 // is pointing at. Views never talk to the host; the app does.
 
-import type { Aggregation } from '../src/protocol/attention';
+import type { Aggregation, Weighting } from '../src/protocol/attention';
 import type { RunData } from './store';
 import type { Theme } from './theme';
 
@@ -16,6 +16,8 @@ export interface UiState {
   /** What the head view draws (toggle chips); defaults to [agg]. */
   selected: Aggregation[];
   hideSpecial: boolean;
+  /** What the matrices weigh: attention, or value-weighted attention (the run's value norms asked of the host). */
+  weights: Weighting;
   /** Weights below are not drawn. */
   threshold: number;
 }

@@ -28,6 +28,7 @@ export const HELP_SECTIONS: readonly HelpSection[] = [
       { keys: k('1', '2', '3'), action: 'Model, Heads or Matrix view' },
       { keys: k('[', ']'), action: 'Previous or next layer' },
       { keys: k(',', '.'), action: 'Previous or next head (mean of heads, rollout, head 1, 2, …)' },
+      { keys: k('V'), action: 'Attention or value-weighted attention (‖α·v·W_O‖)' },
       { keys: k('Esc'), action: 'Clear the hovered or pinned token' },
     ],
   },

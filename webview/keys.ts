@@ -1,8 +1,8 @@
 // Panel-wide keys: arrows in the view tabs, and shortcuts anywhere outside a form control
-// (? help, [ ] layer, , . head, 1 2 3 view, Escape clears the token). The views handle their own
+// (? help, [ ] layer, , . head, V value weighting, 1 2 3 view, Escape clears the token). The views handle their own
 // keys first. help.ts lists them all: keep it in step.
 
-import type { Aggregation } from '../src/protocol/attention';
+import type { Aggregation, Weighting } from '../src/protocol/attention';
 import type { UiState, ViewName } from './context';
 import type { RunData } from './store';
 import { VIEWS } from './chrome';
@@ -15,6 +15,8 @@ export interface KeyTarget {
   focusView(view: ViewName): void;
   focusTab(i: number): void;
   focusHead(layer: number, agg: Aggregation): void;
+  /** Attention or value-weighted attention. */
+  setWeights(w: Weighting): void;
   /** Clears the hovered and the cursor token; false when there was none. */
   clearToken(): boolean;
   /** Opens the keyboard-shortcut help (it closes itself on ? and Escape). */
@@ -66,6 +68,11 @@ export function onGlobalKey(e: KeyboardEvent, app: KeyTarget): void {
       app.focusHead(app.ui.layer, order[n]);
       return;
     }
+    case 'v':
+    case 'V':
+      e.preventDefault();
+      app.setWeights(app.ui.weights === 'value' ? 'attention' : 'value');
+      return;
     case '1':
     case '2':
     case '3': {

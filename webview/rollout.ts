@@ -29,13 +29,13 @@ export class RolloutSteps {
   continue(): void {
     const run = this.shownRun();
     if (!run || this.timer || !this.wanted()) return;
-    if (run.rolloutProgress(run.hideSpecial) > this.ui.layer) return;
+    if (run.rolloutProgress(run.hideSpecial, run.weights) > this.ui.layer) return;
     this.timer = window.setTimeout(() => {
       this.timer = 0;
       if (this.shownRun() !== run) return;
-      const did = run.stepRollout(this.ui.layer, run.hideSpecial);
+      const did = run.stepRollout(this.ui.layer, run.hideSpecial, run.weights);
       if (!did) return; // waiting for a layer to arrive
-      if (run.rolloutProgress(run.hideSpecial) > this.ui.layer) this.on.covered();
+      if (run.rolloutProgress(run.hideSpecial, run.weights) > this.ui.layer) this.on.covered();
       else {
         this.on.stepped();
         this.continue();

@@ -32,6 +32,8 @@ export interface RunEvents {
   explainOpen(m: ExplainOpenMessage): void;
   /** The host's answer to an explain/request ("Why this weight?"). */
   explainData(m: ExplainDataMessage): void;
+  /** The host's answer to a values/request (value-weighted attention). */
+  valuesData(m: Extract<ParsedHostMessage, { type: 'values/data' }>): void;
 }
 
 export class Runs {
@@ -127,6 +129,9 @@ export class Runs {
         return;
       case 'explain/data':
         this.on.explainData(m);
+        return;
+      case 'values/data':
+        this.on.valuesData(m);
         return;
       case 'focus/token': {
         const run = this.shown;

@@ -2,7 +2,6 @@
 // (or, for a key, is attended by), sub-word pieces merged, with bars scaled to the top one. Each
 // word has a "Why?" button: "Why this weight?" for the active token and the word's heaviest piece.
 
-import { aggregationLabel } from '../src/protocol/attention';
 import { topAttended, type AttendedWord } from '../src/analysis';
 import type { TokenRef, ViewContext } from './context';
 import { el, setText, fmtWeight } from './dom';
@@ -47,7 +46,7 @@ export class SideList {
       const diff = isDiff(run);
       if (w) top = diff ? topChanges(w, run, TOP_K) : topAttended(w, run.tokens, run.words, TOP_K);
       const tokenText = run.display[a.index];
-      const sel = ui.view === 'head' ? ui.selected.map(aggregationLabel).join(' + ') : aggregationLabel(ui.agg);
+      const sel = ui.view === 'head' ? ui.selected.map((x) => run.label(x)).join(' + ') : run.label(ui.agg);
       if (diff) setText(this.title, a.side === 'q' ? `What “${tokenText}” attends to: largest changes` : `Attention to “${tokenText}”: largest changes`);
       else setText(this.title, a.side === 'q' ? `“${tokenText}” attends to` : `Attending to “${tokenText}”`);
       const gap = diff ? run.gap(a.index) : null;

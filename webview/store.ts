@@ -3,10 +3,10 @@
 // special-token hiding choice, and processed matrices (special tokens hidden and rows
 // renormalised) in a small LRU cache.
 
-import type { Aggregation, SourceText, WireToken } from '../src/protocol/attention';
+import { aggregationLabel, weightingLabel, type Aggregation, type SourceText, type WireToken, type Weighting } from '../src/protocol/attention';
 import type { RunStartMessage } from '../src/protocol/webview';
 import { Run } from '../src/run/run';
-import { decodeHead, renormalizeRows, keepMask, cleanTokenText } from '../src/analysis';
+import { decodeHead, renormalizeRows, keepMask, cleanTokenText, valueMatrix } from '../src/analysis';
 
 const CACHE_SIZE = 24;
 
@@ -21,6 +21,7 @@ export class RunData extends Run {
   runtime = '';
 
   private hide = false;
+  private weighting: Weighting = 'attention';
   private keepCache: Uint8Array;
   private visCache: Int32Array;
   private cache = new Map<string, Float32Array>();
@@ -48,6 +49,35 @@ export class RunData extends Run {
     return this.hide;
   }
 
+  /** What the matrices weigh: attention, or value-weighted attention (only once the run has its value norms). */
+  setWeights(w: Weighting): void {
+    if (w === this.weighting) return;
+    this.weighting = w;
+    this.cache.clear();
+  }
+
+  get weights(): Weighting {
+    return this.weighting;
+  }
+
+  /** What a view of `agg` shows, for titles and notes: "head 3", "mean of heads, value-weighted". */
+  label(agg: Aggregation): string {
+    if (this.weighting === 'attention') return aggregationLabel(agg);
+    return `${agg === 'mean' ? 'heads together' : aggregationLabel(agg)}, ${weightingLabel('value', this.values?.kind)}`;
+  }
+
+  /** Why a matrix of the layer is not there yet, or null when it is. */
+  waitingFor(l: number): string | null {
+    if (!this.hasLayer(l)) return `Waiting for layer ${l + 1}…`;
+    if (this.weighting === 'value' && !this.values) return 'Computing value norms…';
+    return null;
+  }
+
+  /** Value-weighted matrices are pooled here from the layers: the worker's thumbnails pool attention. */
+  override thumbs(l: number) {
+    return this.weighting === 'value' ? undefined : super.thumbs(l);
+  }
+
   /** 1 = token shown. */
   get keep(): Uint8Array {
     return this.keepCache;
@@ -63,8 +93,8 @@ export class RunData extends Run {
    * data has not arrived (or rollout is not computed yet: see rolloutProgress/stepRollout).
    */
   matrix(l: number, agg: Aggregation): Float32Array | null {
-    if (agg === 'rollout') return this.rollout(l, this.hide); // rollout matrices live in the run model
-    const key = `${l}:${agg}`;
+    if (agg === 'rollout') return this.rollout(l, this.hide, this.weighting); // rollout matrices live in the run model
+    const key = `${l}:${agg}:${this.weighting}`;
     const hit = this.cache.get(key);
     if (hit) {
       this.cache.delete(key);
@@ -89,7 +119,11 @@ export class RunData extends Run {
   headInto(l: number, agg: number | 'mean', out: Float32Array): Float32Array | null {
     const layer = this.layer(l);
     if (!layer) return null;
-    if (agg === 'mean') out.set(this.mean(l)!);
+    if (this.weighting === 'value') {
+      if (!this.values) return null;
+      if (agg === 'mean') out.set(this.mean(l, 'value')!);
+      else valueMatrix(layer, this.values, l, agg, out);
+    } else if (agg === 'mean') out.set(this.mean(l)!);
     else decodeHead(layer, agg, out);
     if (this.hide) renormalizeRows(out, this.T, this.keepCache, out);
     return out;

@@ -5,3 +5,4 @@ export * from './words';
 export * from './rollout';
 export * from './attended';
 export * from './thumbs';
+export * from './valueWeighted';

@@ -27,11 +27,14 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     md.appendMarkdown('Token ');
     md.appendMarkdown(inlineCode(visibleText(source || token.text)));
     if (!words) {
-      md.appendMarkdown(run.view.agg === 'rollout' ? '\n\nRollout through this layer is being computed…' : '\n\nThe attention of this layer is still arriving…');
+      const waiting = run.view.weights === 'value' && !run.values
+        ? 'The value norms of this run are being computed…'
+        : run.view.agg === 'rollout' ? 'Rollout through this layer is being computed…' : 'The attention of this layer is still arriving…';
+      md.appendMarkdown(`\n\n${waiting}`);
     } else if (!words.length) {
       md.appendMarkdown(' attends to nothing above zero here.');
     } else {
-      md.appendMarkdown(' attends most to:\n\n');
+      md.appendMarkdown(run.view.weights === 'value' ? ' takes most, by value-weighted share, from:\n\n' : ' attends most to:\n\n');
       for (const w of words) {
         md.appendMarkdown(`- ${(w.weight * 100).toFixed(1)}% `);
         const text = visibleText(w.text);

@@ -6,7 +6,7 @@
 // a fresh one.
 import { Worker } from 'node:worker_threads';
 import { EngineError, type EngineOptions, type LoadProgress, type Timings } from './types';
-import type { AttentionEncoding, AttentionPayload, ExplainCell, Explanation } from '../protocol/attention';
+import type { AttentionEncoding, AttentionPayload, ExplainCell, Explanation, ValueNormsData } from '../protocol/attention';
 import type { AnalyzeRequest, HostToWorker, WorkerToHost } from '../protocol/worker';
 
 /** How long a cancelled request may take to stop before its worker is terminated. */
@@ -31,6 +31,9 @@ export interface RunHandle {
 /** What explain asks: the run's model, text and limits (and engine options, by default the client's) as analyze had them, and the cell. */
 export type ExplainRequest = Omit<AnalyzeRequest, 'encoding'> & { cell: ExplainCell; options?: EngineOptions };
 
+/** What values asks: the run's model, text and limits (and engine options) as analyze had them. */
+export type ValuesRequest = Omit<AnalyzeRequest, 'encoding'> & { options?: EngineOptions };
+
 interface PendingBase {
   /** The request as sent, to send again to a fresh worker if a stuck one is terminated. */
   message: HostToWorker;
@@ -44,13 +47,14 @@ interface PendingRun extends PendingBase {
   resolve: (v: { timings: Timings; start: RunStart }) => void;
 }
 
-interface PendingExplain extends PendingBase {
-  kind: 'explain';
+/** An explain or value-norms request: answered by one message from the run's capture. */
+interface PendingCapture extends PendingBase {
+  kind: 'capture';
   onProgress?: (p: LoadProgress) => void;
-  resolve: (e: Explanation) => void;
+  answer: (msg: WorkerToHost) => boolean;
 }
 
-type Pending = PendingRun | PendingExplain;
+type Pending = PendingRun | PendingCapture;
 
 export class EngineClient {
   private worker: Worker | null = null;
@@ -99,8 +103,27 @@ export class EngineClient {
   explain(request: ExplainRequest, onProgress?: (p: LoadProgress) => void): Promise<Explanation> {
     const requestId = this.nextId++;
     const message: HostToWorker = { type: 'explain', requestId, ...request, options: request.options ?? this.options };
-    const answer = new Promise<Explanation>((resolve, reject) => {
-      this.pending.set(requestId, { kind: 'explain', message, onProgress, resolve, reject });
+    return this.capture(message, onProgress, (m) => (m.type === 'explained' ? m.explanation : undefined));
+  }
+
+  /**
+   * The value norms of the text a run analysed (value-weighted attention), from the same capture as
+   * explain: after the run in flight, reusing the last capture when the run is the same.
+   */
+  values(request: ValuesRequest, onProgress?: (p: LoadProgress) => void): Promise<ValueNormsData> {
+    const requestId = this.nextId++;
+    const message: HostToWorker = { type: 'values', requestId, ...request, options: request.options ?? this.options };
+    return this.capture(message, onProgress, (m) => (m.type === 'values' ? m.data : undefined));
+  }
+
+  private capture<A>(message: Extract<HostToWorker, { requestId: number }>, onProgress: ((p: LoadProgress) => void) | undefined, pick: (m: WorkerToHost) => A | undefined): Promise<A> {
+    const answer = new Promise<A>((resolve, reject) => {
+      const answer = (m: WorkerToHost) => {
+        const a = pick(m);
+        if (a !== undefined) resolve(a);
+        return a !== undefined;
+      };
+      this.pending.set(message.requestId, { kind: 'capture', message, onProgress, answer, reject });
     });
     this.send(message);
     return answer;
@@ -231,16 +254,13 @@ export class EngineClient {
   private deliver(msg: WorkerToHost): void {
     const p = this.pending.get(msg.requestId);
     if (!p) return; // cancelled or superseded: late messages are dropped
-    if (msg.type === 'done' || msg.type === 'explained' || msg.type === 'error') queueMicrotask(() => this.updateRef());
+    if (msg.type === 'done' || msg.type === 'explained' || msg.type === 'values' || msg.type === 'error') queueMicrotask(() => this.updateRef());
     if (msg.type === 'error') {
       this.pending.delete(msg.requestId);
       p.reject(new EngineError(msg.code, msg.message));
-    } else if (p.kind === 'explain') {
+    } else if (p.kind === 'capture') {
       if (msg.type === 'progress') p.onProgress?.(msg.progress);
-      if (msg.type === 'explained') {
-        this.pending.delete(msg.requestId);
-        p.resolve(msg.explanation);
-      }
+      else if (p.answer(msg)) this.pending.delete(msg.requestId);
     } else {
       switch (msg.type) {
         case 'progress':

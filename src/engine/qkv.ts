@@ -5,7 +5,7 @@
 
 import type { GqaQkvPlan, QkvLayerPlan, ScoreStep, UnfusedQkvPlan } from './onnx/exposeQkv';
 import { EngineError, type AttentionResult, type QkvCapture, type QkvMaskKind } from './types';
-import type { ExplainCell, Explanation } from '../protocol/attention';
+import type { ExplainCell, Explanation, ValueNormsData } from '../protocol/attention';
 
 /** A graph output as plain numbers (float16 already widened, bool as 0/1). */
 export interface Dense {
@@ -346,6 +346,54 @@ export function explainCell(result: Pick<AttentionResult, 'attention' | 'shape' 
     valueNorm: valueNormRow(shown, qkv.v[l], wo, h, H, T, d),
     valueNormKind: wo ? 'output-projected' : 'value-only',
   };
+}
+
+/**
+ * The run's value norms for value-weighted attention (protocol ValueNormsData): per layer and key j,
+ * f^h(x_j) = v^h_j W_O^h for every head, its norms and the heads' Gram matrix. Without an output
+ * projection f^h(x_j) is v^h_j in head h's own coordinates of the concatenated output, so heads are
+ * orthogonal there. Layers in order, `onLayer` between them (a caller may yield or check a signal).
+ */
+export async function valueNormsData(qkv: QkvCapture, H: number, T: number, onLayer?: (l: number) => Promise<void> | void): Promise<ValueNormsData> {
+  const L = qkv.v.length;
+  const d = qkv.headDim;
+  const norms = new Float32Array(L * H * T);
+  const gram = new Float32Array(L * T * H * H);
+  const projected = qkv.outputProjection.every((w) => w !== null);
+  for (let l = 0; l < L; l++) {
+    const v = qkv.v[l];
+    const wo = projected ? qkv.outputProjection[l]! : null;
+    const D = wo ? wo.length / (H * d) : d;
+    const f = new Float64Array(H * D);
+    for (let j = 0; j < T; j++) {
+      f.fill(0);
+      for (let h = 0; h < H; h++) {
+        const vj = (h * T + j) * d;
+        const fh = h * D;
+        if (!wo) {
+          for (let a = 0; a < d; a++) f[fh + a] = v[vj + a];
+          continue;
+        }
+        for (let a = 0; a < d; a++) {
+          const x = v[vj + a];
+          if (x === 0) continue;
+          const w = (h * d + a) * D;
+          for (let c = 0; c < D; c++) f[fh + c] += x * wo[w + c];
+        }
+      }
+      const g = (l * T + j) * H * H;
+      for (let h = 0; h < H; h++) {
+        for (let k = h; k < H; k++) {
+          let dot = 0;
+          if (wo || h === k) for (let c = 0; c < D; c++) dot += f[h * D + c] * f[k * D + c];
+          gram[g + h * H + k] = gram[g + k * H + h] = dot;
+        }
+        norms[(l * H + h) * T + j] = Math.sqrt(gram[g + h * H + h]);
+      }
+    }
+    await onLayer?.(l);
+  }
+  return { norms: norms.buffer, gram: gram.buffer, kind: projected ? 'output-projected' : 'value-only' };
 }
 
 /** ‖v_j W_O^h‖ (or ‖v_j‖ without a projection) for every key j of head h, v being [H, T, d]. */

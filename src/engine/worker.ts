@@ -1,11 +1,11 @@
 // Worker-thread entry: owns one AttentionEngine (the model stays warm between runs) and streams
 // results back layer by layer. The newest analyze request supersedes any still running. Explains
-// ("Why this weight?") wait for the analyze in flight, then capture the run's queries, keys and
-// values (the last capture kept for further clicks on the same run).
+// ("Why this weight?") and value norms wait for the analyze in flight, then capture the run's
+// queries, keys and values (the last capture kept for further clicks on the same run).
 import { parentPort, workerData } from 'node:worker_threads';
 import { AttentionEngine, type AttentionPreview } from './engine';
 import { runPayloads, streamPayloads } from './payloads';
-import { explainCell } from './qkv';
+import { explainCell, valueNormsData } from './qkv';
 import { EngineError, type AttentionResult, type EngineOptions } from './types';
 import type { HostToWorker, WorkerToHost } from '../protocol/worker';
 
@@ -118,30 +118,48 @@ async function runsIdle(): Promise<void> {
   } while (seen !== analyzing);
 }
 
-async function explain(msg: Extract<HostToWorker, { type: 'explain' }>): Promise<void> {
+type CaptureRequest = Extract<HostToWorker, { type: 'explain' | 'values' }>;
+
+/** The capture of the text `msg` names: the last one when it analysed the same, else a new forward pass. */
+async function captured(msg: CaptureRequest): Promise<AttentionResult> {
+  // A run in progress keeps the CPU: the capture is a second forward pass of the same text.
+  await runsIdle();
+  const key = JSON.stringify([msg.model, msg.options, msg.text, msg.maxTokens ?? null, msg.textContinues === true]);
+  let entry = capture;
+  if (entry?.key !== key) {
+    post({ type: 'progress', requestId: msg.requestId, progress: { phase: 'capture', message: 'Capturing queries, keys and values' } });
+    const result = engineFor(msg.options).analyze(msg.model, msg.text, {
+      qkv: true,
+      maxTokens: msg.maxTokens,
+      textContinues: msg.textContinues,
+      encoding: 'f32',
+      onProgress: (progress) => post({ type: 'progress', requestId: msg.requestId, progress }),
+    });
+    const made = (entry = capture = { key, result });
+    // A refused model is not kept: the next click says why again.
+    result.catch(() => {
+      if (capture === made) capture = null;
+    });
+  }
+  return entry.result;
+}
+
+/** Explains and value norms run one after another, each answered by its message or an error, then `settled`. */
+async function answerCapture(msg: CaptureRequest): Promise<void> {
   try {
-    // A run in progress keeps the CPU: the capture is a second forward pass of the same text.
-    await runsIdle();
-    const key = JSON.stringify([msg.model, msg.options, msg.text, msg.maxTokens ?? null, msg.textContinues === true]);
-    let entry = capture;
-    if (entry?.key !== key) {
-      post({ type: 'progress', requestId: msg.requestId, progress: { phase: 'capture', message: 'Capturing queries, keys and values' } });
-      const result = engineFor(msg.options).analyze(msg.model, msg.text, {
-        qkv: true,
-        maxTokens: msg.maxTokens,
-        textContinues: msg.textContinues,
-        encoding: 'f32',
-        onProgress: (progress) => post({ type: 'progress', requestId: msg.requestId, progress }),
+    const result = await captured(msg);
+    if (msg.type === 'explain') {
+      const explanation = explainCell(result, msg.cell);
+      const { q, k, v, visible, shown, out, valueNorm } = explanation;
+      post({ type: 'explained', requestId: msg.requestId, explanation }, [q, k, v, visible, shown, out, valueNorm].map((a) => a.buffer as ArrayBuffer));
+    } else {
+      const [L, H, T] = result.shape;
+      const data = await valueNormsData(result.qkv!, H, T, (l) => {
+        post({ type: 'progress', requestId: msg.requestId, progress: { phase: 'capture', message: `Value norms: layer ${l + 1} of ${L}` } });
+        return new Promise((r) => setImmediate(r));
       });
-      const made = (entry = capture = { key, result });
-      // A refused model is not kept: the next click says why again.
-      result.catch(() => {
-        if (capture === made) capture = null;
-      });
+      post({ type: 'values', requestId: msg.requestId, data }, [data.norms, data.gram]);
     }
-    const explanation = explainCell(await entry.result, msg.cell);
-    const { q, k, v, visible, shown, out, valueNorm } = explanation;
-    post({ type: 'explained', requestId: msg.requestId, explanation }, [q, k, v, visible, shown, out, valueNorm].map((a) => a.buffer as ArrayBuffer));
   } catch (e) {
     const code = e instanceof EngineError ? e.code : 'INTERNAL';
     post({ type: 'error', requestId: msg.requestId, code, message: (e as Error).message ?? String(e) });
@@ -156,7 +174,8 @@ port.on('message', (msg: HostToWorker) => {
       analyzing = analyze(msg);
       break;
     case 'explain':
-      explaining = explaining.then(() => explain(msg));
+    case 'values':
+      explaining = explaining.then(() => answerCapture(msg));
       break;
     case 'cancel': {
       const controller = running.get(msg.requestId);

@@ -64,11 +64,35 @@ export function aggregationFromWire(m: { head: HeadSelection; rollout?: boolean 
   return m.rollout === true ? 'rollout' : m.head;
 }
 
+/**
+ * What the weights of a matrix are: the attention α itself, or value-weighted attention
+ * (‖α_ij f(x_j)‖ shares, analysis/valueWeighted.ts), which needs the run's value norms.
+ */
+export type Weighting = 'attention' | 'value';
+
+export function weightingLabel(w: Weighting, kind?: ValueNormsData['kind']): string {
+  if (w === 'attention') return 'attention';
+  return kind === 'value-only' ? 'value-weighted (‖α·v‖)' : 'value-weighted (‖α·v·W_O‖)';
+}
+
 /** What the panel and the editor hover focus: a layer, an aggregation of it, and whether special tokens are hidden. */
 export interface Focus {
   layer: number;
   agg: Aggregation;
   hideSpecial: boolean;
+  /** Absent: attention. */
+  weights?: Weighting;
+}
+
+/**
+ * A run's value norms, for value-weighted attention: with f^h(x_j) = v^h_j W_O^h, `norms` holds
+ * ‖f^h(x_j)‖ [L][H][T] and `gram` the heads' Gram matrices f^h(x_j)·f^k(x_j) [L][T][H][H], float32.
+ * "value-only" when the graph has no output projection we recognise (f^h(x_j) = v^h_j).
+ */
+export interface ValueNormsData<D = ArrayBuffer> {
+  norms: D;
+  gram: D;
+  kind: 'output-projected' | 'value-only';
 }
 
 /**

@@ -1,8 +1,8 @@
 // Validation of both directions of the host <-> webview protocol. Each side trusts nothing it
 // receives: anything malformed is dropped (null), and a bad message must not break the current view.
 
-import { ENCODINGS, type AttentionEncoding, type ExplainCell, type Explanation, type HeadSelection, type LayerData, type ThumbsData, type WireData, type WireModel, type WireToken } from './attention';
-import type { ExportResultMessage, HostToWebview, RunLayerMessage, RunStartMessage, RunThumbsMessage, WebviewToHost } from './webview';
+import { ENCODINGS, type AttentionEncoding, type ExplainCell, type Explanation, type HeadSelection, type LayerData, type ThumbsData, type ValueNormsData, type WireData, type WireModel, type WireToken } from './attention';
+import type { ExportResultMessage, HostToWebview, RunLayerMessage, RunStartMessage, RunThumbsMessage, ValuesDataMessage, WebviewToHost } from './webview';
 
 /** Limits that keep a bad message from allocating absurd amounts of memory. */
 export const MAX_TOKENS = 4096;
@@ -26,10 +26,12 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
       return isInt(m.protocol) ? { type: 'ready', protocol: m.protocol } : null;
     case 'hover/token':
       if (!isInt(m.runId) || !(m.tokenIndex === null || isInt(m.tokenIndex)) || !isInt(m.layer) || !isHead(m.head)) return null;
-      return { type: 'hover/token', runId: m.runId, tokenIndex: m.tokenIndex as number | null, layer: m.layer, head: m.head, hideSpecial: m.hideSpecial === true, rollout: m.rollout === true };
+      return { type: 'hover/token', runId: m.runId, tokenIndex: m.tokenIndex as number | null, layer: m.layer, head: m.head, hideSpecial: m.hideSpecial === true, rollout: m.rollout === true, ...valueWeights(m) };
     case 'select/head':
       if (!isInt(m.runId) || !isInt(m.layer) || !isHead(m.head)) return null;
-      return { type: 'select/head', runId: m.runId, layer: m.layer, head: m.head, rollout: m.rollout === true };
+      return { type: 'select/head', runId: m.runId, layer: m.layer, head: m.head, rollout: m.rollout === true, ...valueWeights(m) };
+    case 'values/request':
+      return isInt(m.runId) ? { type: 'values/request', runId: m.runId } : null;
     case 'ack':
       return isInt(m.bytes) ? { type: 'ack', bytes: m.bytes } : null;
     case 'run/milestone':
@@ -55,6 +57,8 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
   }
 }
 
+const valueWeights = (m: Record<string, unknown>): { weights?: 'value' } => (m.weights === 'value' ? { weights: 'value' } : {});
+
 const isScale = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0 && v <= MAX_EXPORT_SCALE;
 
 function parseExportResult(m: Record<string, unknown>): ExportResultMessage | null {
@@ -76,7 +80,8 @@ function parseExportResult(m: Record<string, unknown>): ExportResultMessage | nu
 
 /** A host message as the panel uses it: attention with the fields its run's store takes. */
 export type ParsedHostMessage =
-  | Exclude<HostToWebview, RunLayerMessage | RunThumbsMessage>
+  | Exclude<HostToWebview, RunLayerMessage | RunThumbsMessage | ValuesDataMessage>
+  | ({ type: 'values/data'; runId: number } & ({ data: ValueNormsData<WireData>; error?: undefined } | { data?: undefined; error: string }))
   | ({ type: 'run/layer'; runId: number } & LayerData<WireData>)
   | ({ type: 'run/thumbs'; runId: number } & ThumbsData<WireData>);
 
@@ -165,6 +170,16 @@ export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
     case 'explain/open': {
       const cell = parseExplainCell(raw.cell);
       return isInt(raw.runId) && cell ? { type: 'explain/open', runId: raw.runId, cell } : null;
+    }
+    case 'values/data': {
+      if (!isInt(raw.runId)) return null;
+      if (isStr(raw.error)) return { type: 'values/data', runId: raw.runId, error: raw.error };
+      const d = raw.data;
+      if (!isObj(d) || (d.kind !== 'output-projected' && d.kind !== 'value-only')) return null;
+      // The sizes are checked against the run when it stores them (Run.setValueNorms).
+      const norms = asData(d.norms), gram = asData(d.gram);
+      if (!norms || !gram) return null;
+      return { type: 'values/data', runId: raw.runId, data: { norms, gram, kind: d.kind } };
     }
     case 'explain/data': {
       const cell = parseExplainCell(raw.cell);

@@ -2,7 +2,7 @@
 // Message types are string literals (never numeric enums: reordering would break the wire).
 // Big data crosses as ArrayBuffers (VS Code sends them as binary); everything else is small JSON.
 
-import type { AttentionEncoding, ExplainCell, Explanation, HeadSelection, LayerData, SourceText, ThumbsData, WireModel, WireToken } from './attention';
+import type { AttentionEncoding, ExplainCell, Explanation, HeadSelection, LayerData, SourceText, ThumbsData, ValueNormsData, WireModel, WireToken } from './attention';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -108,7 +108,11 @@ export interface ExplainOpenMessage {
   cell: ExplainCell;
 }
 
+/** The answer to a `values/request`: run `runId`'s value norms (ValueNormsData, float32 buffers), or why there are none. */
+export type ValuesDataMessage = { type: 'values/data'; runId: number } & ({ data: ValueNormsData; error?: undefined } | { data?: undefined; error: string });
+
 export type HostToWebview =
+  | ValuesDataMessage
   | ExplainDataMessage
   | ExplainOpenMessage
   | ExportRequestMessage
@@ -138,6 +142,8 @@ export interface HoverTokenMessage {
   hideSpecial: boolean;
   /** Optional: true when the panel shows attention rollout through `layer` (head is then 'mean'). */
   rollout?: boolean;
+  /** Optional: 'value' when the panel shows value-weighted attention (absent: attention). */
+  weights?: 'value';
 }
 
 /** The user changed the focused layer/head; the editor hover follows it. */
@@ -148,6 +154,8 @@ export interface SelectHeadMessage {
   head: HeadSelection;
   /** Optional: true when the panel shows attention rollout through `layer` (head is then 'mean'). */
   rollout?: boolean;
+  /** Optional: 'value' when the panel shows value-weighted attention (absent: attention). */
+  weights?: 'value';
 }
 
 /**
@@ -207,7 +215,14 @@ export interface ExplainRequestMessage {
   cell: ExplainCell;
 }
 
+/** Value-weighted attention for run `runId`: the host captures its value norms and answers with values/data. */
+export interface ValuesRequestMessage {
+  type: 'values/request';
+  runId: number;
+}
+
 export type WebviewToHost =
+  | ValuesRequestMessage
   | ExplainRequestMessage
   | ReadyMessage
   | HoverTokenMessage

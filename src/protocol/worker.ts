@@ -1,6 +1,6 @@
 // Messages between the extension host (EngineClient) and the engine's worker thread.
 // Attention crosses as one transferred ArrayBuffer per layer, so the host can stream layers on.
-import type { AttentionEncoding, AttentionPayload, ExplainCell, Explanation } from './attention';
+import type { AttentionEncoding, AttentionPayload, ExplainCell, Explanation, ValueNormsData } from './attention';
 import type { EngineErrorCode, EngineOptions, LoadProgress, ModelInfo, Timings, TokenSpan, Truncation } from '../engine/types';
 
 export interface AnalyzeRequest {
@@ -18,6 +18,8 @@ export type HostToWorker =
   | { type: 'cancel'; requestId: number }
   /** "Why this weight?": the head's computation for one cell of the text analysed by `analyze` fields (same model, text, limits). */
   | ({ type: 'explain'; requestId: number; options: EngineOptions; cell: ExplainCell } & Omit<AnalyzeRequest, 'encoding'>)
+  /** Value norms of the text analysed by `analyze` fields, for value-weighted attention (the same capture as explain). */
+  | ({ type: 'values'; requestId: number; options: EngineOptions } & Omit<AnalyzeRequest, 'encoding'>)
   /** Test hook (only honoured when the worker was started with test hooks on): throw outside any handler. */
   | { type: 'crash' };
 
@@ -42,6 +44,7 @@ export type WorkerToHost =
   | { type: 'payload'; requestId: number; payload: AttentionPayload }
   | { type: 'done'; requestId: number; timings: Timings }
   | { type: 'explained'; requestId: number; explanation: Explanation }
+  | { type: 'values'; requestId: number; data: ValueNormsData }
   | { type: 'error'; requestId: number; code: EngineErrorCode; message: string }
   /**
    * A request's work has really ended, however it ended (done, error, cancelled, superseded). A

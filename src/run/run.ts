@@ -5,17 +5,24 @@
 // The editor adds the document (src/editor/runState.ts); the panel adds canvases and caches
 // (webview/store.ts). No vscode, no DOM.
 //
+// Value-weighted attention (analysis/valueWeighted.ts) joins when the host has the run's value norms:
+// its layer matrices stand in for the head means where the weighting is 'value' (rollout too).
+//
 // Room for what comes next: a run with more than one kind of attention (encoder, decoder, cross)
 // gets a LayerStore per kind beside `store`; tokens that arrive while generating grow `tokens` and
 // the stores' T; rows computed on demand fill a store row by row instead of layer by layer.
 
-import type { Aggregation, AttentionEncoding, AttentionPayload, Focus, LayerData, SourceText, ThumbsData, WireData, WireModel, WireToken } from '../protocol/attention';
+import type { Aggregation, AttentionEncoding, AttentionPayload, Focus, LayerData, SourceText, ThumbsData, ValueNormsData, WireData, WireModel, WireToken, Weighting } from '../protocol/attention';
 import { aggregationLabel } from '../protocol/attention';
 import type { RunStartMessage } from '../protocol/webview';
 import { attendedWords, tokenAt } from '../analysis/attended';
 import { Rollout, rolloutRow } from '../analysis/rollout';
 import { LayerStore, addHead, keepMask, layerTensor, meanHeads, renormalizeRow, renormalizeRows, type LayerTensor } from '../analysis/tensor';
 import { groupWords, topAttended, type AttendedWord, type WordGrouping } from '../analysis/words';
+import { valueHeadRow, valueLayerRow, valueNormsFrom, type ValueNorms } from '../analysis/valueWeighted';
+
+/** Rows of a value-weighted layer computed per step (stepMeans): about 5 ms at T = 512 with 12 heads. */
+const VALUE_ROWS_PER_STEP = 32;
 
 export class Run {
   readonly runId: number;
@@ -42,8 +49,13 @@ export class Run {
   private meanWork: { layer: number; sum: Float32Array; heads: number } | null = null;
   /** A prepareMeans step is scheduled. */
   private preparing = false;
-  /** Rollout matrices, with special tokens hidden (true) or not. */
-  private readonly rollouts = new Map<boolean, Rollout>();
+  /** The run's value norms (value-weighted attention), once the host has them. */
+  private valueNorms: ValueNorms | null = null;
+  /** Value-weighted layers (the heads together, analysis/valueWeighted.ts), computed once, rows filled by stepMeans. */
+  private readonly valueMeans: (Float32Array | undefined)[];
+  private valueWork: { layer: number; out: Float32Array; row: number } | null = null;
+  /** Rollout matrices by weighting and whether special tokens are hidden. */
+  private readonly rollouts = new Map<string, Rollout>();
 
   constructor(start: RunStartMessage) {
     this.runId = start.runId;
@@ -57,6 +69,7 @@ export class Run {
     this.store = new LayerStore(this.encoding, this.L, this.H, this.T);
     this.thumbList = new Array(this.L).fill(undefined);
     this.means = new Array(this.L).fill(undefined);
+    this.valueMeans = new Array(this.L).fill(undefined);
     this.words = groupWords(this.tokens, this.sourceText);
   }
 
@@ -107,8 +120,27 @@ export class Run {
 
   // ---------------------------------------------------------------- head means and rollout
 
-  /** Mean of the layer's heads (raw, before hiding), computed once; null while the layer has not arrived. */
-  mean(l: number): Float32Array | null {
+  // ---------------------------------------------------------------- value-weighted attention
+
+  /** Stores the run's value norms (throws when they do not fit the run). */
+  setValueNorms(data: ValueNormsData<WireData>): void {
+    this.valueNorms = valueNormsFrom(data, this.L, this.H, this.T);
+  }
+
+  /** The run's value norms, or null until they came. */
+  get values(): ValueNorms | null {
+    return this.valueNorms;
+  }
+
+  /**
+   * The layer's matrix of one weighting for the heads together: the head mean (attention), or
+   * ‖Σ_h α^h_ij f^h(x_j)‖ as shares (value); raw, before hiding; null while its data is missing.
+   */
+  mean(l: number, weights: Weighting = 'attention'): Float32Array | null {
+    if (weights === 'value') {
+      while (!this.valueMeans[l]) if (!this.stepValueMean(l)) return null;
+      return this.valueMeans[l]!;
+    }
     const m = this.means[l];
     if (m) return m;
     const layer = this.layer(l);
@@ -119,9 +151,29 @@ export class Run {
     return out;
   }
 
-  /** Whether the head means of layers 0..upTo are all computed. */
-  meansReady(upTo: number): boolean {
-    for (let l = 0; l <= upTo; l++) if (!this.means[l]) return false;
+  /** Whether the layer means of layers 0..upTo are all computed. */
+  meansReady(upTo: number, weights: Weighting = 'attention'): boolean {
+    const means = weights === 'value' ? this.valueMeans : this.means;
+    for (let l = 0; l <= upTo; l++) if (!means[l]) return false;
+    return true;
+  }
+
+  /** Computes the next rows of value-weighted layer `l` (the first missing one when l < 0). Returns false when there was nothing it could do. */
+  private stepValueMean(l = -1): boolean {
+    const v = this.valueNorms;
+    if (!v) return false;
+    if (l < 0) l = this.valueWork?.layer ?? this.valueMeans.findIndex((m, i) => !m && this.store.has(i));
+    const tensor = l >= 0 && !this.valueMeans[l] ? this.layer(l) : undefined;
+    if (!tensor) return false;
+    let work = this.valueWork;
+    if (!work || work.layer !== l) work = this.valueWork = { layer: l, out: new Float32Array(this.T * this.T), row: 0 };
+    const alpha = new Float32Array(this.H * this.T);
+    const end = Math.min(this.T, work.row + VALUE_ROWS_PER_STEP);
+    for (; work.row < end; work.row++) valueLayerRow(tensor, v.gram[l], work.row, work.out.subarray(work.row * this.T, (work.row + 1) * this.T), alpha);
+    if (work.row === this.T) {
+      this.valueMeans[l] = work.out;
+      this.valueWork = null;
+    }
     return true;
   }
 
@@ -132,7 +184,7 @@ export class Run {
    */
   stepMeans(): boolean {
     const l = this.means.findIndex((m, i) => !m && this.store.has(i));
-    if (l < 0) return false;
+    if (l < 0) return this.stepValueMean();
     const tensor = this.layer(l)!;
     let work = this.meanWork;
     if (!work || work.layer !== l) work = this.meanWork = { layer: l, sum: new Float32Array(tensor.T * tensor.T), heads: 0 };
@@ -159,25 +211,26 @@ export class Run {
   }
 
   /** The rollout matrix through layer `l` (special tokens hidden or not), or null while it is not computed (stepRollout). */
-  rollout(l: number, hideSpecial: boolean): Float32Array | null {
-    return this.rollouts.get(hideSpecial)?.get(l) ?? null;
+  rollout(l: number, hideSpecial: boolean, weights: Weighting = 'attention'): Float32Array | null {
+    return this.rollouts.get(`${weights}:${hideSpecial}`)?.get(l) ?? null;
   }
 
-  /** How many layers of rollout matrices exist for this choice of hiding. */
-  rolloutProgress(hideSpecial: boolean): number {
-    return this.rollouts.get(hideSpecial)?.length ?? 0;
+  /** How many layers of rollout matrices exist for this choice of hiding and weighting. */
+  rolloutProgress(hideSpecial: boolean, weights: Weighting = 'attention'): number {
+    return this.rollouts.get(`${weights}:${hideSpecial}`)?.length ?? 0;
   }
 
   /**
    * Computes the next rollout matrix if its input has arrived. Returns true when it did work.
    * (About 90 ms per layer at T = 512 for causal attention; the caller spreads it over tasks.)
    */
-  stepRollout(upTo: number, hideSpecial: boolean): boolean {
-    let r = this.rollouts.get(hideSpecial);
-    if (!r) this.rollouts.set(hideSpecial, (r = new Rollout(this.T)));
+  stepRollout(upTo: number, hideSpecial: boolean, weights: Weighting = 'attention'): boolean {
+    const key = `${weights}:${hideSpecial}`;
+    let r = this.rollouts.get(key);
+    if (!r) this.rollouts.set(key, (r = new Rollout(this.T)));
     const next = r.length;
     if (next > upTo || next >= this.L) return false;
-    const mean = this.mean(next);
+    const mean = this.mean(next, weights);
     if (!mean) return false;
     r.push(hideSpecial ? renormalizeRows(mean, this.T, keepMask(this.tokens, true)) : mean);
     return true;
@@ -192,12 +245,21 @@ export class Run {
    */
   attended(q: number, k: number, focus: Focus): AttendedWord[] | null {
     const { layer, agg, hideSpecial } = focus;
+    const weights = focus.weights ?? 'attention';
+    if (weights === 'value' && agg !== 'rollout') {
+      const tensor = this.layer(layer);
+      const v = this.valueNorms;
+      if (!tensor || !v) return null;
+      const row = agg === 'mean' ? valueLayerRow(tensor, v.gram[layer], q) : valueHeadRow(tensor, v.norms[layer], agg, q);
+      if (hideSpecial) renormalizeRow(row, keepMask(this.tokens, true));
+      return topAttended(row, this.tokens, this.words, k);
+    }
     if (agg !== 'rollout') {
       const tensor = this.layer(layer);
       return tensor ? attendedWords(tensor, agg, q, this.tokens, this.words, k, hideSpecial) : null;
     }
-    if (!this.meansReady(layer)) return null;
-    const row = rolloutRow(this.means as Float32Array[], this.T, q, layer);
+    if (!this.meansReady(layer, weights)) return null;
+    const row = rolloutRow((weights === 'value' ? this.valueMeans : this.means) as Float32Array[], this.T, q, layer);
     if (hideSpecial) renormalizeRow(row, keepMask(this.tokens, true));
     return topAttended(row, this.tokens, this.words, k);
   }
@@ -207,9 +269,11 @@ export class Run {
     return tokenAt(this.tokens, offset);
   }
 
-  describe(focus: { layer: number; agg: Aggregation }): string {
+  describe(focus: { layer: number; agg: Aggregation; weights?: Weighting }): string {
     const layer = `layer ${focus.layer + 1}/${this.L}`;
-    if (focus.agg === 'rollout') return `rollout through ${layer}`;
-    return `${layer}, ${focus.agg === 'mean' ? aggregationLabel('mean') : `head ${focus.agg + 1}/${this.H}`}`;
+    const value = focus.weights === 'value' ? 'value-weighted ' : '';
+    if (focus.agg === 'rollout') return `${value}rollout through ${layer}`;
+    if (focus.agg === 'mean') return `${layer}, ${value ? 'value-weighted, heads together' : aggregationLabel('mean')}`;
+    return `${layer}, ${value}head ${focus.agg + 1}/${this.H}`;
   }
 }

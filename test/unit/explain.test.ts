@@ -127,6 +127,25 @@ describe('explain (Why this weight?) through the engine worker', () => {
     for (let j = 0; j < T; j++) assert.ok(Math.abs(row[j] - e.shown[j]) <= Math.max(1e-7, e.shown[j] * 2 ** -10), `key ${j}: run ${row[j]}, explained ${e.shown[j]}`);
   });
 
+  test('value norms (value-weighted attention) come from the same capture: one forward pass for explains and norms of a run', async () => {
+    const c = client();
+    const { start } = await run(c, STORIES, TEXT);
+    const [L, H, T] = start.shape;
+    const captures: LoadProgress[] = [];
+    const data = await c.values({ model: STORIES, text: TEXT }, (p) => p.phase === 'capture' && captures.push(p));
+    assert.equal(data.kind, 'output-projected');
+    assert.equal(data.norms.byteLength, L * H * T * 4);
+    assert.equal(data.gram.byteLength, L * T * H * H * 4);
+    const e = await c.explain({ model: STORIES, text: TEXT, cell: { layer: 2, head: 3, query: T - 1, key: 1 } });
+    assert.equal(captures.filter((p) => /Capturing/.test(p.message)).length, 1, 'the explain reused the capture the norms made');
+    // The explanation's ‖α_ij v_j W_O^h‖ is α_ij times the norm sent for key j of that head.
+    const norms = new Float32Array(data.norms);
+    for (let j = 0; j < T; j++) {
+      const expected = e.shown[j] * norms[(2 * H + 3) * T + j];
+      assert.ok(Math.abs(e.valueNorm[j] - expected) <= 1e-5 * Math.max(1, expected), `key ${j}: ${e.valueNorm[j]} vs ${expected}`);
+    }
+  });
+
   test('an explain while a run streams: the run delivers every layer and finishes, then the explain answers', async () => {
     const c = client();
     await run(c, STORIES, TEXT);

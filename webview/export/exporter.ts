@@ -80,7 +80,7 @@ function matrixFigure(src: ExportSource, run: RunData): string {
   if (!heat || !g || heat.width !== V || heat.height !== V) throw new Error('The matrix is not drawn yet: export when it is.');
   const { layer, agg } = src.ui;
   return matrixSvg({
-    title: `${modelName(run)} · layer ${layer + 1} · ${aggregationLabel(agg)}${isDiff(run) ? ' · difference from the baseline' : ''} · ${V} tokens`,
+    title: `${modelName(run)} · layer ${layer + 1} · ${run.label(agg)}${isDiff(run) ? ' · difference from the baseline' : ''} · ${V} tokens`,
     ...visibleLabels(run),
     rgba: g.getImageData(0, 0, V, V).data,
     style: style(src),
@@ -110,7 +110,7 @@ function headFigure(src: ExportSource, run: RunData): string {
     if (active?.side === 'q') for (let k = 0; k < V; k++) add(active.pos, k);
     else if (active) for (let q = 0; q < V; q++) add(q, active.pos);
     else for (let q = 0; q < V; q++) for (let k = 0; k < V; k++) add(q, k);
-    return { color: colorOf(agg), label: capital(aggregationLabel(agg)), lines };
+    return { color: colorOf(agg), label: capital(run.label(agg)), lines };
   });
   let tint: Float32Array | null = null;
   if (activeRef && active) {

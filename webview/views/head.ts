@@ -4,7 +4,7 @@
 // virtualised: only rows in the viewport exist in the DOM.
 
 import type { View, ViewContext, TokenRef } from '../context';
-import { aggregationLabel, parseAggregation, type Aggregation } from '../../src/protocol/attention';
+import { parseAggregation, type Aggregation } from '../../src/protocol/attention';
 import { el, clear, setText, fmtWeight } from '../dom';
 import { Coalesced } from '../tasks';
 import { tokenWeights } from '../weights';
@@ -320,9 +320,10 @@ export class HeadView implements View {
     const run = this.ctx.run!;
     const ui = this.ctx.ui;
     const parts: string[] = [];
-    if (!run.hasLayer(ui.layer)) parts.push(`Waiting for layer ${ui.layer + 1}…`);
-    else if (missing > 0 && ui.selected.includes('rollout')) parts.push(`Computing rollout (${run.rolloutProgress(run.hideSpecial)}/${ui.layer + 1} layers)…`);
-    const what = ui.selected.map(aggregationLabel).join(', ');
+    const waiting = run.waitingFor(ui.layer);
+    if (waiting) parts.push(waiting);
+    else if (missing > 0 && ui.selected.includes('rollout')) parts.push(`Computing rollout (${run.rolloutProgress(run.hideSpecial, run.weights)}/${ui.layer + 1} layers)…`);
+    const what = ui.selected.map((a) => run.label(a)).join('; ');
     parts.push(`Layer ${ui.layer + 1}: ${what}${isDiff(run) ? `, now − baseline (red lines: more attention than the baseline, blue: less, opaque at ±${fmtWeight(this.scale)}; hatched tokens: only in one run)` : ''}.`);
     if (active) {
       const t = run.display[active.index];

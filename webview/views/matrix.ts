@@ -5,7 +5,6 @@
 
 import type { View, ViewContext, TokenRef } from '../context';
 import type { RunData } from '../store';
-import { aggregationLabel } from '../../src/protocol/attention';
 import { el, setText, fmtWeight } from '../dom';
 import { fillHeat, fillHeatDown, imageFor, paintDiff, poolDiff, sizeCanvas } from '../heatmap';
 import { diffScale, isDiff, type DiffRun } from '../compare';
@@ -169,7 +168,7 @@ export class MatrixView implements View {
     const ui = this.ctx.ui;
     const m = this.ctx.matrix(ui.layer, ui.agg);
     const V = run.vis.length;
-    const what = `Layer ${ui.layer + 1} ${aggregationLabel(ui.agg)}`;
+    const what = `Layer ${ui.layer + 1} ${run.label(ui.agg)}`;
     const kind = isDiff(run) ? 'attention difference matrix (now minus the baseline)' : 'attention matrix';
     this.overlay.setAttribute('aria-label', `${what} ${kind}, ${V} by ${V} tokens. Arrow keys move between cells.`);
     this.heat.classList.toggle('waiting', !m);
@@ -234,9 +233,8 @@ export class MatrixView implements View {
       g.font = this.labelFont;
       g.textAlign = 'center';
       g.textBaseline = 'middle';
-      const msg = !run.hasLayer(ui.layer)
-        ? `Waiting for layer ${ui.layer + 1}…`
-        : `Computing rollout (${run.rolloutProgress(run.hideSpecial)}/${ui.layer + 1} layers)…`;
+      const msg = run.waitingFor(ui.layer)
+        ?? `Computing rollout (${run.rolloutProgress(run.hideSpecial, run.weights)}/${ui.layer + 1} layers)…`;
       g.fillText(msg, left + side / 2, top + side / 2);
     }
 
@@ -332,7 +330,7 @@ export class MatrixView implements View {
   private updateCaption(m: Float32Array | null, r: number, c: number): void {
     const run = this.ctx.run!;
     const ui = this.ctx.ui;
-    let s = `Layer ${ui.layer + 1} · ${aggregationLabel(ui.agg)}${isDiff(run) && m ? ` · now − baseline, max ±${fmtWeight(this.scale)}` : ''} · ${run.vis.length} tokens`;
+    let s = `Layer ${ui.layer + 1} · ${run.label(ui.agg)}${isDiff(run) && m ? ` · now − baseline, max ±${fmtWeight(this.scale)}` : ''} · ${run.vis.length} tokens`;
     if (m && r >= 0 && c >= 0) {
       const qi = run.vis[r];
       const ki = run.vis[c];
