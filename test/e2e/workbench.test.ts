@@ -108,7 +108,7 @@ describe('the workbench with the extension installed from the VSIX', () => {
     await screenshot(page, 'e2e-after-reload');
   });
 
-  test('"Why this weight?" from the matrix, by keyboard: the real capture recomputes the row and the view says it matches', async () => {
+  test('"Why this weight?" from the matrix, by keyboard: the real capture recomputes the row and the view says it matches; V weighs by values', async () => {
     const frame = await showAttentionOn(page, 'story.txt', STORY);
     await frame.locator('button[role="tab"][data-view="matrix"]').click();
     // The keyboard path (focus the matrix, move to the cell, W): deterministic, unlike a pointer
@@ -125,6 +125,18 @@ describe('the workbench with the extension installed from the VSIX', () => {
     await screenshot(page, 'e2e-explain');
     await page.keyboard.press('Escape');
     await frame.waitForFunction(() => !document.querySelector('#explain')?.hasAttribute('open'), undefined, { timeout: 10_000 });
+
+    // V: value-weighted attention from the same capture, in the matrix and in the editor's hover.
+    await page.keyboard.press('v');
+    await frame.waitForFunction(() => /value-weighted/.test(document.querySelector('.mx-caption')?.textContent ?? '') && !document.querySelector('.mx-heat.waiting'), undefined, { timeout: 120_000 });
+    await screenshot(page, 'e2e-value-weighted');
+    const text = await hoverEditorWord(page, 'Lily');
+    assert.match(text, /value-weighted/);
+    assert.match(text, /takes most, by value-weighted share, from/);
+    assert.match(text, /\d+\.\d%/);
+    await frame.locator('.mx-overlay').focus();
+    await page.keyboard.press('v');
+    await frame.waitForFunction(() => !/value-weighted/.test(document.querySelector('.mx-caption')?.textContent ?? ''), undefined, { timeout: 10_000 });
   });
 });
 
