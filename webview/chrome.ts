@@ -116,7 +116,7 @@ export class Chrome {
       'select',
       { class: 'weights', 'aria-label': 'Weights', title: 'Attention weights α, or value-weighted attention ‖α·v·W_O‖ (Kobayashi et al. 2020): how much of each word’s value reaches the output (V)' },
       el('option', { value: 'attention', text: 'Attention α' }),
-      el('option', { value: 'value', text: 'Value-weighted ‖α·v·W_O‖' }),
+      el('option', { value: 'value', text: 'Value-weighted' }),
     );
     this.weightSel.addEventListener('change', () => actions.weights(this.weightSel.value === 'value' ? 'value' : 'attention'));
     this.hideBox = el('input', { type: 'checkbox', class: 'hide-special', id: 'hide-special' });
