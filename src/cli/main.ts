@@ -2,14 +2,16 @@
 //   attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix> [--html <file>] [--qkv] [--dtype fp32|fp16|q8|...] [--offline]
 // Writes <prefix>.json (model, tokens, shape) and <prefix>.npy (float32 [L, H, T, T]), with --qkv each
 // head's queries, keys, values and value norms beside them, and with --html the standalone HTML
-// report the extension's Export HTML Report writes.
+// report the extension's Export HTML Report writes. --generate N first continues the text by N
+// tokens. An encoder-decoder model reads the text as its source and writes its target (or is
+// teacher-forced with --target): <prefix>.encoder.npy, .decoder.npy and .cross.npy.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AttentionEngine } from '../engine/engine';
 import { valueNorms } from '../engine/qkv';
-import { DTYPES, EngineError, type AttentionResult, type DtypeChoice, type QkvCapture, type RuntimeChoice } from '../engine/types';
+import { DTYPES, EngineError, type AttentionResult, type DtypeChoice, type QkvCapture, type RuntimeChoice, type Seq2seqResult, type TokenSpan } from '../engine/types';
 import { encodeF16 } from '../analysis/f16';
 import { runStartMessage } from '../run/messages';
 import { dataJsonCore, dataJsonText } from '../export/data';
@@ -17,6 +19,7 @@ import { npyBytes } from '../export/npy';
 import { readReportAssets, reportChunks, type ReportAssets } from '../export/report';
 
 const USAGE = `Usage: attention-lens --model <folder|hub-id> (--text <string> | --file <path>) --out <prefix> [--html <file>] [--qkv]
+                      [--generate N] [--target <string>] [--max-new-tokens N]
                       [--dtype ${DTYPES.join('|')}] [--offline]
                       [--runtime auto|cpu|wasm|webgpu] [--max-tokens N] [--cache-dir <folder>]
 
@@ -31,7 +34,20 @@ views with hovers and the text; opens offline in any browser); with --html, --ou
 after rotary embeddings, K and V repeated to the query heads under grouped-query attention) and
 <prefix>.value_norm.npy ([layers, heads, T, T]: ||a_ij v_j W_O^h||, or ||a_ij v_j|| where the graph's
 output projection was not found: the JSON's "value_norm" says which), and the score scale, mask
-and KV head of each query head under "qkv" in the JSON.`;
+and KV head of each query head under "qkv" in the JSON.
+
+--generate N (decoder-only models) first writes up to N tokens after the text, greedily; they come
+last in "tokens", marked "generated": true (start and end -1: they are not in the text), the JSON's
+"generation" has their text, and <prefix>.npy covers the whole sequence.
+
+Encoder-decoder models (onnx/encoder_model.onnx with onnx/decoder_model_merged.onnx or
+onnx/decoder_model.onnx): the text is the source; the model writes the target greedily (at most
+--max-new-tokens N, default the model's generation_config, else 64), or --target <string> is
+teacher-forced. Writes <prefix>.json ({model, sourceTokens with ranges in the text, targetTokens
+with ranges in targetText (the start token first, -1), targetText, generatedText, forced, finished,
+shapes}), <prefix>.encoder.npy [layers, heads, S, S], <prefix>.decoder.npy [layers, heads, T, T]
+and <prefix>.cross.npy [layers, heads, T, S] (row = target token, column = source token), float32.
+T counts the start token and not the end token that stopped generation.`;
 
 export async function main(argv: string[]): Promise<number> {
   let values;
@@ -45,6 +61,9 @@ export async function main(argv: string[]): Promise<number> {
         out: { type: 'string' },
         html: { type: 'string' },
         qkv: { type: 'boolean', default: false },
+        generate: { type: 'string' },
+        target: { type: 'string' },
+        'max-new-tokens': { type: 'string' },
         dtype: { type: 'string', default: 'fp32' },
         runtime: { type: 'string', default: 'auto' },
         offline: { type: 'boolean', default: false },
@@ -72,8 +91,16 @@ export async function main(argv: string[]): Promise<number> {
   if ((values.text === undefined) === (values.file === undefined)) return fail('give exactly one of --text or --file.');
   if (!(DTYPES as readonly string[]).includes(values.dtype!)) return fail(`--dtype must be one of ${DTYPES.join(', ')}, not "${values.dtype}".`);
   if (!['auto', 'cpu', 'wasm', 'webgpu'].includes(values.runtime!)) return fail(`--runtime must be auto, cpu, wasm or webgpu.`);
-  const maxTokens = values['max-tokens'] === undefined ? undefined : Number(values['max-tokens']);
-  if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens > 0)) return fail('--max-tokens must be a positive integer.');
+  const positive = (name: 'max-tokens' | 'generate' | 'max-new-tokens') => {
+    const v = values[name] === undefined ? undefined : Number(values[name]);
+    return v === undefined || (Number.isInteger(v) && v > 0) ? { v } : null;
+  };
+  const maxTokens = positive('max-tokens');
+  if (!maxTokens) return fail('--max-tokens must be a positive integer.');
+  const generate = positive('generate');
+  if (!generate) return fail('--generate must be a positive integer (the tokens to write).');
+  const maxNewTokens = positive('max-new-tokens');
+  if (!maxNewTokens) return fail('--max-new-tokens must be a positive integer.');
 
   let text: string;
   if (values.file !== undefined) {
@@ -100,20 +127,35 @@ export async function main(argv: string[]): Promise<number> {
     runtime: values.runtime as RuntimeChoice,
   });
   try {
-    const result = await engine.analyze(values.model, text, {
-      maxTokens,
-      encoding: 'f32',
-      qkv: values.qkv,
+    const info = await engine.load(values.model, {
       onProgress: (p) => {
         if (p.phase === 'download' && p.total) process.stderr.write(`\r${p.message}: ${Math.round((100 * (p.loaded ?? 0)) / p.total)}%`);
       },
     });
+    if (info.seq2seq) {
+      const refused = values.generate !== undefined ? '--generate' : values.html ? '--html' : values.qkv ? '--qkv' : null;
+      if (refused) return fail(`${refused} is not available for an encoder-decoder model (${values.model}): it writes its own target (--max-new-tokens N) or is teacher-forced (--target <string>).`);
+      if (!values.out) return fail('--out is required for an encoder-decoder model.');
+      const result = await engine.analyzeSeq2seq(values.model, text, { maxTokens: maxTokens.v, target: values.target, maxNewTokens: maxNewTokens.v });
+      for (const notice of result.notices) process.stderr.write(`attention-lens: ${notice}\n`);
+      writeSeq2seq(values.out, result);
+      return 0;
+    }
+    if (values.target !== undefined) return fail(`--target is for encoder-decoder models; ${values.model} is decoder-only or an encoder (use --generate N to continue the text).`);
+    if (values['max-new-tokens'] !== undefined) return fail(`--max-new-tokens is for encoder-decoder models; continue a decoder-only model's text with --generate N.`);
+    const options = { maxTokens: maxTokens.v, encoding: 'f32' as const, qkv: values.qkv };
+    const result = generate.v !== undefined
+      ? await engine.generate(values.model, text, { ...options, maxNewTokens: generate.v })
+      : await engine.analyze(values.model, text, options);
     for (const notice of result.notices) process.stderr.write(`attention-lens: ${notice}\n`);
     if (values.out) {
       fs.mkdirSync(path.dirname(path.resolve(values.out)), { recursive: true });
       const core = dataJsonCore(result.model, result.tokens, result.shape, result.truncation);
       const qkvJson = result.qkv ? writeQkv(values.out, result, result.qkv) : {};
-      fs.writeFileSync(`${values.out}.json`, dataJsonText({ ...core, ...qkvJson }));
+      const generation = result.generation
+        ? { tokens: core.tokens.map((t, i) => (result.tokens[i].generated ? { ...t, generated: true } : t)), generation: result.generation }
+        : {};
+      fs.writeFileSync(`${values.out}.json`, dataJsonText({ ...core, ...generation, ...qkvJson }));
       fs.writeFileSync(`${values.out}.npy`, npyBytes(result.attention as Float32Array, result.shape));
       process.stderr.write(`attention-lens: wrote ${values.out}.json and ${values.out}.npy [${result.shape.join(', ')}]${result.qkv ? ' with .q, .k, .v and .value_norm.npy' : ''}\n`);
     }
@@ -137,6 +179,37 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     await engine.dispose();
   }
+}
+
+/** An encoder-decoder run: <prefix>.json and the three attention arrays. */
+function writeSeq2seq(prefix: string, r: Seq2seqResult): void {
+  const s = r.model.seq2seq!;
+  const token = (t: TokenSpan) => ({ text: t.text, id: t.id, start: t.start, end: t.end, special: t.special, ...(t.generated ? { generated: true } : {}) });
+  const json = {
+    model: {
+      id: r.model.id,
+      architecture: r.model.architecture,
+      encoder: { layers: s.encoder.layers, heads: r.encoderShape[1] },
+      decoder: { layers: s.decoder.layers, heads: r.decoderShape[1] },
+    },
+    sourceTokens: r.sourceTokens.map(token),
+    targetTokens: r.targetTokens.map(token),
+    targetText: r.targetText,
+    ...(r.forced ? {} : { generatedText: r.targetText }),
+    forced: r.forced,
+    finished: r.finished,
+    shapes: { encoder: r.encoderShape, decoder: r.decoderShape, cross: r.crossShape },
+    truncation: r.truncation,
+  };
+  fs.mkdirSync(path.dirname(path.resolve(prefix)), { recursive: true });
+  fs.writeFileSync(`${prefix}.json`, dataJsonText(json));
+  fs.writeFileSync(`${prefix}.encoder.npy`, npyBytes(r.encoder, r.encoderShape));
+  fs.writeFileSync(`${prefix}.decoder.npy`, npyBytes(r.decoder, r.decoderShape));
+  fs.writeFileSync(`${prefix}.cross.npy`, npyBytes(r.cross, r.crossShape));
+  process.stderr.write(
+    `attention-lens: ${r.forced ? 'teacher-forced' : `generated "${r.targetText}"${r.finished ? '' : ' (no end token)'}`}; wrote ${prefix}.json, ` +
+      `.encoder.npy [${r.encoderShape.join(', ')}], .decoder.npy [${r.decoderShape.join(', ')}] and .cross.npy [${r.crossShape.join(', ')}]\n`,
+  );
 }
 
 /** Writes the --qkv arrays next to <prefix>.npy and returns what the JSON says of them. */

@@ -3,13 +3,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkCacheDir } from './cacheDir';
-import { resolveModel } from './hub';
+import { encoderFile, resolveCompanion, resolveModel, type ResolveOptions } from './hub';
 import { loadRuntime, type LoadedRuntime } from './runtime';
 import { loadTokenizer, type PreTrainedTokenizer } from './transformersjs';
 import { loadExposedGraph } from './onnx/exposedCache';
 import type { QkvLayerPlan } from './onnx/exposeQkv';
 import { assembleQkv, qkvOutputNames, type Dense } from './qkv';
 import { tokenizeWithOffsets } from './offsets';
+import { Detokenizer, argmaxRow, generationSettings, tokenSpelling, type GenerationSettings } from './generate';
+import { runSeq2seq, type Seq2seqGraphs } from './seq2seq';
 import { encodeF16, encodeU8, f16Lut } from '../analysis/f16';
 import { newElements } from '../analysis/tensor';
 import type { AttentionEncoding } from '../protocol/attention';
@@ -17,6 +19,8 @@ import {
   EngineError,
   type AttentionResult,
   type EngineOptions,
+  type GeneratedToken,
+  type Seq2seqResult,
   type LoadProgress,
   type ModelInfo,
   type TokenSpan,
@@ -50,6 +54,25 @@ export interface AnalyzeOptions {
   qkv?: boolean;
 }
 
+export interface GenerateOptions {
+  /** Most tokens to write after the text (default 20; the model's maximum length also applies). */
+  maxNewTokens?: number;
+  /** Called with each new token as it is chosen. */
+  onToken?: (token: GeneratedToken) => void;
+}
+
+export interface Seq2seqOptions {
+  /** Cap on source tokens (cut visibly); a source longer than the encoder takes is refused (INPUT_TOO_LONG). */
+  maxTokens?: number;
+  textContinues?: boolean;
+  /** A target text to teacher-force instead of generating. */
+  target?: string;
+  /** Most tokens to generate, the end token included (default: generation_config, else 64). */
+  maxNewTokens?: number;
+  onToken?: (token: GeneratedToken) => void;
+  signal?: AbortSignal;
+}
+
 /** An AttentionResult without the attention and timings: what is known before the forward pass. */
 export type AttentionPreview = Omit<AttentionResult, 'attention' | 'timings' | 'qkv'>;
 
@@ -75,6 +98,9 @@ interface LoadedModel {
   source: string;
   /** The qkv rewrite's session, started by the first analyze that asks for it. */
   qkv?: Promise<QkvSession>;
+  generation: GenerationSettings;
+  /** Encoder-decoder models: both graphs (`session` is then the decoder's). */
+  seq2seq?: Seq2seqGraphs;
 }
 
 interface QkvSession {
@@ -124,7 +150,7 @@ export class AttentionEngine {
     // Downloads and rewritten graphs go there: fail now, clearly, if it cannot hold files.
     await checkCacheDir(this.options.cacheDir);
     checkAborted(signal, 'Model loading');
-    const resolved = await resolveModel(ref, {
+    const resolveOptions: ResolveOptions = {
       cacheDir: this.options.cacheDir,
       dtype,
       offline: this.options.offline ?? false,
@@ -134,27 +160,54 @@ export class AttentionEngine {
       idleTimeoutMs: this.options.downloadIdleTimeoutMs,
       signal,
       onProgress,
-    });
+    };
+    const resolved = await resolveModel(ref, resolveOptions);
     checkAborted(signal, 'Model loading');
 
-    const configPath = path.join(resolved.folder, 'config.json');
-    let config: Record<string, unknown>;
-    try {
-      config = JSON.parse(fs.readFileSync(configPath, 'utf8'));
-    } catch (e) {
-      throw new EngineError('MODEL_CORRUPT', `${configPath} is not valid JSON: ${(e as Error).message}`);
+    const readJson = (file: string, required: boolean): Record<string, unknown> => {
+      const p = path.join(resolved.folder, file);
+      if (!required && !fs.existsSync(p)) return {};
+      try {
+        return JSON.parse(fs.readFileSync(p, 'utf8'));
+      } catch (e) {
+        throw new EngineError('MODEL_CORRUPT', `${p} is not valid JSON: ${(e as Error).message}`);
+      }
+    };
+    const config = readJson('config.json', true);
+    const generation = generationSettings(config, readJson('generation_config.json', false));
+    const encoder = encoderFile(dtype);
+    const isSeq2seq = config.is_encoder_decoder === true || fs.existsSync(path.join(resolved.folder, encoder));
+    if (isSeq2seq) {
+      if (!/decoder_model/.test(resolved.onnxFile)) {
+        throw new EngineError('MODEL_NOT_FOUND', `${ref} is an encoder-decoder model, but ${resolved.folder} has ${resolved.onnxFile} instead of a decoder (onnx/decoder_model_merged.onnx or onnx/decoder_model.onnx).`);
+      }
+      await resolveCompanion(ref, resolved, encoder, resolveOptions);
+      checkAborted(signal, 'Model loading');
     }
 
     onProgress?.({ phase: 'rewrite', message: 'Exposing attention in the ONNX graph' });
+    const float16 = this.options.attentionPrecision === 'float16';
     const source = path.join(resolved.folder, resolved.onnxFile);
-    const exposed = await loadExposedGraph(source, this.options.cacheDir, ref, {
-      float16: this.options.attentionPrecision === 'float16',
-    });
+    // An encoder-decoder's decoder runs without a cache: the merged file's no-past branch alone.
+    const exposed = await loadExposedGraph(source, this.options.cacheDir, ref, { float16, ...(isSeq2seq ? { inlineNoPast: true } : {}) });
+    const exposedEncoder = isSeq2seq ? await loadExposedGraph(path.join(resolved.folder, encoder), this.options.cacheDir, ref, { float16 }) : null;
+    if (isSeq2seq && !exposed.attentionKinds) {
+      throw new EngineError(
+        'ATTENTION_UNSUPPORTED',
+        `${ref}: found no cross-attention in ${resolved.onnxFile} (an attention Softmax whose values come from encoder_hidden_states), so its attention on the source cannot be shown.`,
+      );
+    }
     checkAborted(signal, 'Model loading');
 
     const runtime = loadRuntime(this.options.runtime ?? 'auto', this.options.threads);
     onProgress?.({ phase: 'session', message: `Starting ${runtime.label}` });
     const session = await this.startSession(runtime, exposed.path, `${resolved.onnxFile} of ${ref}`);
+    const seq2seq: Seq2seqGraphs | undefined = exposedEncoder
+      ? {
+          encoder: { session: await this.startSession(runtime, exposedEncoder.path, `${encoder} of ${ref}`), attentionOutputs: exposedEncoder.attentionOutputs },
+          decoder: { session, attentionOutputs: exposed.attentionOutputs, kinds: exposed.attentionKinds! },
+        }
+      : undefined;
     checkAborted(signal, 'Model loading');
 
     onProgress?.({ phase: 'tokenizer', message: 'Loading the tokenizer' });
@@ -165,7 +218,9 @@ export class AttentionEngine {
       throw new EngineError('MODEL_CORRUPT', `The tokenizer of ${ref} could not be loaded: ${(e as Error).message}`);
     }
 
-    const info = this.describe(ref, resolved.onnxFile, config, session, exposed.attentionOutputs.length, tokenizer);
+    const info = seq2seq
+      ? describeSeq2seq(ref, { encoder, decoder: resolved.onnxFile }, config, seq2seq, tokenizer, generation)
+      : this.describe(ref, resolved.onnxFile, config, session, exposed.attentionOutputs.length, tokenizer);
     const loaded: LoadedModel = {
       key,
       info,
@@ -175,8 +230,10 @@ export class AttentionEngine {
       runtime,
       config,
       loadMs: performance.now() - t0,
-      rewriteMs: exposed.rewriteMs,
+      rewriteMs: exposed.rewriteMs + (exposedEncoder?.rewriteMs ?? 0),
       source,
+      generation,
+      ...(seq2seq ? { seq2seq } : {}),
     };
     const previous = this.model;
     this.model = loaded;
@@ -243,9 +300,6 @@ export class AttentionEngine {
       session.inputNames.some((n) => n.startsWith('past_key_values')) ||
       c.is_decoder === true ||
       architectures.some((a) => /CausalLM|LMHead/.test(a));
-    const tokLimit = num((tokenizer as unknown as { model_max_length?: number }).model_max_length);
-    const posLimit = num(c.max_position_embeddings, c.n_positions, c.n_ctx, c.max_seq_len, text.max_position_embeddings);
-    const limits = [posLimit, tokLimit].filter((v): v is number => v !== undefined && v > 0 && v < 1e7);
     return {
       id,
       architecture: String(c.model_type ?? architectures[0] ?? 'unknown'),
@@ -253,7 +307,7 @@ export class AttentionEngine {
       layers,
       heads,
       kvHeads,
-      maxLength: limits.length ? Math.min(...limits) : 512,
+      maxLength: maxLengthOf(c, tokenizer),
       file,
     };
   }
@@ -286,6 +340,147 @@ export class AttentionEngine {
   async analyze(ref: string, text: string, opts: AnalyzeOptions & LoadOptions = {}): Promise<AttentionResult> {
     const model = await this.ensureLoaded(ref, opts);
     checkAborted(opts.signal, 'Analysis');
+    refuseSeq2seq(model);
+    const { tokens, truncation, tokenizeMs } = this.tokenizeInput(model, text, opts);
+    return this.attend(model, tokens, truncation, tokenizeMs, opts, []);
+  }
+
+  /**
+   * Decoder-only "Continue": greedily writes up to `maxNewTokens` tokens after `text` (streamed
+   * through onToken), then returns the attention of one forward pass over the prompt and what was
+   * written. The new tokens come last in `tokens`, marked `generated`, with start = end = -1 and
+   * special: true (they are not in `text`; `generation.text` is what they decode to). An end token
+   * stops generation and is left out. Each step reruns the whole sequence (no key/value cache):
+   * simple, and fine for the few tokens a panel shows.
+   */
+  async generate(ref: string, text: string, opts: GenerateOptions & AnalyzeOptions & LoadOptions = {}): Promise<AttentionResult> {
+    const model = await this.ensureLoaded(ref, opts);
+    checkAborted(opts.signal, 'Generation');
+    refuseSeq2seq(model);
+    if (!model.session.outputNames.includes('logits')) {
+      throw new EngineError('ATTENTION_UNSUPPORTED', `${model.info.id}: the graph has no "logits" output, so it cannot write tokens.`);
+    }
+    const { tokens, truncation, tokenizeMs } = this.tokenizeInput(model, text, opts);
+    const notices: string[] = [];
+    const asked = opts.maxNewTokens ?? 20;
+    const room = Math.max(0, model.info.maxLength - tokens.length);
+    const maxNew = Math.min(asked, room);
+    if (maxNew < asked) notices.push(`Only ${maxNew} new token${maxNew === 1 ? '' : 's'} fit after the text (the model takes ${model.info.maxLength} tokens in all).`);
+
+    const ids = tokens.map((t) => t.id);
+    const written: number[] = [];
+    const detok = new Detokenizer(model.tokenizer, ids);
+    const eos = new Set(model.generation.eosTokenIds);
+    let finished = false;
+    for (let step = 0; step < maxNew; step++) {
+      checkAborted(opts.signal, 'Generation');
+      const logits = await this.logits(model, [...ids, ...written]);
+      checkAborted(opts.signal, 'Generation');
+      const next = argmaxRow(logits.data, logits.rows - 1, logits.V, model.generation.banned);
+      const end = eos.has(next);
+      const piece = end ? '' : detok.push(next);
+      opts.onToken?.({ index: step, id: next, text: tokenSpelling(model.tokenizer, next).text, piece, end });
+      if (end) {
+        finished = true;
+        break;
+      }
+      written.push(next);
+    }
+    const spans = detok.tokenSpans(written, true).map((t) => ({ ...t, start: -1, end: -1, special: true }));
+    const result = await this.attend(model, [...tokens, ...spans], truncation, tokenizeMs, opts, notices);
+    return { ...result, generation: { text: detok.text, tokens: written.length, finished } };
+  }
+
+  /**
+   * Encoder-decoder models: the encoder's self-attention over `sourceText`, then the target, written
+   * greedily (streamed through onToken) or given as `opts.target`, and one teacher-forced decoder pass
+   * giving the decoder's self-attention and its cross-attention on the source. Generation that
+   * reaches maxNewTokens without an end token is not an error: `finished` is false and a notice says so.
+   */
+  async analyzeSeq2seq(ref: string, sourceText: string, opts: Seq2seqOptions & LoadOptions = {}): Promise<Seq2seqResult> {
+    const model = await this.ensureLoaded(ref, opts);
+    checkAborted(opts.signal, 'Analysis');
+    const info = model.info.seq2seq;
+    if (!model.seq2seq || !info) {
+      throw new EngineError('ATTENTION_UNSUPPORTED', `${model.info.id} is not an encoder-decoder model (it has no ${encoderFile(this.options.dtype ?? 'fp32')}): analyse its text with analyze.`);
+    }
+    if (sourceText.trim()) {
+      const total = tokenizeWithOffsets(model.tokenizer, sourceText).length;
+      if (total > info.maxSourceLength) {
+        throw new EngineError('INPUT_TOO_LONG', `The source is ${total} tokens long; the encoder of ${model.info.id} takes at most ${info.maxSourceLength}. Select less text.`);
+      }
+    }
+    const { tokens, truncation, tokenizeMs } = this.tokenizeInput(model, sourceText, opts);
+    const notices: string[] = [];
+    if (model.runtime.notice) notices.push(model.runtime.notice);
+    if (truncation && truncation.kept < truncation.total) {
+      notices.push(`The source was cut to ${truncation.kept} of ${truncation.atLeast ? 'more than ' : ''}${truncation.total} tokens (the limit is ${opts.maxTokens}).`);
+    }
+
+    let target: TokenSpan[] | undefined;
+    if (opts.target !== undefined) {
+      // What the tokenizer adds around a text (</s> after a Marian or T5 target) is not decoder input.
+      target = tokenizeWithOffsets(model.tokenizer, opts.target).filter((t) => !(t.special && t.start < 0));
+      if (target.length + 1 > info.maxTargetLength) {
+        throw new EngineError('INPUT_TOO_LONG', `The target is ${target.length} tokens long; the decoder of ${model.info.id} takes at most ${info.maxTargetLength - 1} after its start token.`);
+      }
+    }
+    const askedNew = opts.maxNewTokens ?? model.generation.maxNewTokens ?? 64;
+    const maxNewTokens = Math.max(1, Math.min(askedNew, info.maxTargetLength - 1));
+    const ran = await runSeq2seq(
+      { ort: model.runtime.ort, label: model.info.id, graphs: model.seq2seq, tokenizer: model.tokenizer, settings: model.generation },
+      tokens.map((t) => t.id),
+      { ...(target ? { target: target.map((t) => t.id) } : {}), maxNewTokens, onToken: opts.onToken, signal: opts.signal },
+    );
+    if (!ran.finished) {
+      notices.push(`Generation stopped after ${maxNewTokens} new tokens without an end token; the target may be incomplete (raise the maximum of new tokens).`);
+    }
+    const startSpelling = tokenSpelling(model.tokenizer, ran.targetIds[0]);
+    const startToken: TokenSpan = { text: startSpelling.text, id: ran.targetIds[0], start: -1, end: -1, special: true };
+    const [eL, eH] = ran.encoderShape;
+    const [dL, dH] = ran.decoderShape;
+    if ((info.encoder.heads && eH !== info.encoder.heads) || (info.decoder.heads && dH !== info.decoder.heads) || eL !== info.encoder.layers || dL !== info.decoder.layers) {
+      throw new EngineError(
+        'ATTENTION_UNSUPPORTED',
+        `${model.info.id}: the config declares ${info.encoder.layers} x ${info.encoder.heads} encoder and ${info.decoder.layers} x ${info.decoder.heads} decoder layers x heads, but the graphs' attention has ${eL} x ${eH} and ${dL} x ${dH}.`,
+      );
+    }
+    return {
+      model: { ...model.info, heads: dH },
+      sourceTokens: tokens,
+      targetTokens: [startToken, ...(ran.generated ? ran.generated.spans : target!)],
+      targetText: ran.generated ? ran.generated.text : opts.target!,
+      forced: !ran.generated,
+      finished: ran.finished,
+      predicted: ran.predicted,
+      encoder: ran.encoder,
+      encoderShape: ran.encoderShape,
+      decoder: ran.decoder,
+      decoderShape: ran.decoderShape,
+      cross: ran.cross,
+      crossShape: ran.crossShape,
+      truncation,
+      timings: { loadMs: model.loadMs, rewriteMs: model.rewriteMs, tokenizeMs, forwardMs: ran.forwardMs, packMs: 0, generateMs: ran.generateMs },
+      runtime: model.runtime.label,
+      notices,
+    };
+  }
+
+  /** The logits of one unpadded sequence: [rows, V] float32. */
+  private async logits(model: LoadedModel, ids: number[]): Promise<{ data: Float32Array; rows: number; V: number }> {
+    let out: OrtTypes.InferenceSession.OnnxValueMapType;
+    try {
+      out = await model.session.run(this.feedsFor(model, model.session, { input_ids: [ids] }), ['logits']);
+    } catch (e) {
+      throw new EngineError('INTERNAL', `The forward pass of ${model.info.id} failed: ${(e as Error).message}`);
+    }
+    const t = out.logits as OrtTypes.Tensor;
+    const data = t.type === 'float16' ? toFloat32(halfBits(t)) : (t.data as Float32Array);
+    return { data, rows: t.dims[1], V: t.dims[2] };
+  }
+
+  /** analyze's checks and tokenization of its input. */
+  private tokenizeInput(model: LoadedModel, text: string, opts: AnalyzeOptions): { tokens: TokenSpan[]; truncation: Truncation | null; tokenizeMs: number } {
     if (!text.trim()) {
       throw new EngineError('EMPTY_INPUT', 'The text is empty or only whitespace: select some text to analyse.');
     }
@@ -303,7 +498,18 @@ export class AttentionEngine {
       throw new EngineError('EMPTY_INPUT', 'The tokenizer produced no tokens for this text (it only holds characters the model ignores).');
     }
     checkAborted(opts.signal, 'Analysis');
+    return { tokens, truncation, tokenizeMs };
+  }
 
+  /** The forward pass over `tokens` and the packing of its attention (analyze after tokenization). */
+  private async attend(
+    model: LoadedModel,
+    tokens: TokenSpan[],
+    truncation: Truncation | null,
+    tokenizeMs: number,
+    opts: AnalyzeOptions,
+    extraNotices: string[],
+  ): Promise<AttentionResult> {
     const T = tokens.length;
     const encoding = opts.encoding ?? 'f32';
     const notices: string[] = [];
@@ -312,6 +518,7 @@ export class AttentionEngine {
       const of = `${truncation.atLeast ? 'more than ' : ''}${truncation.total}`;
       notices.push(`The input was cut to ${truncation.kept} of ${of} tokens (the limit is ${Math.min(opts.maxTokens ?? Infinity, model.info.maxLength)}).`);
     }
+    notices.push(...extraNotices);
     const preview = (L: number, H: number): AttentionPreview => ({
       model: { ...model.info, heads: H },
       tokens,
@@ -373,13 +580,8 @@ export class AttentionEngine {
     return (await this.forwardWith(batch, this.requireModel(), [])).attention;
   }
 
-  /** forward on `graph` (the model's or its qkv rewrite's session), also returning the graph outputs `extra`. */
-  private async forwardWith(
-    batch: IdBatch,
-    graph: { session: OrtTypes.InferenceSession; attentionOutputs: string[] },
-    extra: string[],
-  ): Promise<{ attention: AttentionData[][]; extra: Record<string, Dense> }> {
-    const model = this.requireModel();
+  /** The inputs of `session` for a batch of ids: masks, positions and empty caches made up as the graph declares them. */
+  private feedsFor(model: LoadedModel, session: OrtTypes.InferenceSession, batch: IdBatch): Record<string, OrtTypes.Tensor> {
     const { ort } = model.runtime;
     const B = batch.input_ids.length;
     const T = batch.input_ids[0]?.length ?? 0;
@@ -388,11 +590,11 @@ export class AttentionEngine {
     const fill = (f: (b: number, t: number) => number) =>
       Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => f(b, t)));
 
-    const metadata = (model.session as unknown as { inputMetadata?: Array<{ name: string; type?: string; shape?: Array<number | string> }> }).inputMetadata ?? [];
+    const metadata = (session as unknown as { inputMetadata?: Array<{ name: string; type?: string; shape?: Array<number | string> }> }).inputMetadata ?? [];
     const meta = new Map(metadata.map((m) => [m.name, m]));
     const c = model.config;
     const feeds: Record<string, OrtTypes.Tensor> = {};
-    for (const name of model.session.inputNames) {
+    for (const name of session.inputNames) {
       if (name === 'input_ids') feeds[name] = int64(batch.input_ids);
       else if (name === 'attention_mask') feeds[name] = int64(batch.attention_mask ?? fill(() => 1));
       else if (name === 'token_type_ids') feeds[name] = int64(batch.token_type_ids ?? fill(() => 0));
@@ -412,6 +614,19 @@ export class AttentionEngine {
         throw new EngineError('ATTENTION_UNSUPPORTED', `${model.info.id}: the graph needs an input "${name}" that Attention Lens does not know how to fill.`);
       }
     }
+    return feeds;
+  }
+
+  /** forward on `graph` (the model's or its qkv rewrite's session), also returning the graph outputs `extra`. */
+  private async forwardWith(
+    batch: IdBatch,
+    graph: { session: OrtTypes.InferenceSession; attentionOutputs: string[] },
+    extra: string[],
+  ): Promise<{ attention: AttentionData[][]; extra: Record<string, Dense> }> {
+    const model = this.requireModel();
+    const B = batch.input_ids.length;
+    const T = batch.input_ids[0]?.length ?? 0;
+    const feeds = this.feedsFor(model, model.session, batch);
 
     let outputs: OrtTypes.InferenceSession.OnnxValueMapType;
     try {
@@ -456,6 +671,72 @@ export class AttentionEngine {
   }
 }
 
+/** analyze and generate read one text: an encoder-decoder needs a source and a target. */
+function refuseSeq2seq(model: LoadedModel): void {
+  if (model.seq2seq) {
+    throw new EngineError('ATTENTION_UNSUPPORTED', `${model.info.id} is an encoder-decoder model: run it with analyzeSeq2seq (the text is its source).`);
+  }
+}
+
+/** Longest input in tokens: the position table's and the tokenizer's limits, 512 when neither is known. */
+function maxLengthOf(c: Record<string, unknown>, tokenizer: PreTrainedTokenizer): number {
+  const text = (c.text_config ?? {}) as Record<string, unknown>;
+  const tokLimit = num((tokenizer as unknown as { model_max_length?: number }).model_max_length);
+  const posLimit = num(c.max_position_embeddings, c.n_positions, c.n_ctx, c.max_seq_len, text.max_position_embeddings);
+  const limits = [posLimit, tokLimit].filter((v): v is number => v !== undefined && v > 0 && v < 1e7);
+  return limits.length ? Math.min(...limits) : 512;
+}
+
+/**
+ * ModelInfo of an encoder-decoder (BART/Marian, T5 and M2M100 config names), checked against the
+ * attention the graphs expose: one Softmax per encoder layer, one self and one cross per decoder layer.
+ */
+function describeSeq2seq(
+  id: string,
+  files: { encoder: string; decoder: string },
+  c: Record<string, unknown>,
+  graphs: Seq2seqGraphs,
+  tokenizer: PreTrainedTokenizer,
+  generation: GenerationSettings,
+): ModelInfo {
+  const found = {
+    encoder: graphs.encoder.attentionOutputs.length,
+    self: graphs.decoder.kinds.filter((k) => k === 'self').length,
+    cross: graphs.decoder.kinds.filter((k) => k === 'cross').length,
+  };
+  const encoderLayers = num(c.encoder_layers, c.num_layers, c.num_hidden_layers) ?? found.encoder;
+  const decoderLayers = num(c.decoder_layers, c.num_decoder_layers, c.num_layers, c.num_hidden_layers) ?? found.self;
+  if (encoderLayers !== found.encoder || decoderLayers !== found.self || decoderLayers !== found.cross) {
+    throw new EngineError(
+      'ATTENTION_UNSUPPORTED',
+      `${id}: the config declares ${encoderLayers} encoder and ${decoderLayers} decoder layers, but the graphs have ${found.encoder} encoder, ` +
+        `${found.self} decoder self- and ${found.cross} cross-attention Softmax nodes; refusing to guess which is which.`,
+    );
+  }
+  const encoderHeads = num(c.encoder_attention_heads, c.num_heads, c.num_attention_heads) ?? 0;
+  const decoderHeads = num(c.decoder_attention_heads, c.num_heads, c.num_attention_heads) ?? 0;
+  const maxLength = maxLengthOf(c, tokenizer);
+  const architectures = Array.isArray(c.architectures) ? (c.architectures as string[]) : [];
+  return {
+    id,
+    architecture: String(c.model_type ?? architectures[0] ?? 'unknown'),
+    kind: 'decoder',
+    layers: decoderLayers,
+    heads: decoderHeads,
+    kvHeads: decoderHeads,
+    maxLength,
+    file: files.decoder,
+    seq2seq: {
+      encoder: { layers: encoderLayers, heads: encoderHeads, file: files.encoder },
+      decoder: { layers: decoderLayers, heads: decoderHeads, file: files.decoder },
+      decoderStartTokenId: generation.decoderStartTokenId,
+      eosTokenIds: generation.eosTokenIds,
+      maxSourceLength: maxLength,
+      maxTargetLength: num(c.max_target_positions, c.max_position_embeddings, c.n_positions) ?? maxLength,
+    },
+  };
+}
+
 /**
  * Sets to 0 the columns of keys the attention mask leaves out, in each of `rows` rows of one batch
  * row's attention. Unfused graphs already hold 0 there (their softmax of a -1e4 or -inf score);
@@ -471,6 +752,7 @@ export function zeroMaskedKeys(row: AttentionData, mask: number[], rows: number)
 
 async function release(model: LoadedModel): Promise<void> {
   await model.session.release?.();
+  await model.seq2seq?.encoder.session.release?.();
   const qkv = await model.qkv?.catch(() => null);
   await qkv?.session.release?.();
 }

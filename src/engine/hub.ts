@@ -86,6 +86,29 @@ function otherDtypesAdvice(folder: string): string {
     : '';
 }
 
+/** An encoder-decoder's encoder file for a dtype (transformers.js' name). */
+export function encoderFile(dtype: DtypeChoice): string {
+  return `onnx/encoder_model${DTYPE_SUFFIX[dtype]}.onnx`;
+}
+
+/**
+ * Makes sure `file` (another ONNX file of a resolved model: an encoder-decoder's encoder) is in the
+ * model folder, downloading it into the cache for hub models. Throws MODEL_NOT_FOUND naming it when
+ * a local folder or the hub lacks it, OFFLINE_NOT_CACHED offline.
+ */
+export async function resolveCompanion(ref: string, resolved: ResolvedModel, file: string, opts: ResolveOptions): Promise<void> {
+  if (fs.existsSync(path.join(resolved.folder, file))) return;
+  if (!resolved.fromHub) {
+    throw new EngineError('MODEL_NOT_FOUND', `${resolved.folder} has the decoder ${resolved.onnxFile} but not the encoder ${file}.`);
+  }
+  if (opts.offline) {
+    throw new EngineError('OFFLINE_NOT_CACHED', `Offline mode is on and ${ref}/${file} is not in the cache (${resolved.folder}). Turn offline mode off once to download it.`);
+  }
+  if (!(await downloadModel(ref.trim(), file, resolved.folder, opts))) {
+    throw new EngineError('MODEL_NOT_FOUND', `${ref} has the decoder ${resolved.onnxFile} but no ${file} on the hub (${fileUrl(ref.trim(), file, opts)}).`);
+  }
+}
+
 const REQUIRED_JSON = ['config.json', 'tokenizer.json'];
 const OPTIONAL_JSON = ['tokenizer_config.json'];
 
@@ -111,6 +134,11 @@ function resolveLocal(ref: string, dtype: DtypeChoice): ResolvedModel {
     }
   }
   const onnxFile = onnxCandidates(dtype).find((f) => fs.existsSync(path.join(folder, f)));
+  const encoder = encoderFile(dtype);
+  if (!onnxFile && fs.existsSync(path.join(folder, encoder))) {
+    const decoders = onnxCandidates(dtype).slice(1).reverse();
+    throw new EngineError('MODEL_NOT_FOUND', `${folder} has the encoder ${encoder} but no decoder: ${decoders.join(' or ')} is missing.${otherDtypesAdvice(folder)}`);
+  }
   if (!onnxFile) {
     throw new EngineError('MODEL_NOT_FOUND', `No ${dtype} ONNX file in ${folder}: expected one of ${onnxCandidates(dtype).join(', ')}.${otherDtypesAdvice(folder)}`);
   }
@@ -146,6 +174,9 @@ async function resolveHub(id: string, opts: ResolveOptions): Promise<ResolvedMod
 
   for (const f of REQUIRED_JSON) if (!cached(f)) await downloadFile(id, f, folder, opts, true);
   for (const f of OPTIONAL_JSON) if (!cached(f)) await downloadFile(id, f, folder, opts, false);
+  // Generation settings (decoder start and end tokens) come with the model's first download only: many
+  // models have none, and loading a cached one must not need the network to learn that again.
+  if (!candidates.some(cached) && !cached('generation_config.json')) await downloadFile(id, 'generation_config.json', folder, opts, false);
   let onnxFile = candidates.find(cached);
   for (const f of candidates) {
     if (onnxFile) break;

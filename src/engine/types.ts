@@ -49,8 +49,26 @@ export interface ModelInfo {
   kvHeads: number;
   /** Longest input the model takes, in tokens (special tokens included). */
   maxLength: number;
-  /** Which file was loaded, relative to the model folder. */
+  /** Which file was loaded, relative to the model folder (an encoder-decoder's decoder file). */
   file: string;
+  /**
+   * Encoder-decoder models (Marian, BART, T5, ...: onnx/encoder_model.onnx with a decoder): run them
+   * with analyzeSeq2seq. `kind` is then 'decoder' and layers/heads are the decoder's.
+   */
+  seq2seq?: Seq2seqInfo;
+}
+
+export interface Seq2seqInfo {
+  encoder: { layers: number; heads: number; file: string };
+  decoder: { layers: number; heads: number; file: string };
+  /** The decoder's first input (config or generation_config decoder_start_token_id); null when neither declares one. */
+  decoderStartTokenId: number | null;
+  /** Tokens that end generation (eos_token_id); empty when none is declared. */
+  eosTokenIds: number[];
+  /** Longest source the encoder takes, in tokens (`maxLength` too). */
+  maxSourceLength: number;
+  /** Longest decoder input (start token included). */
+  maxTargetLength: number;
 }
 
 export interface TokenSpan {
@@ -61,6 +79,21 @@ export interface TokenSpan {
   start: number;
   end: number;
   special: boolean;
+  /** Written by the model (generate, or a seq2seq target that was generated), not read from the input text. */
+  generated?: boolean;
+}
+
+/** One token of greedy generation, as it is streamed. */
+export interface GeneratedToken {
+  /** 0 for the first new token. */
+  index: number;
+  id: number;
+  /** The vocabulary's spelling ("▁the", "Ġcat"). */
+  text: string;
+  /** What it adds to the decoded text (may be '' for a byte that completes no character yet). */
+  piece: string;
+  /** An end-of-sequence token: generation stops and it is not part of the result's tokens. */
+  end: boolean;
 }
 
 /** Loading a model's phases, and `capture`: an explain's forward pass that captures the queries, keys and values. */
@@ -109,6 +142,48 @@ export interface AttentionResult {
   notices: string[];
   /** What each head's attention is made of: only when analyze was asked for it (`qkv: true`). */
   qkv?: QkvCapture;
+  /**
+   * generate() only: the text the generated tokens decode to (the tokens marked `generated`, which
+   * have start = end = -1: they are not in the input text), and whether an end token stopped it.
+   */
+  generation?: { text: string; tokens: number; finished: boolean };
+}
+
+/**
+ * An encoder-decoder run: the encoder's self-attention over the source, and one teacher-forced
+ * decoder pass over the target giving the decoder's self-attention and its cross-attention on the source.
+ */
+export interface Seq2seqResult {
+  model: ModelInfo;
+  /** The source as the encoder reads it, with UTF-16 offsets into the source text (-1 for special tokens). */
+  sourceTokens: TokenSpan[];
+  /**
+   * The decoder's input: the start token (special, -1), then the target tokens with offsets into
+   * `targetText`, marked `generated` when the model wrote them. The end token that stopped
+   * generation is not an input (it is what the last row predicts).
+   */
+  targetTokens: TokenSpan[];
+  /** The generated text (special tokens skipped), or the target given to teacher-force. */
+  targetText: string;
+  /** True when the target was given (teacher-forced), false when it was generated. */
+  forced: boolean;
+  /** Generation ended at an end token (always true when forced). */
+  finished: boolean;
+  /** Per target row, the decoder's greedy choice for the next token (argmax of that row's logits). */
+  predicted: number[];
+  /** [L, H, S, S] float32, C order. */
+  encoder: Float32Array;
+  encoderShape: [number, number, number, number];
+  /** [L, H, T, T]: the decoder's (causal) self-attention. */
+  decoder: Float32Array;
+  decoderShape: [number, number, number, number];
+  /** [L, H, T, S]: row = target token, column = source token. */
+  cross: Float32Array;
+  crossShape: [number, number, number, number];
+  truncation: Truncation | null;
+  timings: Timings & { generateMs: number };
+  runtime: string;
+  notices: string[];
 }
 
 /** Which keys a query sees: all of them, itself and those before it, or another pattern (`visible`). */
@@ -150,6 +225,8 @@ export type EngineErrorCode =
   | 'OFFLINE_NOT_CACHED'
   | 'ATTENTION_UNSUPPORTED'
   | 'EMPTY_INPUT'
+  /** The input is longer than the model takes (an encoder-decoder's source is never cut). */
+  | 'INPUT_TOO_LONG'
   | 'RUNTIME_UNAVAILABLE'
   | 'CANCELLED'
   | 'SUPERSEDED'

@@ -11,6 +11,7 @@ import { EngineError } from '../types';
 import { exposeFused, fusedAttentionOp } from './fusedAttention';
 import { DT, ScannedGraph, ScannedModel, ScannedNode, allGraphs, scanModel } from './modelScan';
 import { QkvExposer, type QkvLayerPlan } from './exposeQkv';
+import { inlineNoPastBranch } from './inlineIf';
 import { graphOutputField, nodeField } from './nodeProto';
 import { MessagePatch, WireError, childPatch, insertAfter, newPatch, rebuild, stringField } from './wire';
 
@@ -20,6 +21,8 @@ export interface ExposedGraph {
   attentionOutputs: string[];
   /** With ExposeOptions.qkv: per layer, the graph outputs that capture its queries, keys and values. */
   qkv?: QkvLayerPlan[];
+  /** Per attention output, in a decoder that reads `encoder_hidden_states`: self- or cross-attention. */
+  attentionKinds?: AttentionKind[];
 }
 
 export interface ExposedChunks {
@@ -30,7 +33,14 @@ export interface ExposedChunks {
   /** External data files the model references (relative to the model file); empty for self-contained models. */
   externalDataLocations: string[];
   qkv?: QkvLayerPlan[];
+  attentionKinds?: AttentionKind[];
 }
+
+/** Cross-attention's keys and values come from the encoder's output; self-attention's from the sequence itself. */
+export type AttentionKind = 'self' | 'cross';
+
+/** The graph input an encoder-decoder's decoder reads the encoder's output from (Optimum, transformers.js). */
+export const ENCODER_STATES = 'encoder_hidden_states';
 
 /**
  * Ops the probabilities may pass through between the Softmax and the probs @ V MatMul. The
@@ -55,16 +65,19 @@ export interface ExposeOptions {
   float16?: boolean;
   /** Also output what each attention is made of: queries, keys, values, head outputs, score scale and mask (exposeQkv.ts). */
   qkv?: boolean;
+  /** First replace a merged decoder's cache switch (If on use_cache_branch) by its no-past branch (inlineIf.ts). */
+  inlineNoPast?: boolean;
 }
 
 /** Rewrites the model so each layer's attention probabilities are graph outputs. See the file comment. */
 export function exposeAttention(modelBytes: Uint8Array, modelLabel: string, options: ExposeOptions = {}): ExposedGraph {
-  const { chunks, length, attentionOutputs, qkv } = exposeAttentionChunks(modelBytes, modelLabel, options);
-  return { bytes: Buffer.concat(chunks, length), attentionOutputs, ...(qkv ? { qkv } : {}) };
+  const { chunks, length, attentionOutputs, qkv, attentionKinds } = exposeAttentionChunks(modelBytes, modelLabel, options);
+  return { bytes: Buffer.concat(chunks, length), attentionOutputs, ...(qkv ? { qkv } : {}), ...(attentionKinds ? { attentionKinds } : {}) };
 }
 
 /** exposeAttention without the final concatenation (lets callers stream a big model to disk). */
 export function exposeAttentionChunks(modelBytes: Uint8Array, modelLabel: string, options: ExposeOptions = {}): ExposedChunks {
+  if (options.inlineNoPast) modelBytes = inlineNoPastBranch(modelBytes, modelLabel);
   let model: ScannedModel;
   try {
     model = scanModel(modelBytes);
@@ -111,7 +124,8 @@ export function exposeAttentionChunks(modelBytes: Uint8Array, modelLabel: string
     qkv = exposures.map((e, layer) => exposer.plan(e.producer, layer));
   }
   const { chunks, length } = rebuild(modelBytes, 0, modelBytes.length, modelPatch);
-  return { chunks, length, attentionOutputs: outputs, externalDataLocations: model.externalDataLocations, ...(qkv ? { qkv } : {}) };
+  const kinds = exposures.some((e) => e.kind === 'cross') ? { attentionKinds: exposures.map((e) => e.kind ?? 'self') } : {};
+  return { chunks, length, attentionOutputs: outputs, externalDataLocations: model.externalDataLocations, ...(qkv ? { qkv } : {}), ...kinds };
 }
 
 /** Fused kernels inside ONNX local functions have no per-layer output to surface. */
@@ -133,6 +147,7 @@ interface Exposure {
   elemType: number;
   /** The node of the enclosing graph that outputs it (the Softmax, or the If that surfaces it). */
   producer: ScannedNode;
+  kind?: AttentionKind;
 }
 
 class Context {
@@ -161,12 +176,14 @@ class Context {
         continue;
       }
       if (node.opType === 'Softmax' && isDefaultDomain(node.domain)) {
-        if (feedsProbsMatMul(node.outputs[0], consumers)) {
+        const matmul = probsMatMul(node.outputs[0], consumers);
+        if (matmul) {
           found.push({
             name: node.outputs[0],
             layer: layerIndexOf(node.name) ?? layerIndexOf(node.outputs[0]),
             elemType: this.elemTypeOf(node.outputs[0], graph),
             producer: node,
+            kind: valuesFromEncoder(matmul.inputs[1], graph) ? 'cross' : 'self',
           });
         }
         continue;
@@ -214,7 +231,9 @@ class Context {
       const layer = t.layer ?? e.layer;
       const name = this.freshName(`attentions.${layer ?? k}`);
       nodePatch().append.push(...stringField(2, name));
-      out.push({ name, layer, elemType: t.elemType || e.elemType, producer: node });
+      // A with-past branch reads cross-attention keys from the cache: the branch that computes them says cross.
+      const kind = t.kind === 'cross' || e.kind === 'cross' ? 'cross' : 'self';
+      out.push({ name, layer, elemType: t.elemType || e.elemType, producer: node, kind });
     });
     return out;
   }
@@ -336,6 +355,49 @@ function consumerMap(graph: ScannedGraph): Consumers {
 
 /** Whether `tensor` reaches the left operand of a MatMul, possibly through the PASS_THROUGH ops. */
 function feedsProbsMatMul(tensor: string, consumers: Consumers): boolean {
+  return probsMatMul(tensor, consumers) !== null;
+}
+
+/**
+ * Whether the attention's values (the probs @ V MatMul's right operand) are computed from the
+ * encoder's output without passing another attention Softmax: cross-attention. A decoder's
+ * self-attention values in layer > 0 also depend on the encoder's output, but only through the
+ * earlier layers' attention, so the walk stops at the first Softmax. Names come from enclosing
+ * graphs too (If branches read the outer graph's tensors).
+ */
+function valuesFromEncoder(values: string, graph: ScannedGraph): boolean {
+  const producerOf = (name: string): ScannedNode | undefined => {
+    for (let g: ScannedGraph | null = graph; g; g = g.parent) {
+      const p = g.producers.get(name);
+      if (p || g.initializerNames.has(name)) return p;
+    }
+    return undefined;
+  };
+  const queue = [values];
+  const seen = new Set(queue);
+  let fromEncoder = false;
+  while (queue.length > 0) {
+    const name = queue.pop()!;
+    if (name === ENCODER_STATES) {
+      fromEncoder = true;
+      continue;
+    }
+    const node = producerOf(name);
+    // Shape and Size carry no values: a reshape to the decoder's batch size is no dependence on it.
+    if (!node || node.opType === 'Shape' || node.opType === 'Size') continue;
+    if (node.opType === 'Softmax') return false;
+    for (const i of node.inputs) {
+      if (i && !seen.has(i)) {
+        seen.add(i);
+        queue.push(i);
+      }
+    }
+  }
+  return fromEncoder;
+}
+
+/** The MatMul whose left operand `tensor` reaches, possibly through the PASS_THROUGH ops, or null. */
+function probsMatMul(tensor: string, consumers: Consumers): ScannedNode | null {
   const queue = [tensor];
   const seen = new Set(queue);
   while (queue.length > 0) {
@@ -344,7 +406,7 @@ function feedsProbsMatMul(tensor: string, consumers: Consumers): boolean {
       const matmul =
         (MATMULS.has(node.opType) && isDefaultDomain(node.domain)) ||
         (node.opType === 'FusedMatMul' && node.domain === 'com.microsoft' && !node.attributes.find((a) => a.name === 'transA')?.i);
-      if (matmul && index === 0) return true;
+      if (matmul && index === 0) return node;
       const passes = isDefaultDomain(node.domain) && PASS_THROUGH.has(node.opType) && (node.opType !== 'Where' || index > 0);
       const next = node.outputs[0];
       if (passes && next && !seen.has(next)) {
@@ -353,5 +415,5 @@ function feedsProbsMatMul(tensor: string, consumers: Consumers): boolean {
       }
     }
   }
-  return false;
+  return null;
 }

@@ -1,7 +1,8 @@
 // On-disk cache of attention-exposed graphs, keyed by the SHA-256 of the source model's bytes.
 //
-// Layout under <cacheDir>/exposed/ (<entry> is <sha>, then .f16 for float16 attention outputs and .qkv
-// for the rewrite that also captures queries, keys and values):
+// Layout under <cacheDir>/exposed/ (<entry> is <sha>, then .nopast for a merged decoder's no-cache
+// rewrite, .f16 for float16 attention outputs and .qkv for the rewrite that also captures queries,
+// keys and values):
 //   <entry>.onnx        the rewritten model
 //   <entry>.json        manifest (format version, attention outputs, size); written last, so its
 //                       presence means the entry is complete
@@ -17,7 +18,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../types';
-import { exposeAttentionChunks, type ExposeOptions } from './exposeAttention';
+import { exposeAttentionChunks, type AttentionKind, type ExposeOptions } from './exposeAttention';
 import type { QkvLayerPlan } from './exposeQkv';
 
 /** Bump when the rewrite changes in a way that invalidates old entries. */
@@ -32,6 +33,8 @@ export interface ExposedManifest {
   attentionOutputs: string[];
   /** ExposeOptions.qkv entries: what each layer's capture reads. */
   qkv?: QkvLayerPlan[];
+  /** Encoder-decoder decoders: self or cross, per attention output. */
+  attentionKinds?: AttentionKind[];
   externalData: string[];
   createdAt: string;
 }
@@ -49,6 +52,7 @@ export interface LoadedExposedGraph {
   path: string;
   attentionOutputs: string[];
   qkv?: QkvLayerPlan[];
+  attentionKinds?: AttentionKind[];
   /** Time this call took: hashing (or the pre-key check) on a hit, plus read, rewrite and write on a miss. */
   rewriteMs: number;
   cached: boolean;
@@ -60,12 +64,13 @@ export interface LoadedExposedGraph {
  */
 export async function loadExposedGraph(sourcePath: string, cacheDir: string, modelLabel: string, options: ExposeOptions = {}): Promise<LoadedExposedGraph> {
   const started = performance.now();
-  const entryOf = (sha: string) => `${sha}${options.float16 ? '.f16' : ''}${options.qkv ? '.qkv' : ''}`;
+  const entryOf = (sha: string) => `${sha}${options.inlineNoPast ? '.nopast' : ''}${options.float16 ? '.f16' : ''}${options.qkv ? '.qkv' : ''}`;
   const source = path.resolve(sourcePath);
   const dir = path.join(cacheDir, 'exposed');
   const stat = await statSource(source);
   const found = (hit: ExposedManifest) => ({
-    path: path.join(dir, hit.file), attentionOutputs: hit.attentionOutputs, ...(hit.qkv ? { qkv: hit.qkv } : {}), rewriteMs: performance.now() - started, cached: true,
+    path: path.join(dir, hit.file), attentionOutputs: hit.attentionOutputs, ...(hit.qkv ? { qkv: hit.qkv } : {}),
+    ...(hit.attentionKinds ? { attentionKinds: hit.attentionKinds } : {}), rewriteMs: performance.now() - started, cached: true,
   });
 
   const preKeyFile = path.join(dir, 'by-path', `${sha256Hex(source)}.json`);
@@ -112,6 +117,7 @@ export async function loadExposedGraph(sourcePath: string, cacheDir: string, mod
       bytes: exposed.length,
       attentionOutputs: exposed.attentionOutputs,
       ...(exposed.qkv ? { qkv: exposed.qkv } : {}),
+      ...(exposed.attentionKinds ? { attentionKinds: exposed.attentionKinds } : {}),
       externalData: exposed.externalDataLocations,
       createdAt: new Date().toISOString(),
     };
@@ -121,7 +127,10 @@ export async function loadExposedGraph(sourcePath: string, cacheDir: string, mod
     throw new EngineError('INTERNAL', `Cannot write the rewritten model for ${modelLabel} into ${dir}: ${(err as Error).message}`);
   }
   await writePreKey(preKeyFile, source, after, sha);
-  return { path: path.join(dir, file), attentionOutputs: exposed.attentionOutputs, ...(exposed.qkv ? { qkv: exposed.qkv } : {}), rewriteMs: performance.now() - started, cached: false };
+  return {
+    path: path.join(dir, file), attentionOutputs: exposed.attentionOutputs, ...(exposed.qkv ? { qkv: exposed.qkv } : {}),
+    ...(exposed.attentionKinds ? { attentionKinds: exposed.attentionKinds } : {}), rewriteMs: performance.now() - started, cached: false,
+  };
 }
 
 async function statSource(source: string): Promise<fs.Stats> {
