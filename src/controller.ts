@@ -198,9 +198,35 @@ export class AttentionController implements vscode.Disposable {
     await this.analyze(saved.document, saved.range, false);
   }
 
+  /**
+   * Continue: the model writes `continueTokens` tokens after the selection (the latest run's text
+   * when the panel asks), streaming them to the status line, then the panel shows the attention of
+   * the text and of what it wrote.
+   */
+  async continueText(from?: RunState): Promise<boolean> {
+    const { continueTokens } = readSettings(this.context);
+    if (from) return this.analyze(from.document, from.range, true, from.request.textContinues === true, continueTokens);
+    const editor = vscode.window.activeTextEditor;
+    if (!editor) {
+      void vscode.window.showErrorMessage('Attention Lens: open a file and select the text to continue first.');
+      return false;
+    }
+    const what = analysable(editor, readSettings(this.context).maxTokens);
+    if ('refusal' in what) {
+      void vscode.window.showWarningMessage(`Attention Lens: ${what.refusal}`);
+      return false;
+    }
+    if (what.textContinues) {
+      // Writing after the cut would continue text that is not the selection's end.
+      void vscode.window.showWarningMessage('Attention Lens: the selection is longer than the model takes; select its last part to continue it.');
+      return false;
+    }
+    return this.analyze(what.document, what.range, true, false, continueTokens);
+  }
+
   // ------------------------------------------------------------------ runs
 
-  private async analyze(document: vscode.TextDocument, range: { start: number; end: number }, interactive: boolean, textContinues = false): Promise<boolean> {
+  private async analyze(document: vscode.TextDocument, range: { start: number; end: number }, interactive: boolean, textContinues = false, generate = 0): Promise<boolean> {
     const settings = readSettings(this.context);
     if (!settings.model) {
       const pick = await vscode.window.showErrorMessage('Attention Lens: no model is set.', 'Select Model');
@@ -226,7 +252,7 @@ export class AttentionController implements vscode.Disposable {
 
     const work = async (progress: vscode.Progress<{ message?: string; increment?: number }>, token?: vscode.CancellationToken) => {
       const handle = client.analyze(
-        { model: settings.model, text, maxTokens: settings.maxTokens, encoding: 'f16', textContinues },
+        { model: settings.model, text, maxTokens: settings.maxTokens, encoding: 'f16', textContinues, ...(generate ? { generate } : {}) },
         {
           onProgress: (p) => {
             const message = describeProgress(p);
@@ -239,7 +265,7 @@ export class AttentionController implements vscode.Disposable {
             encoding = s.encoding;
             // Adopted for the editor's hovers with its first layer: a run cancelled or failing
             // during its forward pass leaves the previous one in place.
-            state = new RunState(start, document, version, { model: settings.model, text, maxTokens: settings.maxTokens, textContinues, options: settings.engine });
+            state = new RunState(start, document, version, { model: settings.model, text, maxTokens: settings.maxTokens, textContinues, options: settings.engine, ...(generate ? { generate } : {}) });
             // The start arrives before the forward pass (when the model declares its heads): say what runs.
             const running = `Running ${s.model.architecture}: ${start.tokens.length} tokens`;
             progress.report({ message: running });
@@ -363,6 +389,10 @@ export class AttentionController implements vscode.Disposable {
     if (msg.type === 'compare/clear') return this.clearBaseline();
     if (msg.type === 'explain/request') return void this.answerExplain(msg.runId, msg.cell);
     if (msg.type === 'values/request') return void this.answerValues(msg.runId);
+    if (msg.type === 'run/continue') {
+      if (this.state?.runId === msg.runId && !this.currentCancel) void this.continueText(this.state);
+      return;
+    }
     const state = this.state;
     if (!state || !('runId' in msg) || msg.runId !== state.runId) return;
     const editor = vscode.window.visibleTextEditors.find((e) => e.document === state.document);
@@ -530,7 +560,7 @@ export class AttentionController implements vscode.Disposable {
     this.liveTimer = setTimeout(() => {
       if (this.state !== state || e.document.isClosed) return;
       if (!e.document.getText(new vscode.Range(e.document.positionAt(start), e.document.positionAt(end))).trim()) return;
-      void this.analyze(e.document, state.range, false);
+      void this.analyze(e.document, state.range, false, false, state.request.generate ?? 0);
     }, settings.liveUpdateDelay);
   }
 

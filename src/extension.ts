@@ -36,6 +36,7 @@ export function activate(context: vscode.ExtensionContext) {
     vscode.commands.registerCommand('attentionLens.clearBaseline', () => controller.clearBaseline()),
     vscode.commands.registerCommand('attentionLens.focusToken', (args) => controller.focusToken(args)),
     vscode.commands.registerCommand('attentionLens.explain', (args) => controller.explain(args)),
+    vscode.commands.registerCommand('attentionLens.continue', () => controller.continueText()),
     registerImageExport(controller),
     registerExportCommands(context, () => controller.run),
     vscode.languages.registerHoverProvider(

@@ -101,6 +101,10 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       head: (a) => this.focusHead(this.ui.layer, a),
       hideSpecial: (hide) => this.setHideSpecial(hide),
       weights: (w) => this.setWeights(w),
+      continueRun: () => {
+        const run = this.runs.current;
+        if (run) post({ type: 'run/continue', runId: run.runId });
+      },
       threshold: (t) => this.setThreshold(t),
       tabKey: (e) => onTabKey(e, this),
       help: () => this.help.toggle(),

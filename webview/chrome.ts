@@ -26,6 +26,8 @@ export interface ChromeActions {
   head(agg: Aggregation): void;
   hideSpecial(hide: boolean): void;
   weights(w: Weighting): void;
+  /** The Continue button: the model writes after the run's text. */
+  continueRun(): void;
   threshold(t: number): void;
   tabKey(e: KeyboardEvent): void;
   /** The header's "?" button: the keyboard-shortcut help. */
@@ -75,6 +77,7 @@ export class Chrome {
   private readonly legendLow: HTMLElement;
   private readonly legendHigh: HTMLElement;
   private readonly pinButton: HTMLButtonElement;
+  private readonly continueButton: HTMLButtonElement;
   private readonly diffBox: HTMLInputElement;
   private readonly clearBaselineButton: HTMLButtonElement;
   private readonly compareNote: HTMLElement;
@@ -131,6 +134,8 @@ export class Chrome {
     this.legendHigh = el('span', { text: '1' });
     this.pinButton = el('button', { type: 'button', class: 'pin-baseline', title: 'Keep this run as the baseline: later runs (an edit, another selection) can show their difference from it' , text: 'Pin as baseline' });
     this.pinButton.addEventListener('click', () => actions.pinBaseline());
+    this.continueButton = el('button', { type: 'button', class: 'continue', title: 'Let the model write after this text (greedy; how many tokens: the attentionLens.continueTokens setting), then show the attention of the text and of what it wrote', text: 'Continue ▸', hidden: true });
+    this.continueButton.addEventListener('click', () => actions.continueRun());
     this.diffBox = el('input', { type: 'checkbox', class: 'difference', id: 'difference', disabled: true });
     this.diffBox.addEventListener('change', () => actions.difference(this.diffBox.checked));
     this.clearBaselineButton = el('button', { type: 'button', class: 'clear-baseline', 'aria-label': 'Clear the baseline', title: 'Clear the baseline', text: '×', hidden: true });
@@ -149,6 +154,7 @@ export class Chrome {
       el(
         'span',
         { class: 'ctl compare', role: 'group', 'aria-label': 'Compare with a baseline run' },
+        this.continueButton,
         this.pinButton,
         el('label', { class: 'check', for: 'difference' }, this.diffBox, ' Difference from baseline'),
         this.clearBaselineButton,
@@ -197,7 +203,11 @@ export class Chrome {
 
   /** The run's facts in the header and its notices (truncation, model warnings). */
   updateMeta(run: RunData): void {
-    const parts = [run.model.id, `${run.L} layers × ${run.H} heads`, `${run.T} tokens`];
+    const written = run.tokens.filter((t) => t.generated).length;
+    const parts = [run.model.id, `${run.L} layers × ${run.H} heads`, `${run.T} tokens${written ? `, ${written} written by the model` : ''}`];
+    // Only a decoder writes after a text; a run the model already continued is continued again from its selection.
+    this.continueButton.hidden = run.model.kind !== 'decoder';
+    this.continueButton.disabled = !run.done;
     if (run.source) parts.push(run.source);
     if (!run.complete) parts.push(`${run.arrived}/${run.L} layers`);
     if (run.done && run.runtime) parts.push(run.runtime);

@@ -94,7 +94,7 @@ export class SideList {
       li.classList.toggle('less', signed && t.weight < 0);
       li.classList.toggle('more', signed && t.weight > 0);
       setText(li.children[2], signed ? `${t.weight < 0 ? '−' : '+'}${fmtWeight(Math.abs(t.weight))}` : fmtWeight(t.weight));
-      li.title = t.start >= 0 ? `characters ${t.start}–${t.end}` : 'special token';
+      li.title = t.start >= 0 ? `characters ${t.start}–${t.end}` : 'special token or a token the model wrote';
       const button = li.children[3] as HTMLButtonElement;
       const other = why ? heaviestPiece(t, why.w, run) : -1;
       button.hidden = other < 0;

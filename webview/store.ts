@@ -149,6 +149,7 @@ function showWhitespace(s: string): string {
 
 /** How a token is shown: its source text when known (trimmed, whitespace made visible), else its vocabulary spelling. */
 export function displayToken(t: WireToken, prev: WireToken | null, src: SourceText | null | undefined): string {
+  if (t.generated) return cleanTokenText(t.text).trim() || showWhitespace(cleanTokenText(t.text) || t.text);
   if (t.special || t.start < 0) return t.text;
   const sharesChar = prev !== null && !prev.special && prev.start >= 0 && t.start < prev.end;
   if (src && !sharesChar) {

@@ -15,6 +15,8 @@ export interface TokenLike {
   start: number;
   end: number;
   special: boolean;
+  /** Written by the model (no range): shown by its cleaned spelling. */
+  generated?: boolean;
 }
 
 
@@ -139,7 +141,7 @@ export function groupWords(tokens: readonly TokenLike[], source?: SourceText | n
     const t = tokens[i];
     if (!hasRange(t)) {
       if (cur) finish(cur);
-      cur = { text: t.text, start: -1, end: -1, first: i, last: i, special: true };
+      cur = { text: t.generated ? cleanTokenText(t.text).trim() || t.text : t.text, start: -1, end: -1, first: i, last: i, special: true };
       words.push(cur);
       tokenToWord[i] = words.length - 1;
       cur = null;

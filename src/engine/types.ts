@@ -97,7 +97,7 @@ export interface GeneratedToken {
 }
 
 /** Loading a model's phases, and `capture`: an explain's forward pass that captures the queries, keys and values. */
-export type LoadPhase = 'resolve' | 'download' | 'rewrite' | 'session' | 'tokenizer' | 'ready' | 'capture';
+export type LoadPhase = 'resolve' | 'download' | 'rewrite' | 'session' | 'tokenizer' | 'ready' | 'capture' | 'generate';
 
 export interface LoadProgress {
   phase: LoadPhase;

@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { AttentionEngine, type AttentionPreview } from './engine';
 import { runPayloads, streamPayloads } from './payloads';
 import { explainCell, valueNormsData } from './qkv';
-import { EngineError, type AttentionResult, type EngineOptions } from './types';
+import { EngineError, type AttentionResult, type EngineOptions, type GeneratedToken, type LoadProgress } from './types';
 import type { HostToWorker, WorkerToHost } from '../protocol/worker';
 
 const port = parentPort;
@@ -86,14 +86,17 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
   try {
     const hook = testHooks ? /^test-hook:spin-(sync|async)$/.exec(msg.model) : null;
     if (hook) await spinHook(hook[1], msg.requestId);
-    const result = await engineFor(msg.options).analyze(msg.model, msg.text, {
+    const options = {
       maxTokens: msg.maxTokens,
       textContinues: msg.textContinues,
       encoding: msg.encoding,
       signal,
-      onProgress: (progress) => post({ type: 'progress', requestId: msg.requestId, progress }),
-      onTokenized: start,
-    });
+      onProgress: (progress: LoadProgress) => post({ type: 'progress', requestId: msg.requestId, progress }),
+    };
+    // Continue: the tokens are known only once written, so the start goes out with the result.
+    const result = msg.generate
+      ? await engineFor(msg.options).generate(msg.model, msg.text, { ...options, maxNewTokens: msg.generate, onToken: written(msg.requestId, msg.generate) })
+      : await engineFor(msg.options).analyze(msg.model, msg.text, { ...options, onTokenized: start });
     if (signal.aborted) return; // cancelled or superseded: its error was already posted
     if (!started) start(result);
     // Thumbnails and packing are computed here, off the extension host's thread; the host keeps the layers and forwards everything to the panel.
@@ -107,6 +110,16 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
   } finally {
     if (running.get(msg.requestId) === controller) running.delete(msg.requestId);
   }
+}
+
+/** Streams each token Continue writes as progress: the text so far, as the status line shows it. */
+function written(requestId: number, total: number): (t: GeneratedToken) => void {
+  let text = '';
+  return (t) => {
+    text += t.piece;
+    const tail = (text.length > 60 ? `…${text.slice(-60)}` : text).replace(/\s+/g, ' ');
+    post({ type: 'progress', requestId, progress: { phase: 'generate', message: t.end ? `Written: “${tail}”` : `Writing ${t.index + 1} of ${total}: “${tail}”` } });
+  };
 }
 
 /** Resolves once no analyze is in flight (one that starts while waiting is waited for too). */
@@ -124,17 +137,21 @@ type CaptureRequest = Extract<HostToWorker, { type: 'explain' | 'values' }>;
 async function captured(msg: CaptureRequest): Promise<AttentionResult> {
   // A run in progress keeps the CPU: the capture is a second forward pass of the same text.
   await runsIdle();
-  const key = JSON.stringify([msg.model, msg.options, msg.text, msg.maxTokens ?? null, msg.textContinues === true]);
+  const key = JSON.stringify([msg.model, msg.options, msg.text, msg.maxTokens ?? null, msg.textContinues === true, msg.generate ?? 0]);
   let entry = capture;
   if (entry?.key !== key) {
     post({ type: 'progress', requestId: msg.requestId, progress: { phase: 'capture', message: 'Capturing queries, keys and values' } });
-    const result = engineFor(msg.options).analyze(msg.model, msg.text, {
+    const options = {
       qkv: true,
       maxTokens: msg.maxTokens,
       textContinues: msg.textContinues,
-      encoding: 'f32',
-      onProgress: (progress) => post({ type: 'progress', requestId: msg.requestId, progress }),
-    });
+      encoding: 'f32' as const,
+      onProgress: (progress: LoadProgress) => post({ type: 'progress', requestId: msg.requestId, progress }),
+    };
+    // A Continue run is captured by writing the same greedy tokens again: its tokens are the run's.
+    const result = msg.generate
+      ? engineFor(msg.options).generate(msg.model, msg.text, { ...options, maxNewTokens: msg.generate })
+      : engineFor(msg.options).analyze(msg.model, msg.text, options);
     const made = (entry = capture = { key, result });
     // A refused model is not kept: the next click says why again.
     result.catch(() => {

@@ -14,6 +14,8 @@ export interface WireToken {
   start: number;
   end: number;
   special: boolean;
+  /** Written by the model after the text (Continue): no source range (-1), not special, shown marked as written. */
+  generated?: boolean;
 }
 
 /** The text the token offsets point into: `text[i]` is at absolute document offset `offset + i`. */

@@ -32,6 +32,8 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
       return { type: 'select/head', runId: m.runId, layer: m.layer, head: m.head, rollout: m.rollout === true, ...valueWeights(m) };
     case 'values/request':
       return isInt(m.runId) ? { type: 'values/request', runId: m.runId } : null;
+    case 'run/continue':
+      return isInt(m.runId) ? { type: 'run/continue', runId: m.runId } : null;
     case 'ack':
       return isInt(m.bytes) ? { type: 'ack', bytes: m.bytes } : null;
     case 'run/milestone':
@@ -96,7 +98,7 @@ function parseToken(v: unknown): WireToken | null {
   if (!isObj(v) || !isStr(v.text) || typeof v.special !== 'boolean') return null;
   if (!isInt(v.start, -1) || !isInt(v.end, -1)) return null;
   if (v.start >= 0 && v.end < v.start) return null;
-  return { text: v.text, start: v.start, end: v.end, special: v.special };
+  return { text: v.text, start: v.start, end: v.end, special: v.special, ...(v.generated === true ? { generated: true } : {}) };
 }
 
 function parseStart(m: Record<string, unknown>): RunStartMessage | null {

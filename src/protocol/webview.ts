@@ -221,7 +221,14 @@ export interface ValuesRequestMessage {
   runId: number;
 }
 
+/** The panel's Continue button: the model writes after run `runId`'s text (a new run follows). */
+export interface RunContinueMessage {
+  type: 'run/continue';
+  runId: number;
+}
+
 export type WebviewToHost =
+  | RunContinueMessage
   | ValuesRequestMessage
   | ExplainRequestMessage
   | ReadyMessage

@@ -11,6 +11,8 @@ export interface AnalyzeRequest {
   /** `text` is the start of a longer selection the host cut (counts of the whole are lower bounds). */
   textContinues?: boolean;
   encoding: AttentionEncoding;
+  /** Continue: greedily write this many tokens after the text; the run covers the text and what was written. */
+  generate?: number;
 }
 
 export type HostToWorker =

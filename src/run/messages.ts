@@ -24,12 +24,12 @@ export interface RunOrigin {
 /** run/start: tokens at absolute offsets, the model's shape, and the text actually analysed (cut where the engine cut it). */
 export function runStartMessage(start: EngineStart, origin: RunOrigin): RunStartMessage {
   const { offset } = origin;
-  const tokens: WireToken[] = start.tokens.map((t) => ({
-    text: t.text,
-    start: t.special ? -1 : t.start + offset,
-    end: t.special ? -1 : t.end + offset,
-    special: t.special,
-  }));
+  // Generated tokens (engine: special, no range) are the run's own words, never hidden as special ones are.
+  const tokens: WireToken[] = start.tokens.map((t) =>
+    t.generated
+      ? { text: t.text, start: -1, end: -1, special: false, generated: true }
+      : { text: t.text, start: t.special ? -1 : t.start + offset, end: t.special ? -1 : t.end + offset, special: t.special },
+  );
   const m = start.model;
   const analysed = start.truncation ? origin.text.slice(0, start.truncation.endOffset) : origin.text;
   return {

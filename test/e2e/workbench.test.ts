@@ -138,6 +138,18 @@ describe('the workbench with the extension installed from the VSIX', () => {
     await page.keyboard.press('v');
     await frame.waitForFunction(() => !/value-weighted/.test(document.querySelector('.mx-caption')?.textContent ?? ''), undefined, { timeout: 10_000 });
   });
+
+  test('Continue: the panel button lets stories260K write after the text; the written tokens are marked in the Heads view', async () => {
+    const frame = await showAttentionOn(page, 'story.txt', STORY);
+    await frame.locator('button.continue').click();
+    await frame.waitForFunction(() => /written by the model/.test(document.querySelector('.meta')?.textContent ?? ''), undefined, { timeout: 120_000 });
+    assert.match((await frame.locator('.meta').textContent()) ?? '', /, 20 written by the model/);
+    // 2: the Heads view, with the keyboard in it; End: the last token, a written one (rows are drawn as they scroll into view).
+    await page.keyboard.press('2');
+    await page.keyboard.press('End');
+    await frame.waitForFunction(() => document.querySelectorAll('.tok.generated').length > 0, undefined, { timeout: 30_000 });
+    await screenshot(page, 'e2e-continue');
+  });
 });
 
 describe('a fused-attention export (stories260K-gqa: GroupQueryAttention, rotary inside the op) in the workbench', () => {

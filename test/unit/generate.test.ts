@@ -152,3 +152,28 @@ describe('generation helpers', () => {
     await engine.dispose();
   });
 });
+
+test('written tokens on the wire: not special (never hidden with special tokens), no range, shown by their cleaned spelling', async () => {
+  const { runStartMessage } = await import('../../src/run/messages');
+  const { parseHostMessage } = await import('../../src/protocol/validate');
+  const { keepMask } = await import('../../src/analysis/tensor');
+  const { groupWords } = await import('../../src/analysis/words');
+  const engine = new AttentionEngine({ cacheDir: tempDir(), runtime: 'cpu', offline: true });
+  try {
+    const r = await engine.generate(STORIES, prompt, { maxNewTokens: 4, encoding: 'f16' });
+    const start = runStartMessage(r, { runId: 1, text: prompt, offset: 10, label: 'x' });
+    const parsed = parseHostMessage(start);
+    assert.ok(parsed && parsed.type === 'run/start');
+    const tokens = parsed.tokens;
+    const written = tokens.filter((t) => t.generated);
+    assert.equal(written.length, 4);
+    assert.ok(written.every((t) => !t.special && t.start === -1 && t.end === -1));
+    assert.deepEqual([...keepMask(tokens, true)].slice(-4), [1, 1, 1, 1], 'hiding special tokens keeps what the model wrote');
+    const words = groupWords(tokens, parsed.sourceText);
+    const last = words.words[words.tokenToWord[tokens.length - 1]];
+    assert.equal(last.text, written.at(-1)!.text.replace(/^▁/, '').trim() || last.text, 'the word of a written token is its spelling without the ▁ marker');
+    assert.ok(!/▁/.test(last.text));
+  } finally {
+    await engine.dispose();
+  }
+});

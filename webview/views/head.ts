@@ -297,6 +297,7 @@ export class HeadView implements View {
         if (e.style.top !== topPx) e.style.top = topPx;
         setText(e, text);
         e.classList.toggle('special', tok.special);
+        e.classList.toggle('generated', tok.generated === true);
         e.classList.toggle('active', isActive);
         e.classList.toggle('cursor', isCursor);
         e.classList.toggle('pinned', isPinned);
