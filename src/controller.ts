@@ -14,6 +14,7 @@ import { readSettings, SECTION } from './settings';
 import type { ExplainDataMessage, ExplainOpenMessage, WebviewToHost } from './protocol/webview';
 import { aggregationFromWire, type AttentionEncoding, type ExplainCell, type Focus } from './protocol/attention';
 import { payloadMessages, runDoneMessage, runStartMessage } from './run/messages';
+import type { Run } from './run/run';
 import { exportFromMenu } from './exportImage';
 import { alignTokens, compareRefusal, mostChanged, RowChanges } from './analysis/compare';
 
@@ -282,7 +283,7 @@ export class AttentionController implements vscode.Disposable {
                 this.paintRange(state);
               }
               // The same bytes for the hovers and the panel: bit-packed (1.75 bytes per cell) when they fit.
-              state.addLayer(p);
+              state.add(p);
             }
             for (const m of payloadMessages(runId, p, encoding)) panel.post(m);
           },
@@ -396,14 +397,17 @@ export class AttentionController implements vscode.Disposable {
     const state = this.state;
     if (!state || !('runId' in msg) || msg.runId !== state.runId) return;
     const editor = vscode.window.visibleTextEditors.find((e) => e.document === state.document);
-    // Indices come from the webview: clamp them to this run's shape before use.
+    // Indices come from the webview: clamp them to this run's shape (the encoder's for its part) before use.
     const agg = aggregationFromWire(msg);
+    const part = state.encoder ? msg.part : undefined;
+    const shape = part === 'encoder' ? state.encoder! : state;
     const view: Focus = {
-      layer: Math.min(msg.layer, state.L - 1),
-      agg: typeof agg === 'number' ? Math.min(agg, state.H - 1) : agg,
+      layer: Math.min(msg.layer, shape.L - 1),
+      agg: typeof agg === 'number' ? Math.min(agg, shape.H - 1) : agg,
       hideSpecial: msg.type === 'hover/token' ? msg.hideSpecial : state.view.hideSpecial,
       // Until the host has the run's value norms, value-weighted words are null: none shown, never attention under that name.
       ...(msg.weights === 'value' ? { weights: 'value' as const } : {}),
+      ...(part ? { part } : {}),
     };
     if (msg.type === 'select/head') {
       state.view = view;
@@ -411,6 +415,10 @@ export class AttentionController implements vscode.Disposable {
       return;
     }
     if (msg.type !== 'hover/token' || !editor) return;
+    if (state.encoder) {
+      state.view = view;
+      return this.seq2seqHover(state, state.encoder, editor, msg.tokenIndex, msg.side === 'k');
+    }
     if (msg.tokenIndex === null || msg.tokenIndex >= state.tokens.length) {
       this.decorations.clearAttended(editor);
       return;
@@ -420,6 +428,28 @@ export class AttentionController implements vscode.Disposable {
     const t = state.tokens[msg.tokenIndex];
     const source = t.special ? null : new vscode.Range(state.document.positionAt(t.start), state.document.positionAt(t.end));
     this.decorations.showAttended(editor, source, words);
+  }
+
+  /**
+   * An encoder-decoder run's panel hover, on the source in the editor: a source token (encoder
+   * part, or a cross column) lit with the source words it attends to (encoder) or alone (cross); a
+   * target token (a cross row) lights the source words it attends to. Target tokens have no place
+   * in the file: the decoder's own part lights nothing.
+   */
+  private seq2seqHover(state: RunState, enc: Run, editor: vscode.TextEditor, index: number | null, sourceSide: boolean): void {
+    const focus = state.view;
+    const k = readSettings(this.context).topWords;
+    const range = (t: { start: number; end: number }) => new vscode.Range(state.document.positionAt(t.start), state.document.positionAt(t.end));
+    const onSource = focus.part === 'encoder' || (focus.part === 'cross' && sourceSide);
+    if (index === null || focus.part === undefined || index >= (onSource ? enc.T : state.T)) return this.decorations.clearAttended(editor);
+    if (onSource) {
+      const t = enc.tokens[index];
+      const words = focus.part === 'encoder' ? enc.attended(index, k, focus) : [];
+      if (!words && focus.agg === 'rollout') enc.prepareMeans(setImmediate);
+      this.decorations.showAttended(editor, t.special ? null : range(t), words ?? []);
+      return;
+    }
+    this.decorations.showAttended(editor, null, state.crossWords(index, k, focus) ?? []);
   }
 
   // ------------------------------------------------------------------ why this weight?

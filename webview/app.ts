@@ -8,7 +8,7 @@ import { aggregationLabel, aggregationToWire, type Aggregation, type ExplainCell
 import type { ParsedHostMessage } from '../src/protocol/validate';
 import type { RunData } from './store';
 import { readTheme, watchTheme, type Theme } from './theme';
-import type { TokenRef, UiState, View, ViewContext, ViewName } from './context';
+import type { ShownPart, TokenRef, UiState, View, ViewContext, ViewName } from './context';
 import { el, setText } from './dom';
 import { Chrome, VIEWS } from './chrome';
 import { Compare, curIndexOf, isDiff, viewIndexOf } from './compare';
@@ -23,6 +23,7 @@ import { ModelView } from './views/model';
 import { HeadView } from './views/head';
 import { MatrixView } from './views/matrix';
 import { ExplainView } from './views/explain';
+import { AlignmentView, type AlignmentData } from './views/alignment';
 import { post } from './vscode';
 import { exportView, type ExportSource } from './export/exporter';
 
@@ -55,6 +56,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   private readonly headView: HeadView;
   private readonly matrixView: MatrixView;
   private readonly explainView: ExplainView;
+  private readonly alignment: AlignmentView;
 
   constructor(root: HTMLElement) {
     this.root = root;
@@ -62,8 +64,15 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     this.ui = loadUiState();
     this.runs = new Runs(root, this.ui, {
       shown: (run, prev) => this.showRun(run, prev),
-      thumbsArrived: (layer) => this.modelView.layerArrived(layer), // only the model view paints thumbnails
-      layerArrived: (layer) => {
+      thumbsArrived: (layer, part) => {
+        if (this.showsPart(part)) this.modelView.layerArrived(layer); // only the model view paints thumbnails
+      },
+      layerArrived: (layer, part) => {
+        if (part === 'cross') {
+          if (this.crossShown()) this.alignment.layerArrived();
+          return;
+        }
+        if (!this.showsPart(part)) return;
         for (const v of Object.values(this.views)) v.layerArrived(layer);
         this.rollout.continue();
         this.scheduleHover();
@@ -101,6 +110,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       head: (a) => this.focusHead(this.ui.layer, a),
       hideSpecial: (hide) => this.setHideSpecial(hide),
       weights: (w) => this.setWeights(w),
+      part: (p) => this.setPart(p),
       continueRun: () => {
         const run = this.runs.current;
         if (run) post({ type: 'run/continue', runId: run.runId });
@@ -137,7 +147,18 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       request: (runId, cell) => post({ type: 'explain/request', runId, cell }),
       announce: (text) => this.announce(text),
     });
-    this.main = el('main', { class: 'main' }, this.modelView.root, this.headView.root, this.matrixView.root, this.side.root);
+    this.alignment = new AlignmentView({
+      theme: () => this.theme,
+      data: () => this.alignmentData(),
+      threshold: () => this.ui.threshold,
+      active: () => this.active(),
+      pinned: () => this.pinned,
+      setHover: (ref) => this.setHover(ref),
+      setCursor: (ref, pinned) => this.setCursor(ref, pinned),
+      announce: (text) => this.announce(text),
+    });
+    this.alignment.root.id = 'view-alignment';
+    this.main = el('main', { class: 'main' }, this.modelView.root, this.headView.root, this.matrixView.root, this.alignment.root, this.side.root);
     this.live = el('div', { class: 'sr-only', 'aria-live': 'polite', 'aria-atomic': 'true' });
 
     const c = this.chrome;
@@ -154,9 +175,63 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     post({ type: 'ready', protocol: PROTOCOL_VERSION });
   }
 
-  /** The run the views show: the run on screen, or in Difference mode its difference from the baseline. */
+  /**
+   * The run the views show: the run on screen, or in Difference mode its difference from the
+   * baseline; for an encoder-decoder run, its encoder part when that is shown (else the decoder's,
+   * whose layers and heads the cross-attention shares).
+   */
   get run(): RunData | null {
-    return this.compare.view ?? this.runs.current;
+    const cur = this.runs.current;
+    if (cur?.encoder && this.ui.part === 'encoder') return cur.encoder;
+    return this.compare.view ?? cur;
+  }
+
+  // ---------------------------------------------------------------- encoder-decoder runs
+
+  /** Whether the shown run's attention of `part` (absent: the main one) is what the three views draw. */
+  private showsPart(part: 'encoder' | 'cross' | undefined): boolean {
+    const cur = this.runs.current;
+    if (!cur?.seq2seq) return part === undefined;
+    return (part ?? 'decoder') === this.ui.part;
+  }
+
+  /** An encoder-decoder run shows its cross-attention: the Alignment view alone. */
+  private crossShown(): boolean {
+    return this.runs.current?.seq2seq != null && this.ui.part === 'cross';
+  }
+
+  /** Cross, encoder or decoder attention of an encoder-decoder run (Attention select). */
+  private setPart(part: ShownPart): void {
+    if (part === this.ui.part) return;
+    this.ui.part = part;
+    this.save();
+    // Token indices mean other tokens in another part.
+    this.cursor = null;
+    this.pinned = false;
+    this.hover = null;
+    const run = this.runs.current;
+    if (run) this.showRun(run, run);
+    this.announce(part === 'cross' ? 'Cross-attention: target tokens on source tokens' : `${part === 'encoder' ? 'Encoder' : 'Decoder'} self-attention`);
+  }
+
+  /** The Alignment view's matrix: cross-attention of the focused layer and head. */
+  private alignmentData(): AlignmentData | null {
+    const run = this.runs.current;
+    const enc = run?.encoder;
+    if (!run?.cross || !enc) return null;
+    const { layer, agg } = this.ui;
+    const rollout = agg === 'rollout';
+    const matrix = rollout ? null : run.cross.matrix(layer, agg);
+    return {
+      rows: run.display,
+      cols: enc.display,
+      rowDim: run.tokens.map((t) => t.special),
+      colDim: enc.tokens.map((t) => t.special),
+      rowWritten: run.tokens.map((t) => t.generated === true),
+      matrix,
+      title: `Layer ${layer + 1} · ${aggregationLabel(agg)} · cross-attention`,
+      waiting: rollout ? 'Rollout follows self-attention through the layers: pick the mean or a head for cross-attention.' : `Waiting for layer ${layer + 1}…`,
+    };
   }
 
   handle(raw: unknown): void {
@@ -169,13 +244,15 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   private showRun(run: RunData, prev: RunData | null): void {
     // An open "Why this weight?" explains the previous run's numbers: it goes with that run.
     this.explainView.close();
+    // An encoder-decoder run opens on its alignment (cross-attention), unless the last one showed another part.
+    if (run.seq2seq && run !== prev && !prev?.seq2seq) this.ui.part = 'cross';
     this.compare.setCurrent(run);
     const view = this.run!;
     const old = this.viewRun;
     const sameShape = prev !== null && prev.L === run.L && prev.H === run.H;
     const ui = this.ui;
-    ui.layer = Math.min(Math.max(0, ui.layer), run.L - 1);
-    const valid = (a: Aggregation): boolean => typeof a !== 'number' || a < run.H;
+    ui.layer = Math.min(Math.max(0, ui.layer), view.L - 1);
+    const valid = (a: Aggregation): boolean => typeof a !== 'number' || a < view.H;
     if (!valid(ui.agg)) ui.agg = 'mean';
     ui.selected = ui.selected.filter(valid);
     if (!ui.selected.length) ui.selected = [ui.agg];
@@ -187,9 +264,10 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     }
     this.hover = null;
     this.applyWeights();
-    this.chrome.fillSelects(run);
+    this.chrome.fillSelects(view);
     this.chrome.updateMeta(run);
     this.showLoaded(true);
+    this.alignment.setRun();
     this.attachViews(view, sameShape);
     this.setView(ui.view, false);
     this.scheduleHover();
@@ -265,7 +343,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
         note = `Now − baseline (${name}): red more attention, blue less; grey: ${inserted} inserted, ${deleted} deleted token${inserted + deleted === 1 ? '' : 's'}.`;
       }
     }
-    this.chrome.showCompare({ canPin: cur?.complete ?? false, hasBaseline: base !== null, on: isDiff(view), available: base !== null && this.compare.refusal === null, note });
+    this.chrome.showCompare({ canPin: (cur?.complete ?? false) && !cur?.seq2seq, hasBaseline: base !== null, on: isDiff(view), available: base !== null && this.compare.refusal === null, note });
   }
 
   /** The empty-page message, or the controls and views. */
@@ -306,11 +384,15 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   // ---------------------------------------------------------------- why this weight?
 
   canExplain(): boolean {
-    return this.run !== null && !isDiff(this.run);
+    return this.run !== null && !isDiff(this.run) && !this.runs.current?.seq2seq;
   }
 
   explain(query: number, key: number): void {
     const run = this.run;
+    if (this.runs.current?.seq2seq) {
+      this.announce('Why this weight? does not cover encoder-decoder models yet.');
+      return;
+    }
     if (!run || isDiff(run)) {
       this.announce('Why this weight? explains the run’s own weights: turn off the difference first.');
       return;
@@ -370,14 +452,19 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     this.root.dataset.view = view;
     this.chrome.selectTab(view);
     const has = this.run !== null;
-    for (const v of VIEWS) this.views[v.name].setVisible(has && v.name === view);
-    this.side.root.hidden = !has || view === 'model';
+    const cross = this.crossShown();
+    this.root.dataset.part = this.runs.current?.seq2seq ? this.ui.part : '';
+    this.chrome.showTabs(!cross);
+    for (const v of VIEWS) this.views[v.name].setVisible(has && !cross && v.name === view);
+    this.alignment.setVisible(has && cross);
+    this.side.root.hidden = !has || cross || view === 'model';
     if (save) this.save();
     this.scheduleHover();
   }
 
   focusView(view: ViewName): void {
-    this.views[view].focus();
+    if (this.crossShown()) this.alignment.focus();
+    else this.views[view].focus();
   }
 
   focusTab(i: number): void {
@@ -395,16 +482,17 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     if (changed || !this.ui.selected.includes(agg)) this.ui.selected = [agg];
     this.chrome.syncControls();
     if (changed) {
-      const msg: SelectHeadMessage = { type: 'select/head', runId: run.runId, layer, ...aggregationToWire(agg), ...this.wireWeights() };
+      const msg: SelectHeadMessage = { type: 'select/head', runId: this.runs.current?.runId ?? run.runId, layer, ...aggregationToWire(agg), ...this.wireWeights(), ...this.wirePart() };
       post(msg);
       this.lastPostedToken = null; // the host should re-decorate with the new head
     }
     this.save();
     this.rollout.continue();
     for (const v of Object.values(this.views)) v.render();
+    this.alignment.render();
     if (view) {
       this.setView(view);
-      this.views[view].focus();
+      this.focusView(view);
     }
     this.scheduleHover();
     this.announce(`Layer ${layer + 1}, ${aggregationLabel(agg)}`);
@@ -459,7 +547,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   private applyWeights(): void {
     const cur = this.runs.current;
     if (!cur) return;
-    const w = this.compare.on ? 'attention' : this.ui.weights;
+    const w = this.compare.on || cur.seq2seq ? 'attention' : this.ui.weights;
     cur.setWeights(w);
     if (w === 'value' && !cur.values && this.valuesAsked !== cur.runId) {
       this.valuesAsked = cur.runId;
@@ -485,6 +573,12 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     for (const v of Object.values(this.views)) v.render();
     this.scheduleHover();
     this.postHover(true);
+  }
+
+  /** The hover and select messages' part field: which attention of an encoder-decoder run the indices and the focus are of. */
+  private wirePart(): Pick<HoverTokenMessage, 'part'> {
+    const p = this.runs.current?.seq2seq ? this.ui.part : 'decoder';
+    return p === 'decoder' ? {} : { part: p };
   }
 
   /** The hover and select messages' weighting field. */
@@ -555,7 +649,8 @@ export class App implements ViewContext, KeyTarget, ExportSource {
 
   private paintHover(): void {
     const t0 = performance.now();
-    this.views[this.ui.view].renderHover();
+    if (this.crossShown()) this.alignment.renderHover();
+    else this.views[this.ui.view].renderHover();
     this.side.render(this.hover === null);
     this.root.dataset.hoverMs = (performance.now() - t0).toFixed(2);
   }
@@ -570,7 +665,17 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     if (!force && idx === this.lastPostedToken && run.runId === this.lastPostedRun) return;
     this.lastPostedToken = idx;
     this.lastPostedRun = run.runId;
-    const msg: HoverTokenMessage = { type: 'hover/token', runId: run.runId, tokenIndex: idx, layer: this.ui.layer, ...aggregationToWire(this.ui.agg), hideSpecial: this.ui.hideSpecial, ...this.wireWeights() };
+    const msg: HoverTokenMessage = {
+      type: 'hover/token',
+      runId: this.runs.current?.runId ?? run.runId,
+      tokenIndex: idx,
+      layer: this.ui.layer,
+      ...aggregationToWire(this.ui.agg),
+      hideSpecial: this.ui.hideSpecial,
+      ...this.wireWeights(),
+      ...this.wirePart(),
+      ...(this.crossShown() && a?.side === 'k' ? { side: 'k' as const } : {}),
+    };
     post(msg);
   }
 

@@ -3,7 +3,7 @@
 // message. It shows state and reports what the user picks; the app decides what follows.
 
 import { parseAggregation, type Aggregation, type Weighting } from '../src/protocol/attention';
-import type { UiState, ViewName } from './context';
+import type { ShownPart, UiState, ViewName } from './context';
 import type { RunData } from './store';
 import type { Theme } from './theme';
 import { el, setText, clear } from './dom';
@@ -19,6 +19,8 @@ export const VIEWS: readonly { name: ViewName; label: string }[] = [
 const LEGEND_HEAT = 'Colour scale: background is 0, foreground is 1 (square-root scale)';
 const LEGEND_DIFF = 'Colour scale of the difference from the baseline: blue is less attention, the background no change, red more, up to the largest change the view shows, which it states (square-root scale). Grey: a token only one run has.';
 
+const WEIGHTS_TITLE = 'Attention weights α, or value-weighted attention ‖α·v·W_O‖ (Kobayashi et al. 2020): how much of each word’s value reaches the output (V)';
+
 /** What the user picked in the controls. */
 export interface ChromeActions {
   view(view: ViewName): void;
@@ -26,6 +28,8 @@ export interface ChromeActions {
   head(agg: Aggregation): void;
   hideSpecial(hide: boolean): void;
   weights(w: Weighting): void;
+  /** Encoder-decoder runs: which attention to show. */
+  part(p: ShownPart): void;
   /** The Continue button: the model writes after the run's text. */
   continueRun(): void;
   threshold(t: number): void;
@@ -71,6 +75,9 @@ export class Chrome {
   private readonly headSel: HTMLSelectElement;
   private readonly hideBox: HTMLInputElement;
   private readonly weightSel: HTMLSelectElement;
+  private readonly partSel: HTMLSelectElement;
+  private readonly partLabel: HTMLElement;
+  private readonly tablist: HTMLElement;
   private readonly thrInput: HTMLInputElement;
   private readonly thrOut: HTMLOutputElement;
   private readonly legend: HTMLCanvasElement;
@@ -100,7 +107,7 @@ export class Chrome {
     this.error = el('div', { class: 'error', role: 'alert', hidden: true });
     this.previousNote = el('p', { class: 'previous-note', hidden: true });
 
-    const tablist = el('div', { class: 'tabs', role: 'tablist', 'aria-label': 'View' });
+    const tablist = (this.tablist = el('div', { class: 'tabs', role: 'tablist', 'aria-label': 'View' }));
     for (const v of VIEWS) {
       const b = el('button', { class: 'tab', type: 'button', role: 'tab', id: `tab-${v.name}`, 'aria-controls': `view-${v.name}`, 'data-view': v.name, text: v.label });
       b.addEventListener('click', () => actions.view(v.name));
@@ -117,11 +124,23 @@ export class Chrome {
     });
     this.weightSel = el(
       'select',
-      { class: 'weights', 'aria-label': 'Weights', title: 'Attention weights α, or value-weighted attention ‖α·v·W_O‖ (Kobayashi et al. 2020): how much of each word’s value reaches the output (V)' },
+      { class: 'weights', 'aria-label': 'Weights', title: WEIGHTS_TITLE },
       el('option', { value: 'attention', text: 'Attention α' }),
       el('option', { value: 'value', text: 'Value-weighted' }),
     );
     this.weightSel.addEventListener('change', () => actions.weights(this.weightSel.value === 'value' ? 'value' : 'attention'));
+    this.partSel = el(
+      'select',
+      { class: 'part', 'aria-label': 'Attention of the encoder-decoder model' },
+      el('option', { value: 'cross', text: 'Cross: target → source' }),
+      el('option', { value: 'encoder', text: 'Encoder: source → source' }),
+      el('option', { value: 'decoder', text: 'Decoder: target → target' }),
+    );
+    this.partSel.addEventListener('change', () => {
+      const v = this.partSel.value;
+      if (v === 'cross' || v === 'encoder' || v === 'decoder') actions.part(v);
+    });
+    this.partLabel = el('label', { class: 'ctl part-ctl', hidden: true }, 'Attention ', this.partSel);
     this.hideBox = el('input', { type: 'checkbox', class: 'hide-special', id: 'hide-special' });
     this.hideBox.checked = ui.hideSpecial;
     this.hideBox.addEventListener('change', () => actions.hideSpecial(this.hideBox.checked));
@@ -144,6 +163,7 @@ export class Chrome {
     this.controls = el(
       'nav',
       { class: 'controls', 'aria-label': 'Attention controls' },
+      this.partLabel,
       tablist,
       el('label', { class: 'ctl' }, 'Layer ', this.layerSel),
       el('label', { class: 'ctl' }, 'Head ', this.headSel),
@@ -180,6 +200,7 @@ export class Chrome {
     this.headSel.value = String(this.ui.agg);
     this.hideBox.checked = this.ui.hideSpecial;
     this.weightSel.value = this.ui.weights;
+    this.partSel.value = this.ui.part;
     this.thrInput.value = String(this.ui.threshold);
     this.showThreshold();
   }
@@ -187,6 +208,11 @@ export class Chrome {
   /** The threshold's label only: the slider itself is what the user is dragging. */
   showThreshold(): void {
     setText(this.thrOut, this.ui.threshold > 0 ? `≥ ${this.ui.threshold.toFixed(2)}` : 'off');
+  }
+
+  /** The view tabs: hidden while an encoder-decoder run shows its cross-attention (the Alignment view alone). */
+  showTabs(on: boolean): void {
+    this.tablist.hidden = !on;
   }
 
   selectTab(view: ViewName): void {
@@ -204,9 +230,21 @@ export class Chrome {
   /** The run's facts in the header and its notices (truncation, model warnings). */
   updateMeta(run: RunData): void {
     const written = run.tokens.filter((t) => t.generated).length;
-    const parts = [run.model.id, `${run.L} layers × ${run.H} heads`, `${run.T} tokens${written ? `, ${written} written by the model` : ''}`];
+    const s2s = run.seq2seq;
+    const parts = s2s
+      ? [
+          run.model.id,
+          `encoder ${s2s.encoder.layers} × ${s2s.encoder.heads}, decoder ${run.L} layers × ${run.H} heads`,
+          `${s2s.sourceTokens.length} source → ${run.T} target tokens`,
+          `${s2s.forced ? 'given' : 'wrote'} “${s2s.targetText}”${s2s.finished ? '' : ' (stopped at the limit, no end token)'}`,
+        ]
+      : [run.model.id, `${run.L} layers × ${run.H} heads`, `${run.T} tokens${written ? `, ${written} written by the model` : ''}`];
+    // Value weighting reads a capture that covers one stack of self-attention: not an encoder-decoder run.
+    this.weightSel.disabled = s2s !== null;
+    this.weightSel.title = s2s ? 'Value weighting does not cover encoder-decoder models yet' : WEIGHTS_TITLE;
+    this.partLabel.hidden = s2s === null;
     // Only a decoder writes after a text; a run the model already continued is continued again from its selection.
-    this.continueButton.hidden = run.model.kind !== 'decoder';
+    this.continueButton.hidden = run.model.kind !== 'decoder' || s2s !== null;
     this.continueButton.disabled = !run.done;
     if (run.source) parts.push(run.source);
     if (!run.complete) parts.push(`${run.arrived}/${run.L} layers`);

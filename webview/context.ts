@@ -7,6 +7,9 @@ import type { Theme } from './theme';
 
 export type ViewName = 'model' | 'head' | 'matrix';
 
+/** Which attention of an encoder-decoder run the panel shows: cross (the Alignment view), or one side's self-attention in the three views. */
+export type ShownPart = 'cross' | 'encoder' | 'decoder';
+
 export interface UiState {
   view: ViewName;
   /** Focused layer (0-based). */
@@ -18,6 +21,8 @@ export interface UiState {
   hideSpecial: boolean;
   /** What the matrices weigh: attention, or value-weighted attention (the run's value norms asked of the host). */
   weights: Weighting;
+  /** Encoder-decoder runs: which attention is shown (a run that is not one ignores it). */
+  part: ShownPart;
   /** Weights below are not drawn. */
   threshold: number;
 }

@@ -6,6 +6,7 @@
 
 import { parseHostMessage, type ParsedHostMessage } from '../src/protocol/validate';
 import type { ExplainDataMessage, ExplainOpenMessage, ExportRequestMessage } from '../src/protocol/webview';
+import type { SeqPart } from '../src/protocol/attention';
 import type { UiState } from './context';
 import { RunData } from './store';
 import { post } from './vscode';
@@ -14,9 +15,9 @@ import { post } from './vscode';
 export interface RunEvents {
   /** `run` replaced `prev` on screen (prev null: the first run). */
   shown(run: RunData, prev: RunData | null): void;
-  /** Thumbnails / a full layer of the shown run arrived. */
-  thumbsArrived(layer: number): void;
-  layerArrived(layer: number): void;
+  /** Thumbnails / a full layer of the shown run arrived (of its `part`, for an encoder-decoder run; absent: the decoder's). */
+  thumbsArrived(layer: number, part?: SeqPart): void;
+  layerArrived(layer: number, part?: SeqPart): void;
   /** Facts in the header changed (layers arrived, timings). */
   metaChanged(): void;
   status(message: string): void;
@@ -82,18 +83,18 @@ export class Runs {
       }
       case 'run/thumbs': {
         const run = this.runById(m.runId);
-        if (!run || !run.addThumbs(m)) return;
+        if (!run || !run.add({ ...m, kind: 'thumbs' })) return;
         if (run === this.pending) this.maybeSwap();
-        else this.on.thumbsArrived(m.layer);
+        else this.on.thumbsArrived(m.layer, m.part);
         return;
       }
       case 'run/layer': {
         const run = this.runById(m.runId);
         if (!run) return;
-        if (!run.addLayer(m)) return;
+        if (!run.add({ ...m, kind: 'layer' })) return;
         if (run.complete) this.markRun('complete', run.runId);
         if (run === this.pending) this.maybeSwap();
-        else this.on.layerArrived(m.layer);
+        else this.on.layerArrived(m.layer, m.part);
         this.on.metaChanged();
         return;
       }

@@ -23,18 +23,19 @@ function readSaved(): Partial<UiState> {
   }
   if (typeof s.hideSpecial === 'boolean') out.hideSpecial = s.hideSpecial;
   if (s.weights === 'attention' || s.weights === 'value') out.weights = s.weights;
+  if (s.part === 'cross' || s.part === 'encoder' || s.part === 'decoder') out.part = s.part;
   if (typeof s.threshold === 'number' && s.threshold >= 0 && s.threshold <= 1) out.threshold = s.threshold;
   return out;
 }
 
 /** The saved UI state over the defaults. */
 export function loadUiState(): UiState {
-  const ui: UiState = { view: 'model', layer: 0, agg: 'mean', selected: ['mean'], hideSpecial: false, weights: 'attention', threshold: 0, ...readSaved() };
+  const ui: UiState = { view: 'model', layer: 0, agg: 'mean', selected: ['mean'], hideSpecial: false, weights: 'attention', part: 'cross', threshold: 0, ...readSaved() };
   if (!ui.selected.length) ui.selected = [ui.agg];
   return ui;
 }
 
 export function saveUiState(u: UiState): void {
-  const s: Saved = { v: 1, view: u.view, layer: u.layer, agg: u.agg, selected: u.selected, hideSpecial: u.hideSpecial, weights: u.weights, threshold: u.threshold };
+  const s: Saved = { v: 1, view: u.view, layer: u.layer, agg: u.agg, selected: u.selected, hideSpecial: u.hideSpecial, weights: u.weights, part: u.part, threshold: u.threshold };
   setState(s);
 }

@@ -26,6 +26,9 @@ export class RunData extends Run {
   private visCache: Int32Array;
   private cache = new Map<string, Float32Array>();
 
+  /** An encoder-decoder run's encoder part, as the panel holds runs. */
+  declare readonly encoder: RunData | null;
+
   constructor(m: RunStartMessage) {
     super(m);
     this.source = m.source;
@@ -36,8 +39,13 @@ export class RunData extends Run {
     this.visCache = visibleIndices(this.keepCache);
   }
 
+  protected override part(start: RunStartMessage): RunData {
+    return new RunData(start);
+  }
+
   /** Hiding special tokens changes every processed matrix. */
   setHideSpecial(hide: boolean): void {
+    this.encoder?.setHideSpecial(hide);
     if (hide === this.hide) return;
     this.hide = hide;
     this.keepCache = keepMask(this.tokens, hide);
@@ -149,8 +157,9 @@ function showWhitespace(s: string): string {
 
 /** How a token is shown: its source text when known (trimmed, whitespace made visible), else its vocabulary spelling. */
 export function displayToken(t: WireToken, prev: WireToken | null, src: SourceText | null | undefined): string {
-  if (t.generated) return cleanTokenText(t.text).trim() || showWhitespace(cleanTokenText(t.text) || t.text);
-  if (t.special || t.start < 0) return t.text;
+  // Written by the model, or a target token (encoder-decoder runs): no place in the text, shown by its spelling.
+  if (!t.special && t.start < 0) return cleanTokenText(t.text).trim() || showWhitespace(cleanTokenText(t.text) || t.text);
+  if (t.special) return t.text;
   const sharesChar = prev !== null && !prev.special && prev.start >= 0 && t.start < prev.end;
   if (src && !sharesChar) {
     const s = src.text.slice(t.start - src.offset, t.end - src.offset);

@@ -6,3 +6,4 @@ export * from './rollout';
 export * from './attended';
 export * from './thumbs';
 export * from './valueWeighted';
+export * from './cross';

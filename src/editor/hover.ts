@@ -3,6 +3,7 @@
 // explains the top word's weight there ("Why this weight?").
 import * as vscode from 'vscode';
 import type { RunState } from './runState';
+import { cleanTokenText } from '../analysis/words';
 
 export class AttentionHoverProvider implements vscode.HoverProvider {
   constructor(
@@ -14,6 +15,7 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     const run = this.state();
     if (!run || !run.matches(document)) return null;
     const offset = document.offsetAt(position);
+    if (run.encoder) return this.sourceHover(run, run.encoder, document, offset);
     const q = run.tokenAtOffset(offset);
     if (q < 0) return null;
     const token = run.tokens[q];
@@ -53,6 +55,43 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     const range = new vscode.Range(document.positionAt(token.start), document.positionAt(token.end));
     return new vscode.Hover(md, range);
   }
+
+  /**
+   * An encoder-decoder run's source, in the editor: the target tokens that attend most to the
+   * hovered source token (cross-attention), or with the panel on the encoder, the source words it
+   * attends to.
+   */
+  private sourceHover(run: RunState, enc: NonNullable<RunState['encoder']>, document: vscode.TextDocument, offset: number): vscode.Hover | null {
+    const s = enc.tokenAtOffset(offset);
+    if (s < 0) return null;
+    const token = enc.tokens[s];
+    const focus = run.view;
+    const md = new vscode.MarkdownString(undefined, true);
+    md.supportHtml = false;
+    const source = document.getText(new vscode.Range(document.positionAt(token.start), document.positionAt(token.end)));
+    if (focus.part === 'encoder') {
+      md.appendMarkdown(`**Attention Lens** · encoder ${enc.describe(focus)}\n\nSource token ${inlineCode(visibleText(source || token.text))}`);
+      const words = enc.attended(s, this.topWords(), focus);
+      if (!words) md.appendMarkdown('\n\nThe encoder\'s attention of this layer is still arriving…');
+      else md.appendMarkdown(' attends most to:\n\n' + words.map((w) => `- ${(w.weight * 100).toFixed(1)}% ${inlineCode(visibleText(w.text))}`).join('\n'));
+    } else {
+      const layer = { ...focus, agg: focus.agg === 'rollout' ? ('mean' as const) : focus.agg };
+      md.appendMarkdown(`**Attention Lens** · ${run.describe(layer)}, cross-attention\n\nSource token ${inlineCode(visibleText(source || token.text))}`);
+      const targets = run.crossTargets(s, this.topWords(), layer);
+      if (!targets) md.appendMarkdown('\n\nThe cross-attention of this layer is still arriving…');
+      else if (!targets.length) md.appendMarkdown(' gets no attention from the target here.');
+      else {
+        md.appendMarkdown(' is attended most by the target tokens:\n\n');
+        md.appendMarkdown(targets.map((t) => `- ${(t.weight * 100).toFixed(1)}% ${inlineCode(visibleText(targetText(run.tokens[t.index])))} (target token ${t.index + 1})`).join('\n'));
+      }
+    }
+    return new vscode.Hover(md, new vscode.Range(document.positionAt(token.start), document.positionAt(token.end)));
+  }
+}
+
+/** A target token as written: its spelling without the tokenizer's word marks. */
+function targetText(t: { text: string; special: boolean }): string {
+  return t.special ? t.text : cleanTokenText(t.text).trim() || t.text;
 }
 
 /**

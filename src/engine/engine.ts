@@ -674,7 +674,7 @@ export class AttentionEngine {
 /** analyze and generate read one text: an encoder-decoder needs a source and a target. */
 function refuseSeq2seq(model: LoadedModel): void {
   if (model.seq2seq) {
-    throw new EngineError('ATTENTION_UNSUPPORTED', `${model.info.id} is an encoder-decoder (translation) model: the panel does not show those yet. The command line does: attention-lens --model <folder> --text <source> --out <prefix> writes its encoder, decoder and cross attention.`);
+    throw new EngineError('ATTENTION_UNSUPPORTED', `${model.info.id} is an encoder-decoder (translation) model: its attention comes from analyzeSeq2seq (Show Attention and the command line run it); Why this weight?, value weighting and Continue do not cover encoder-decoder models yet.`);
   }
 }
 

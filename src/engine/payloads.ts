@@ -1,9 +1,9 @@
 // What the worker hands the host for one run, in the order the panel should get it: every layer's
 // thumbnails first (a few MB: the model view's grid paints from them), then the full layers, which
 // the head and matrix views, hovers and rollout need. Each payload owns its buffer (transferable).
-import { layerTensor, layerThumbs, packF14 } from '../analysis';
-import type { AttentionPayload } from '../protocol/attention';
-import type { AttentionResult } from './types';
+import { encodeF16, encodeU8, layerTensor, layerThumbs, packF14 } from '../analysis';
+import type { AttentionEncoding, AttentionPayload } from '../protocol/attention';
+import type { AttentionResult, Seq2seqResult } from './types';
 
 export function* runPayloads(result: Pick<AttentionResult, 'attention' | 'shape' | 'encoding'>): Generator<AttentionPayload> {
   const [L, H, T] = result.shape;
@@ -18,6 +18,19 @@ export function* runPayloads(result: Pick<AttentionResult, 'attention' | 'shape'
     const packed = d instanceof Uint16Array ? packF14(d) : null;
     yield { kind: 'layer', layer: l, data: (packed ?? d.slice()).buffer as ArrayBuffer, packed: packed !== null };
   }
+}
+
+/**
+ * An encoder-decoder run's payloads: the decoder's self-attention (the run's main part), then the
+ * encoder's (part 'encoder'), both in `encoding`, then the cross-attention, float32 (part 'cross').
+ */
+export function* seq2seqPayloads(r: Pick<Seq2seqResult, 'encoder' | 'encoderShape' | 'decoder' | 'decoderShape' | 'cross' | 'crossShape'>, encoding: AttentionEncoding): Generator<AttentionPayload> {
+  const encode = (a: Float32Array) => (encoding === 'f16' ? encodeF16(a) : encoding === 'u8' ? encodeU8(a) : a);
+  yield* runPayloads({ attention: encode(r.decoder), shape: r.decoderShape, encoding });
+  for (const p of runPayloads({ attention: encode(r.encoder), shape: r.encoderShape, encoding })) yield { ...p, part: 'encoder' };
+  const [L, H, T, S] = r.crossShape;
+  const stride = H * T * S;
+  for (let l = 0; l < L; l++) yield { kind: 'layer', layer: l, data: r.cross.slice(l * stride, (l + 1) * stride).buffer, packed: false, part: 'cross' };
 }
 
 /**

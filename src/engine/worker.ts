@@ -4,7 +4,7 @@
 // queries, keys and values (the last capture kept for further clicks on the same run).
 import { parentPort, workerData } from 'node:worker_threads';
 import { AttentionEngine, type AttentionPreview } from './engine';
-import { runPayloads, streamPayloads } from './payloads';
+import { runPayloads, seq2seqPayloads, streamPayloads } from './payloads';
 import { explainCell, valueNormsData } from './qkv';
 import { EngineError, type AttentionResult, type EngineOptions, type GeneratedToken, type LoadProgress } from './types';
 import type { HostToWorker, WorkerToHost } from '../protocol/worker';
@@ -93,6 +93,20 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
       signal,
       onProgress: (progress: LoadProgress) => post({ type: 'progress', requestId: msg.requestId, progress }),
     };
+    const engine = engineFor(msg.options);
+    const info = await engine.load(msg.model, { onProgress: options.onProgress, signal });
+    if (info.seq2seq) {
+      // An encoder-decoder model: the text is the source; the model writes the target, then one teacher-forced pass.
+      const r = await engine.analyzeSeq2seq(msg.model, msg.text, { ...options, maxNewTokens: msg.maxNewTokens, onToken: written(msg.requestId, msg.maxNewTokens ?? 0) });
+      if (signal.aborted) return;
+      post({
+        type: 'start', requestId: msg.requestId, model: r.model, tokens: r.targetTokens, encoding: msg.encoding, shape: r.decoderShape, truncation: r.truncation, notices: r.notices, runtime: r.runtime,
+        seq2seq: { sourceTokens: r.sourceTokens, encoderShape: r.encoderShape, crossShape: r.crossShape, targetText: r.targetText, forced: r.forced, finished: r.finished },
+      });
+      const sent = await streamPayloads(seq2seqPayloads(r, msg.encoding), (payload) => post({ type: 'payload', requestId: msg.requestId, payload }, [payload.data]), signal);
+      if (sent) post({ type: 'done', requestId: msg.requestId, timings: r.timings });
+      return;
+    }
     // Continue: the tokens are known only once written, so the start goes out with the result.
     const result = msg.generate
       ? await engineFor(msg.options).generate(msg.model, msg.text, { ...options, maxNewTokens: msg.generate, onToken: written(msg.requestId, msg.generate) })
@@ -118,7 +132,8 @@ function written(requestId: number, total: number): (t: GeneratedToken) => void 
   return (t) => {
     text += t.piece;
     const tail = (text.length > 60 ? `…${text.slice(-60)}` : text).replace(/\s+/g, ' ');
-    post({ type: 'progress', requestId, progress: { phase: 'generate', message: t.end ? `Written: “${tail}”` : `Writing ${t.index + 1} of ${total}: “${tail}”` } });
+    const of = total > 0 ? ` of ${total}` : '';
+    post({ type: 'progress', requestId, progress: { phase: 'generate', message: t.end ? `Written: “${tail}”` : `Writing ${t.index + 1}${of}: “${tail}”` } });
   };
 }
 

@@ -84,6 +84,8 @@ export interface Focus {
   hideSpecial: boolean;
   /** Absent: attention. */
   weights?: Weighting;
+  /** Encoder-decoder runs: the attention focused (absent: the decoder's self-attention). */
+  part?: SeqPart;
 }
 
 /**
@@ -103,7 +105,25 @@ export interface ValueNormsData<D = ArrayBuffer> {
  * thumbnails. `D` is ArrayBuffer from the worker; a webview may deliver a typed-array view.
  * Messages carry the same fields under their own type (run/layer, run/thumbs) instead of `kind`.
  */
-export type AttentionPayload<D = ArrayBuffer> = ({ kind: 'layer' } & LayerData<D>) | ({ kind: 'thumbs' } & ThumbsData<D>);
+export type AttentionPayload<D = ArrayBuffer> = (({ kind: 'layer' } & LayerData<D>) | ({ kind: 'thumbs' } & ThumbsData<D>)) & { part?: SeqPart };
+
+/**
+ * An encoder-decoder run's other parts beside its main one (the decoder's self-attention, over the
+ * target tokens): the encoder's self-attention over the source, and the decoder's cross-attention,
+ * target tokens (rows) on source tokens (columns), always float32 [heads][T][S].
+ */
+export type SeqPart = 'encoder' | 'cross';
+
+/** What a seq2seq run's start says besides the decoder part (RunStartMessage.seq2seq). */
+export interface Seq2seqStart {
+  /** The source (the selection) as the encoder read it, with absolute document offsets. */
+  sourceTokens: WireToken[];
+  encoder: { layers: number; heads: number };
+  /** The target: what the model wrote (or the text given to teacher-force), and whether an end token stopped it. */
+  targetText: string;
+  forced: boolean;
+  finished: boolean;
+}
 
 /** Attention bytes as a webview receives them: an ArrayBuffer or any typed-array view (some hosts deliver a Uint8Array). */
 export type WireData = ArrayBuffer | ArrayBufferView;

@@ -1,7 +1,7 @@
 // Validation of both directions of the host <-> webview protocol. Each side trusts nothing it
 // receives: anything malformed is dropped (null), and a bad message must not break the current view.
 
-import { ENCODINGS, type AttentionEncoding, type ExplainCell, type Explanation, type HeadSelection, type LayerData, type ThumbsData, type ValueNormsData, type WireData, type WireModel, type WireToken } from './attention';
+import { ENCODINGS, type AttentionEncoding, type ExplainCell, type Explanation, type HeadSelection, type LayerData, type Seq2seqStart, type SeqPart, type ThumbsData, type ValueNormsData, type WireData, type WireModel, type WireToken } from './attention';
 import type { ExportResultMessage, HostToWebview, RunLayerMessage, RunStartMessage, RunThumbsMessage, ValuesDataMessage, WebviewToHost } from './webview';
 
 /** Limits that keep a bad message from allocating absurd amounts of memory. */
@@ -59,7 +59,12 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
   }
 }
 
-const valueWeights = (m: Record<string, unknown>): { weights?: 'value' } => (m.weights === 'value' ? { weights: 'value' } : {});
+const valueWeights = (m: Record<string, unknown>): { weights?: 'value'; part?: SeqPart; side?: 'k' } => ({
+  ...(m.weights === 'value' ? { weights: 'value' as const } : {}),
+  ...(isPart(m.part) ? { part: m.part } : {}),
+  ...(m.side === 'k' ? { side: 'k' as const } : {}),
+});
+const isPart = (v: unknown): v is SeqPart => v === 'encoder' || v === 'cross';
 
 const isScale = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0 && v <= MAX_EXPORT_SCALE;
 
@@ -84,8 +89,8 @@ function parseExportResult(m: Record<string, unknown>): ExportResultMessage | nu
 export type ParsedHostMessage =
   | Exclude<HostToWebview, RunLayerMessage | RunThumbsMessage | ValuesDataMessage>
   | ({ type: 'values/data'; runId: number } & ({ data: ValueNormsData<WireData>; error?: undefined } | { data?: undefined; error: string }))
-  | ({ type: 'run/layer'; runId: number } & LayerData<WireData>)
-  | ({ type: 'run/thumbs'; runId: number } & ThumbsData<WireData>);
+  | ({ type: 'run/layer'; runId: number; part?: SeqPart } & LayerData<WireData>)
+  | ({ type: 'run/thumbs'; runId: number; part?: SeqPart } & ThumbsData<WireData>);
 
 function parseModel(v: unknown): WireModel | null {
   if (!isObj(v)) return null;
@@ -123,7 +128,24 @@ function parseStart(m: Record<string, unknown>): RunStartMessage | null {
   if (isObj(m.sourceText) && isStr(m.sourceText.text) && isInt(m.sourceText.offset)) {
     msg.sourceText = { text: m.sourceText.text, offset: m.sourceText.offset };
   }
+  if (m.seq2seq !== undefined) {
+    const s = parseSeq2seq(m.seq2seq);
+    if (!s) return null;
+    msg.seq2seq = s;
+  }
   return msg;
+}
+
+function parseSeq2seq(v: unknown): Seq2seqStart | null {
+  if (!isObj(v) || !isObj(v.encoder) || !isInt(v.encoder.layers, 1, MAX_LAYERS) || !isInt(v.encoder.heads, 1, MAX_HEADS)) return null;
+  if (!Array.isArray(v.sourceTokens) || v.sourceTokens.length < 1 || v.sourceTokens.length > MAX_TOKENS || !isStr(v.targetText)) return null;
+  const sourceTokens: WireToken[] = [];
+  for (const t of v.sourceTokens) {
+    const p = parseToken(t);
+    if (!p) return null;
+    sourceTokens.push(p);
+  }
+  return { sourceTokens, encoder: { layers: v.encoder.layers, heads: v.encoder.heads }, targetText: v.targetText, forced: v.forced === true, finished: v.finished === true };
 }
 
 function asData(v: unknown): WireData | null {
@@ -139,12 +161,12 @@ export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
       const data = asData(raw.data);
       if (!isInt(raw.runId) || !isInt(raw.layer, 0, MAX_LAYERS - 1) || !data) return null;
       if (raw.start !== undefined && !isInt(raw.start, 0)) return null;
-      return { type: 'run/layer', runId: raw.runId, layer: raw.layer, data, packed: raw.packed === true, ...(raw.start === undefined ? {} : { start: raw.start }) };
+      return { type: 'run/layer', runId: raw.runId, layer: raw.layer, data, packed: raw.packed === true, ...(raw.start === undefined ? {} : { start: raw.start }), ...(isPart(raw.part) ? { part: raw.part } : {}) };
     }
     case 'run/thumbs': {
       const data = asData(raw.data);
       if (!isInt(raw.runId) || !isInt(raw.layer, 0, MAX_LAYERS - 1) || !isInt(raw.size, 1, MAX_TOKENS) || !data) return null;
-      return { type: 'run/thumbs', runId: raw.runId, layer: raw.layer, size: raw.size, data, packed: raw.packed === true };
+      return { type: 'run/thumbs', runId: raw.runId, layer: raw.layer, size: raw.size, data, packed: raw.packed === true, ...(isPart(raw.part) ? { part: raw.part } : {}) };
     }
     case 'run/done': {
       if (!isInt(raw.runId)) return null;

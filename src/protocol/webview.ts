@@ -2,7 +2,7 @@
 // Message types are string literals (never numeric enums: reordering would break the wire).
 // Big data crosses as ArrayBuffers (VS Code sends them as binary); everything else is small JSON.
 
-import type { AttentionEncoding, ExplainCell, Explanation, HeadSelection, LayerData, SourceText, ThumbsData, ValueNormsData, WireModel, WireToken } from './attention';
+import type { AttentionEncoding, ExplainCell, Explanation, HeadSelection, LayerData, Seq2seqStart, SeqPart, SourceText, ThumbsData, ValueNormsData, WireModel, WireToken } from './attention';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -25,20 +25,26 @@ export interface RunStartMessage {
    * offsets are absolute). Without it the panel falls back to the vocabulary spellings.
    */
   sourceText?: SourceText;
+  /**
+   * Optional: an encoder-decoder run. `tokens`, `model.layers` and `model.heads` are then the
+   * decoder's (tokens: the target, without ranges); its encoder and cross parts arrive as
+   * run/layer (and run/thumbs) messages with `part` set.
+   */
+  seq2seq?: Seq2seqStart;
 }
 
 /**
  * A layer or a part of one (LayerData in the run's encoding) on the wire: `packed` and `start`
  * are left out when false / absent. The parts of a large layer come in order.
  */
-export type RunLayerMessage = { type: 'run/layer'; runId: number } & WireFields<LayerData>;
+export type RunLayerMessage = { type: 'run/layer'; runId: number; part?: SeqPart } & WireFields<LayerData>;
 
 /**
  * One layer's thumbnails (ThumbsData). Sent for every layer before the layers themselves when T
  * is above their size, so the model view's grid paints from a few MB while the full layers (what
  * the other views, hovers and rollout read) are on their way.
  */
-export type RunThumbsMessage = { type: 'run/thumbs'; runId: number } & WireFields<ThumbsData>;
+export type RunThumbsMessage = { type: 'run/thumbs'; runId: number; part?: SeqPart } & WireFields<ThumbsData>;
 
 /** A payload's fields as a message carries them: `packed` only when true. */
 type WireFields<P extends { packed: boolean }> = Omit<P, 'packed'> & { packed?: boolean };
@@ -144,6 +150,10 @@ export interface HoverTokenMessage {
   rollout?: boolean;
   /** Optional: 'value' when the panel shows value-weighted attention (absent: attention). */
   weights?: 'value';
+  /** Optional, seq2seq runs: the part the panel shows (absent: the decoder's self-attention; tokenIndex then indexes its tokens, for 'encoder' the source's). */
+  part?: SeqPart;
+  /** Optional, part 'cross': 'k' when tokenIndex is a source token (a column), else it is a target token (a row). */
+  side?: 'k';
 }
 
 /** The user changed the focused layer/head; the editor hover follows it. */
@@ -156,6 +166,8 @@ export interface SelectHeadMessage {
   rollout?: boolean;
   /** Optional: 'value' when the panel shows value-weighted attention (absent: attention). */
   weights?: 'value';
+  /** Optional, seq2seq runs: the part the panel shows (absent: the decoder's). */
+  part?: SeqPart;
 }
 
 /**

@@ -13,6 +13,18 @@ export interface AnalyzeRequest {
   encoding: AttentionEncoding;
   /** Continue: greedily write this many tokens after the text; the run covers the text and what was written. */
   generate?: number;
+  /** Encoder-decoder models: the most tokens the decoder writes (the end token included). */
+  maxNewTokens?: number;
+}
+
+/** What an encoder-decoder run's start adds (the engine's Seq2seqResult less its attention). */
+export interface WorkerSeq2seqStart {
+  sourceTokens: TokenSpan[];
+  encoderShape: [number, number, number, number];
+  crossShape: [number, number, number, number];
+  targetText: string;
+  forced: boolean;
+  finished: boolean;
 }
 
 export type HostToWorker =
@@ -38,6 +50,8 @@ export type WorkerToHost =
       truncation: Truncation | null;
       notices: string[];
       runtime: string;
+      /** An encoder-decoder run: `tokens` and `shape` are the decoder's (the target); the source and the other shapes here. */
+      seq2seq?: WorkerSeq2seqStart;
     }
   /**
    * One layer or one layer's thumbnails in the request's encoding (buffer transferred, not copied),

@@ -12,7 +12,8 @@
 // gets a LayerStore per kind beside `store`; tokens that arrive while generating grow `tokens` and
 // the stores' T; rows computed on demand fill a store row by row instead of layer by layer.
 
-import type { Aggregation, AttentionEncoding, AttentionPayload, Focus, LayerData, SourceText, ThumbsData, ValueNormsData, WireData, WireModel, WireToken, Weighting } from '../protocol/attention';
+import type { Aggregation, AttentionEncoding, AttentionPayload, Focus, HeadSelection, LayerData, Seq2seqStart, SourceText, ThumbsData, ValueNormsData, WireData, WireModel, WireToken, Weighting } from '../protocol/attention';
+import { CrossStore } from '../analysis/cross';
 import { aggregationLabel } from '../protocol/attention';
 import type { RunStartMessage } from '../protocol/webview';
 import { attendedWords, tokenAt } from '../analysis/attended';
@@ -35,6 +36,13 @@ export class Run {
   readonly L: number;
   readonly H: number;
   readonly words: WordGrouping;
+  /**
+   * An encoder-decoder run: what the start said, its encoder part (a run over the source tokens)
+   * and its cross-attention (target rows on source columns). This run is then the decoder's part.
+   */
+  readonly seq2seq: Seq2seqStart | null;
+  readonly encoder: Run | null;
+  readonly cross: CrossStore | null;
   /** Layers fully arrived, and layers whose thumbnails arrived. */
   arrived = 0;
   thumbsArrived = 0;
@@ -71,12 +79,29 @@ export class Run {
     this.means = new Array(this.L).fill(undefined);
     this.valueMeans = new Array(this.L).fill(undefined);
     this.words = groupWords(this.tokens, this.sourceText);
+    this.seq2seq = start.seq2seq ?? null;
+    const s = this.seq2seq;
+    this.encoder = s ? this.part({ ...start, model: { ...start.model, kind: 'encoder', layers: s.encoder.layers, heads: s.encoder.heads }, tokens: s.sourceTokens, seq2seq: undefined }) : null;
+    this.cross = s ? new CrossStore(this.L, this.H, this.T, s.sourceTokens.length) : null;
+  }
+
+  /** A run of the same kind for an encoder-decoder run's encoder part (the panel's RunData makes its own kind). */
+  protected part(start: RunStartMessage): Run {
+    return new Run(start);
   }
 
   // ---------------------------------------------------------------- attention as it arrives
 
   /** Stores a payload; throws when it does not fit the run. Returns true when it completed something new. */
   add(p: AttentionPayload<WireData>): boolean {
+    if (p.part === 'encoder') {
+      if (!this.encoder) throw new Error('an encoder layer for a run without an encoder');
+      return this.encoder.add({ ...p, part: undefined });
+    }
+    if (p.part === 'cross') {
+      if (!this.cross || p.kind !== 'layer') throw new Error('cross-attention for a run without it (or as thumbnails)');
+      return this.cross.add(p.layer, p.data);
+    }
     return p.kind === 'layer' ? this.addLayer(p) : this.addThumbs(p);
   }
 
@@ -114,8 +139,30 @@ export class Run {
     return this.store.get(l);
   }
 
+  /** Every layer arrived (of every part, for an encoder-decoder run). */
   get complete(): boolean {
-    return this.arrived === this.L;
+    return this.arrived === this.L && (this.encoder?.complete ?? true) && (this.cross ? this.cross.arrived === this.L : true);
+  }
+
+  // ---------------------------------------------------------------- cross-attention (encoder-decoder runs)
+
+  /** The top `k` source words target token `q` attends to (layer and head of `focus`; rollout reads the mean), or null while missing. */
+  crossWords(q: number, k: number, focus: Focus): AttendedWord[] | null {
+    const enc = this.encoder;
+    const row = enc && this.cross?.row(focus.layer, crossHead(focus.agg), q);
+    if (!enc || !row) return null;
+    if (focus.hideSpecial) renormalizeRow(row, keepMask(enc.tokens, true));
+    return topAttended(row, enc.tokens, enc.words, k);
+  }
+
+  /** The target tokens that attend most to source token `s`, heaviest first (at most `k`), or null while missing. */
+  crossTargets(s: number, k: number, focus: Focus): { index: number; weight: number }[] | null {
+    const col = this.cross?.column(focus.layer, crossHead(focus.agg), s);
+    if (!col) return null;
+    return Array.from(col, (weight, index) => ({ index, weight }))
+      .filter((t) => t.weight > 0)
+      .sort((a, b) => b.weight - a.weight)
+      .slice(0, k);
   }
 
   // ---------------------------------------------------------------- head means and rollout
@@ -276,4 +323,9 @@ export class Run {
     if (focus.agg === 'mean') return `${layer}, ${value ? 'value-weighted, heads together' : aggregationLabel('mean')}`;
     return `${layer}, ${value}head ${focus.agg + 1}/${this.H}`;
   }
+}
+
+/** Cross-attention has heads and their mean; rollout (a product through self-attention layers) reads the mean. */
+function crossHead(agg: Aggregation): HeadSelection {
+  return agg === 'rollout' ? 'mean' : agg;
 }

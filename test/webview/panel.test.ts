@@ -496,7 +496,7 @@ describe('attention panel in Chromium', () => {
         return d[0] > 200 && d[1] > 200 && d[2] > 200;
       });
       const state = await page.evaluate(() => (window as unknown as { __state: unknown }).__state);
-      assert.deepEqual(state, { v: 1, view: 'model', layer: 1, agg: 'mean', selected: ['mean', 1], hideSpecial: true, weights: 'attention', threshold: 0.05 });
+      assert.deepEqual(state, { v: 1, view: 'model', layer: 1, agg: 'mean', selected: ['mean', 1], hideSpecial: true, weights: 'attention', part: 'cross', threshold: 0.05 });
       noErrors(p);
     } finally {
       await p.close();
