@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT, median, round, table } from './util';
+import { ROOT, ensureModel, median, round, table } from './util';
 import { runExtSuite } from './ext-suite/run';
 import { BENCH_CACHE, ensureBuiltAll } from './real-run';
 import { TARGETS, verdict } from './targets';
@@ -38,6 +38,7 @@ export async function measureActivation(): Promise<Record<string, unknown>> {
 
 export async function hostSection() {
   ensureBuiltAll();
+  ensureModel(); // the driver loads it (generated here when this section runs before engine, e.g. --only host)
   fs.mkdirSync(BENCH_CACHE, { recursive: true });
   const block = await runDriver('block', T, WARM_RUNS);
   const warm = block.warm as Array<BlockMeasure & { runMs: number }>;

@@ -1,13 +1,19 @@
-// Memory growth over consecutive runs, after forced GC: heap after the last of N runs / heap after
-// the first (N = 50 unless BENCH_MEMORY_RUNS says otherwise), at T = 512 by default (BENCH_MEMORY_T).
+// Memory over consecutive runs, after forced GC, at T = 512 by default (BENCH_MEMORY_T).
 // - host: a Node process driving EngineClient + out/worker.js as the extension does
-//   (bench/host-driver.ts, --expose-gc): process.memoryUsage().heapUsed, and external memory
-//   (the layers' ArrayBuffers) beside it;
+//   (bench/host-driver.ts, --expose-gc), N runs (N = 50 unless BENCH_MEMORY_RUNS says otherwise):
+//   process.memoryUsage().heapUsed after run N / after run 1, and external memory (the layers'
+//   ArrayBuffers) beside it;
 // - webview: the built panel in Chromium, in a cross-origin frame of a workbench page as VS Code
-//   hosts it (so its heap is its own process's), fed N runs of real attention (views cycled model
-//   -> head -> matrix with a hover each run, measured in the model view): DevTools protocol
-//   HeapProfiler.collectGarbage + Runtime.getHeapUsage, with ArrayBuffer backing stores and DOM
-//   counters beside it.
+//   hosts it (so its heap is its own process's), fed 3N runs of real attention (views cycled model
+//   -> head -> matrix with a hover each run, measured in the model view), through the DevTools
+//   protocol (HeapProfiler.collectGarbage, Runtime.getHeapUsage, Memory.getDOMCounters). A leak
+//   shows in what a run keeps (issue 15):
+//     webview_growth            (JS heap + ArrayBuffer backing stores) after run N / after run 1, <= 1.10;
+//     webview_heap_late_growth  JS heap after run 3N / after run 2N (150 / 100), <= 1.02: V8's code
+//                               and the browser's timeline buffers grow early and level off, a leak does not;
+//     webview_dom_nodes_change  the most the DOM node count differs from run 1's at any measure point, 0.
+//   Heap-only figures of the earlier definition stay beside them (webview_heap_growth, _steady,
+//   _own_objects with the heap-snapshot breakdown).
 // The two run in parallel (they are independent processes; timings here are not the point).
 import type { CDPSession, Page } from 'playwright-core';
 import { round, table } from './util';
@@ -19,6 +25,9 @@ import { TARGETS, verdict } from './targets';
 
 const T = Number(process.env.BENCH_MEMORY_T ?? 512);
 const RUNS = Number(process.env.BENCH_MEMORY_RUNS ?? 50);
+/** The webview's late window: from run 2N to run 3N (100 -> 150). */
+const LATE_FROM = 2 * RUNS;
+const LAST = 3 * RUNS;
 const VIEWS = ['model', 'head', 'matrix'] as const;
 
 /**
@@ -95,10 +104,17 @@ async function webviewGrowth() {
         });
         return pageHeap(cdp);
       };
-      const series: Array<{ run: number; usedMiB: number; nodes: number | null }> = [];
+      type Heap = Awaited<ReturnType<typeof pageHeap>>;
+      const series: Array<{ run: number; usedMiB: number; arrayBuffersMiB: number | null; nodes: number | null; listeners: number | null }> = [];
+      const note = (run: number, h: Heap) =>
+        series.push({ run, usedMiB: round(h.usedSize / 2 ** 20, 3), arrayBuffersMiB: h.backingStorageSize === null ? null : round(h.backingStorageSize / 2 ** 20, 3), nodes: h.nodes, listeners: h.listeners });
       const beforeAny = await pageHeap(cdp);
-      let after1: Awaited<ReturnType<typeof pageHeap>> | null = null;
+      let after1: Heap | null = null;
+      let afterN: Heap | null = null;
+      let afterLateFrom: Heap | null = null;
+      let afterLast: Heap | null = null;
       let snap1: HeapBreakdown | null = null;
+      let snapN: HeapBreakdown | null = null;
       const t0 = performance.now();
       const exercise = async (view: (typeof VIEWS)[number], i: number) => {
         await showView(view);
@@ -112,7 +128,7 @@ async function webviewGrowth() {
         }
         await frames(page, 2);
       };
-      for (let i = 1; i <= RUNS; i++) {
+      for (let i = 1; i <= LAST; i++) {
         const view = VIEWS[(i - 1) % VIEWS.length];
         await showView(view);
         await feedFramed(page, dom, i);
@@ -124,17 +140,33 @@ async function webviewGrowth() {
           await exercise('matrix', i);
           after1 = await measure();
           snap1 = await heapBreakdown(cdp);
-          series.push({ run: 1, usedMiB: round(after1.usedSize / 2 ** 20, 3), nodes: after1.nodes });
-        } else if (i % 10 === 0 && i < RUNS) {
+          note(1, after1);
+        } else if (i % 10 === 0 || i === RUNS || i === LATE_FROM || i === LAST) {
           const h = await measure();
-          series.push({ run: i, usedMiB: round(h.usedSize / 2 ** 20, 3), nodes: h.nodes });
+          note(i, h);
+          console.log(`webview run ${i}/${LAST}: heap ${round(h.usedSize / 2 ** 20, 3)} MiB, ArrayBuffers ${h.backingStorageSize === null ? 'n/a' : round(h.backingStorageSize / 2 ** 20, 1)} MiB, ${h.nodes} DOM nodes (${round((performance.now() - t0) / 1000, 0)} s)`);
+          if (i === RUNS) {
+            afterN = h;
+            snapN = await heapBreakdown(cdp);
+          }
+          if (i === LATE_FROM) afterLateFrom = h;
+          if (i === LAST) afterLast = h;
         }
       }
-      const afterN = await measure();
-      const snapN = await heapBreakdown(cdp);
-      series.push({ run: RUNS, usedMiB: round(afterN.usedSize / 2 ** 20, 3), nodes: afterN.nodes });
       const shown = await dom.attribute('#app', 'data-view');
-      return { beforeAny, after1: after1!, afterN, snap1: snap1!, snapN, series, shown, seconds: round((performance.now() - t0) / 1000, 1), errors: p.errors.slice(0, 5) };
+      return {
+        beforeAny,
+        after1: after1!,
+        afterN: afterN!,
+        afterLateFrom: afterLateFrom!,
+        afterLast: afterLast!,
+        snap1: snap1!,
+        snapN: snapN!,
+        series,
+        shown,
+        seconds: round((performance.now() - t0) / 1000, 1),
+        errors: p.errors.slice(0, 5),
+      };
     } finally {
       await p.close();
     }
@@ -151,54 +183,88 @@ export async function memorySection() {
   const ratio = (a: number, b: number) => round(b / a, 3);
   const hostGrowth = ratio(host.after1.heapUsed, host.afterN.heapUsed);
   const hostExternal = ratio(host.after1.external, host.afterN.external);
-  const webGrowth = ratio(webview.after1.usedSize, webview.afterN.usedSize);
-  const webBacking = webview.after1.backingStorageSize && webview.afterN.backingStorageSize ? ratio(webview.after1.backingStorageSize, webview.afterN.backingStorageSize) : null;
+  const w = webview;
+  // What a run keeps: the JS heap plus the ArrayBuffers' backing stores (where the attention lives).
+  const kept = (h: typeof w.after1) => (h.backingStorageSize === null ? null : h.usedSize + h.backingStorageSize);
+  const kept1 = kept(w.after1);
+  const keptN = kept(w.afterN);
+  const webGrowth = kept1 !== null && keptN !== null ? ratio(kept1, keptN) : null;
+  const webHeapGrowth = ratio(w.after1.usedSize, w.afterN.usedSize);
+  const webLate = ratio(w.afterLateFrom.usedSize, w.afterLast.usedSize);
+  const keptLateFrom = kept(w.afterLateFrom);
+  const keptLast = kept(w.afterLast);
+  const webLateKept = keptLateFrom !== null && keptLast !== null ? ratio(keptLateFrom, keptLast) : null;
+  const webBacking = w.after1.backingStorageSize && w.afterN.backingStorageSize ? ratio(w.after1.backingStorageSize, w.afterN.backingStorageSize) : null;
+  // DOM nodes at every measure point (every 10 runs), against run 1's.
+  const nodes = w.series.map((s) => s.nodes).filter((n): n is number => typeof n === 'number');
+  const nodesChange = w.after1.nodes === null || nodes.length < 2 ? null : Math.max(...nodes.map((n) => Math.abs(n - w.after1.nodes!)));
   const mib = (n: number) => round(n / 2 ** 20, 1);
-  const s10 = webview.series.find((s) => s.run === 10);
-  const steady = s10 && RUNS > 10 ? ratio(s10.usedMiB, webview.afterN.usedSize / 2 ** 20) : null;
-  // Where the growth is (heap snapshots after run 1 and run N): the panel's own objects vs V8's
-  // compiled code and Chromium's performance timeline, which grow to bounded sizes on their own.
-  const grew = (k: keyof HeapBreakdown) => webview.snapN[k] - webview.snap1[k];
+  const mib3 = (n: number) => round(n / 2 ** 20, 3);
+  const s10 = w.series.find((s) => s.run === 10);
+  const steady = s10 && RUNS > 10 ? ratio(s10.usedMiB, w.afterN.usedSize / 2 ** 20) : null;
+  // Where the heap's growth is (heap snapshots after run 1 and run N): the panel's own objects vs
+  // V8's compiled code and Chromium's performance timeline, which grow to bounded sizes on their own.
+  const grew = (k: keyof HeapBreakdown) => w.snapN[k] - w.snap1[k];
   const breakdown = { code_bytes: grew('code'), timeline_bytes: grew('timeline'), other_bytes: grew('other'), total_bytes: grew('total') };
-  const webGrowthOwn = round((webview.after1.usedSize + breakdown.other_bytes) / webview.after1.usedSize, 3);
-  const steadyPerRun = s10 && RUNS > 10 ? Math.round(((webview.afterN.usedSize / 2 ** 20 - s10.usedMiB) * 2 ** 20) / (RUNS - 10)) : null;
+  const webGrowthOwn = round((w.after1.usedSize + breakdown.other_bytes) / w.after1.usedSize, 3);
+  const steadyPerRun = s10 && RUNS > 10 ? Math.round(((w.afterN.usedSize / 2 ** 20 - s10.usedMiB) * 2 ** 20) / (RUNS - 10)) : null;
   const out = {
     tokens: T,
     runs: RUNS,
+    webview_runs: LAST,
     host_growth: hostGrowth,
+    // (JS heap + ArrayBuffers) after run N / after run 1.
     webview_growth: webGrowth,
-    // From run 10 to the last: after the one-time costs (JIT code, the views' DOM) are paid.
+    // JS heap after run 3N / after run 2N (150 / 100).
+    webview_heap_late_growth: webLate,
+    webview_late_growth_with_array_buffers: webLateKept,
+    // The most the panel's DOM node count differs from run 1's at any measure point (every 10 runs, forced GC, model view).
+    webview_dom_nodes_change: nodesChange,
+    webview_dom_nodes: Object.fromEntries(w.series.map((s) => [`run${s.run}`, s.nodes])),
+    webview_kept_mib: { after1: kept1 === null ? null : mib3(kept1), afterN: keptN === null ? null : mib3(keptN), afterLateFrom: keptLateFrom === null ? null : mib3(keptLateFrom), afterLast: keptLast === null ? null : mib3(keptLast) },
+    // The earlier, heap-only figures: JS heap after run N / after run 1 ...
+    webview_heap_growth: webHeapGrowth,
+    // ... from run 10 to N, after the one-time costs (JIT code, the views' DOM) are paid ...
     webview_growth_steady: steady,
-    // Growth of everything but V8 code/feedback and the performance timeline (see breakdown).
+    // ... and without V8 code/feedback and the performance timeline (see breakdown).
     webview_growth_own_objects: webGrowthOwn,
     webview_growth_breakdown: breakdown,
     webview_bytes_per_run_steady: steadyPerRun,
     host_external_growth: hostExternal,
     webview_array_buffers_growth: webBacking,
     host: { after1: host.after1, afterN: host.afterN, run_ms_last: host.runMs.slice(-3).map((x: number) => round(x, 0)) },
-    webview: webview,
+    webview: w,
   };
-  table(`memory (heap after ${RUNS} runs / after 1, forced GC, T=${T})`, [
+  table(`memory (after forced GC, T=${T}: host ${RUNS} runs, webview ${LAST} runs)`, [
     {
-      side: 'host (EngineClient process)',
-      'after 1 MiB': mib(host.after1.heapUsed),
-      [`after ${RUNS} MiB`]: mib(host.afterN.heapUsed),
-      growth: hostGrowth,
+      measure: `host: JS heap after run ${RUNS} / after run 1`,
+      value: `${hostGrowth} (${mib(host.after1.heapUsed)} -> ${mib(host.afterN.heapUsed)} MiB; external ${mib(host.after1.external)} -> ${mib(host.afterN.external)} MiB)`,
       target: TARGETS.heapGrowth.label,
       '': verdict(hostGrowth, TARGETS.heapGrowth),
-      'external (ArrayBuffers) MiB: after 1 -> N': `${mib(host.after1.external)} -> ${mib(host.afterN.external)}`,
-      'DOM nodes / listeners: after 1 -> N': '',
     },
     {
-      side: 'webview (Chromium page)',
-      'after 1 MiB': mib(webview.after1.usedSize),
-      [`after ${RUNS} MiB`]: mib(webview.afterN.usedSize),
-      growth: `${webGrowth}${steady === null ? '' : ` (run 10 -> ${RUNS}: ${steady}, ${steadyPerRun} B/run)`}`,
-      target: TARGETS.heapGrowth.label,
-      '': verdict(webGrowth, TARGETS.heapGrowth),
-      'external (ArrayBuffers) MiB: after 1 -> N':
-        webview.after1.backingStorageSize === null ? 'n/a' : `${mib(webview.after1.backingStorageSize)} -> ${mib(webview.afterN.backingStorageSize ?? 0)}`,
-      'DOM nodes / listeners: after 1 -> N': `${webview.after1.nodes} / ${webview.after1.listeners} -> ${webview.afterN.nodes} / ${webview.afterN.listeners}`,
+      measure: `webview: JS heap + ArrayBuffers after run ${RUNS} / after run 1`,
+      value: `${webGrowth} (${kept1 === null ? 'n/a' : mib(kept1)} -> ${keptN === null ? 'n/a' : mib(keptN)} MiB)`,
+      target: TARGETS.webviewGrowth.label,
+      '': verdict(webGrowth, TARGETS.webviewGrowth),
+    },
+    {
+      measure: `webview: JS heap after run ${LAST} / after run ${LATE_FROM}`,
+      value: `${webLate} (${mib3(w.afterLateFrom.usedSize)} -> ${mib3(w.afterLast.usedSize)} MiB; with ArrayBuffers ${webLateKept})`,
+      target: TARGETS.webviewLateGrowth.label,
+      '': verdict(webLate, TARGETS.webviewLateGrowth),
+    },
+    {
+      measure: `webview: DOM nodes, most differing from run 1's (every 10 runs to ${LAST})`,
+      value: `${nodesChange} (${w.after1.nodes} nodes / ${w.after1.listeners} listeners after run 1 -> ${w.afterLast.nodes} / ${w.afterLast.listeners} after run ${LAST})`,
+      target: TARGETS.domNodesChange.label,
+      '': verdict(nodesChange, TARGETS.domNodesChange),
+    },
+    {
+      measure: `webview, heap only (earlier definition): after run ${RUNS} / after run 1`,
+      value: `${webHeapGrowth} (${mib3(w.after1.usedSize)} -> ${mib3(w.afterN.usedSize)} MiB${steady === null ? '' : `; run 10 -> ${RUNS}: ${steady}, ${steadyPerRun} B/run`}; own objects ${webGrowthOwn})`,
+      target: '',
+      '': '',
     },
   ]);
   const kb = (n: number) => `${round(n / 1024, 1)} KB`;

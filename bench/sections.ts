@@ -7,6 +7,7 @@ import { hostSection } from './host';
 import { memorySection } from './memory';
 import { reliabilitySection } from './reliability';
 import { fusedSection } from './fused';
+import { explainSection } from './explain';
 import { summarize } from './summary';
 import { loadAvg } from './targets';
 
@@ -39,5 +40,6 @@ export const sections = {
   memory: tracked('memory', memorySection),
   reliability: tracked('reliability', reliabilitySection),
   fused: tracked('fused', fusedSection),
+  explain: tracked('explain', explainSection),
   summary: async () => summarize(results),
 };

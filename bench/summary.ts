@@ -53,9 +53,13 @@ export function summarize(current: Results) {
   add('host event-loop block, first run (model load)', TARGETS.hostBlock, 'host', 'max_block_cold_ms');
   add('activation (code-server)', TARGETS.activation, 'host', 'activation_ms');
   add('host heap growth, 50 runs', TARGETS.heapGrowth, 'memory', 'host_growth');
-  add('webview heap growth, 50 runs', TARGETS.heapGrowth, 'memory', 'webview_growth');
+  add('webview JS heap + ArrayBuffers, after run 50 / after run 1', TARGETS.webviewGrowth, 'memory', 'webview_growth');
+  add('webview JS heap, after run 150 / after run 100', TARGETS.webviewLateGrowth, 'memory', 'webview_heap_late_growth');
+  add('webview DOM nodes, most differing from run 1 (to run 150)', TARGETS.domNodesChange, 'memory', 'webview_dom_nodes_change');
   add('extension host RSS growth, 50 runs in a row (code-server)', TARGETS.hostRssGrowth, 'reliability', 'host_rss_growth');
   add('newest of runs in a row: host done -> panel painted', TARGETS.newestRunShown, 'reliability', 'newest_run_shown_ms');
+  add('plain analyze after a qkv capture kept / never captured, T=512', TARGETS.explainPlainRatio, 'explain', 'T512', 'plain_ratio');
+  add('Why this weight?: click -> view painted p95, capture kept, T=512', TARGETS.explainOpen, 'explain', 'T512', 'open_ms_p95');
   table('targets (PASS/MISS; values marked * come from an earlier run)', rows.map((r) => ({
     target: r.target,
     measured: r.value === null ? 'n/a' : `${r.value}${r.stale ? ' *' : ''}`,

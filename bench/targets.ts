@@ -21,8 +21,18 @@ export const TARGETS = {
   hostBlock: atMost(50, 'ms'),
   activation: below(100, 'ms'),
   heapGrowth: atMost(1.1),
+  /** Issue 15: the panel's (JS heap + ArrayBuffers) after run 50 / after run 1. */
+  webviewGrowth: atMost(1.1),
+  /** Issue 15: the panel's JS heap after run 150 / after run 100. */
+  webviewLateGrowth: atMost(1.02),
+  /** Issue 15: the panel's DOM node count stays constant (most it differs from run 1's). */
+  domNodesChange: atMost(0, 'nodes'),
   hostRssGrowth: atMost(1.2),
   newestRunShown: atMost(2000, 'ms'),
+  /** Issue 14: a plain run after a capture was made (and kept) / a plain run that never captured: "unchanged within noise". */
+  explainPlainRatio: atMost(1.05),
+  /** Issue 14: "Why this weight?" opens within 100 ms of a click at T=512 (the capture kept). */
+  explainOpen: atMost(100, 'ms'),
 };
 
 /** "PASS" / "MISS" / "n/a" (value missing or not a number). */

@@ -307,12 +307,6 @@ export function valueNorms(attention: ArrayLike<number>, v: Float32Array, wo: Fl
   return out;
 }
 
-/** valueNorms of one query row [T]: `alpha` is that row of head h's attention. */
-export function valueNormRow(alpha: ArrayLike<number>, v: Float32Array, wo: Float32Array | null, h: number, H: number, T: number, d: number): Float32Array {
-  const norms = keyNorms(v, wo, h, H, T, d);
-  return Float32Array.from(norms, (n, j) => Math.abs(alpha[j]) * n);
-}
-
 /**
  * "Why this weight?": head `cell.head`'s computation for query `cell.query` in a run captured with
  * its queries, keys and values (float32 attention). Every array is a copy that owns its buffer, so
@@ -343,7 +337,7 @@ export function explainCell(result: Pick<AttentionResult, 'attention' | 'shape' 
     visible: qkv.visible[l].slice(i * T, (i + 1) * T),
     shown,
     out: qkv.out[l].slice((h * T + i) * d, (h * T + i + 1) * d),
-    valueNorm: valueNormRow(shown, qkv.v[l], wo, h, H, T, d),
+    valueNorm: Float32Array.from(headKeyNorms(qkv, l, h, H, T), (n, j) => Math.abs(shown[j]) * n),
     valueNormKind: wo ? 'output-projected' : 'value-only',
   };
 }
@@ -394,6 +388,18 @@ export async function valueNormsData(qkv: QkvCapture, H: number, T: number, onLa
     await onLayer?.(l);
   }
   return { norms: norms.buffer, gram: gram.buffer, kind: projected ? 'output-projected' : 'value-only' };
+}
+
+/** keyNorms of a capture's layer and head, computed once per capture: later clicks on the same head answer at once. */
+const keyNormCache = new WeakMap<QkvCapture, Map<number, Float64Array>>();
+
+function headKeyNorms(qkv: QkvCapture, l: number, h: number, H: number, T: number): Float64Array {
+  let byHead = keyNormCache.get(qkv);
+  if (!byHead) keyNormCache.set(qkv, (byHead = new Map()));
+  const key = l * H + h;
+  let norms = byHead.get(key);
+  if (!norms) byHead.set(key, (norms = keyNorms(qkv.v[l], qkv.outputProjection[l], h, H, T, qkv.headDim)));
+  return norms;
 }
 
 /** ‖v_j W_O^h‖ (or ‖v_j‖ without a projection) for every key j of head h, v being [H, T, d]. */
