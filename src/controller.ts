@@ -200,6 +200,34 @@ export class AttentionController implements vscode.Disposable {
   }
 
   /**
+   * Show Attention with a given target: an encoder-decoder model reads the selection as its source
+   * and is teacher-forced on the target the user types (instead of writing its own); `args.target`
+   * skips the input box (scripts, tests).
+   */
+  async showAttentionWithTarget(args?: { target?: unknown }): Promise<boolean> {
+    const editor = vscode.window.activeTextEditor;
+    if (!editor) {
+      void vscode.window.showErrorMessage('Attention Lens: open a file and select the source text first.');
+      return false;
+    }
+    const what = analysable(editor, readSettings(this.context).maxTokens);
+    if ('refusal' in what) {
+      void vscode.window.showWarningMessage(`Attention Lens: ${what.refusal}`);
+      return false;
+    }
+    const given = typeof args?.target === 'string' && args.target.trim() ? args.target : undefined;
+    const target = given ?? await vscode.window.showInputBox({
+      title: 'Attention Lens: target text',
+      prompt: 'The translation to teacher-force: the decoder reads it token by token, and the panel shows how each target token attends to the selection.',
+      placeHolder: 'e.g. the reference translation',
+      ignoreFocusOut: true,
+      validateInput: (v) => (v.trim() ? null : 'Type the target text (the translation of the selection).'),
+    });
+    if (target === undefined) return false;
+    return this.analyze(what.document, what.range, true, what.textContinues, 0, target);
+  }
+
+  /**
    * Continue: the model writes `continueTokens` tokens after the selection (the latest run's text
    * when the panel asks), streaming them to the status line, then the panel shows the attention of
    * the text and of what it wrote.
@@ -227,7 +255,7 @@ export class AttentionController implements vscode.Disposable {
 
   // ------------------------------------------------------------------ runs
 
-  private async analyze(document: vscode.TextDocument, range: { start: number; end: number }, interactive: boolean, textContinues = false, generate = 0): Promise<boolean> {
+  private async analyze(document: vscode.TextDocument, range: { start: number; end: number }, interactive: boolean, textContinues = false, generate = 0, target?: string): Promise<boolean> {
     const settings = readSettings(this.context);
     if (!settings.model) {
       const pick = await vscode.window.showErrorMessage('Attention Lens: no model is set.', 'Select Model');
@@ -253,7 +281,7 @@ export class AttentionController implements vscode.Disposable {
 
     const work = async (progress: vscode.Progress<{ message?: string; increment?: number }>, token?: vscode.CancellationToken) => {
       const handle = client.analyze(
-        { model: settings.model, text, maxTokens: settings.maxTokens, encoding: 'f16', textContinues, ...(generate ? { generate } : {}) },
+        { model: settings.model, text, maxTokens: settings.maxTokens, encoding: 'f16', textContinues, ...(generate ? { generate } : {}), ...(target !== undefined ? { target } : {}) },
         {
           onProgress: (p) => {
             const message = describeProgress(p);
@@ -266,7 +294,7 @@ export class AttentionController implements vscode.Disposable {
             encoding = s.encoding;
             // Adopted for the editor's hovers with its first layer: a run cancelled or failing
             // during its forward pass leaves the previous one in place.
-            state = new RunState(start, document, version, { model: settings.model, text, maxTokens: settings.maxTokens, textContinues, options: settings.engine, ...(generate ? { generate } : {}) });
+            state = new RunState(start, document, version, { model: settings.model, text, maxTokens: settings.maxTokens, textContinues, options: settings.engine, ...(generate ? { generate } : {}), ...(target !== undefined ? { target } : {}) });
             // The start arrives before the forward pass (when the model declares its heads): say what runs.
             const running = `Running ${s.model.architecture}: ${start.tokens.length} tokens`;
             progress.report({ message: running });
@@ -590,7 +618,7 @@ export class AttentionController implements vscode.Disposable {
     this.liveTimer = setTimeout(() => {
       if (this.state !== state || e.document.isClosed) return;
       if (!e.document.getText(new vscode.Range(e.document.positionAt(start), e.document.positionAt(end))).trim()) return;
-      void this.analyze(e.document, state.range, false, false, state.request.generate ?? 0);
+      void this.analyze(e.document, state.range, false, false, state.request.generate ?? 0, state.request.target);
     }, settings.liveUpdateDelay);
   }
 

@@ -37,6 +37,7 @@ export function activate(context: vscode.ExtensionContext) {
     vscode.commands.registerCommand('attentionLens.focusToken', (args) => controller.focusToken(args)),
     vscode.commands.registerCommand('attentionLens.explain', (args) => controller.explain(args)),
     vscode.commands.registerCommand('attentionLens.continue', () => controller.continueText()),
+    vscode.commands.registerCommand('attentionLens.showAttentionWithTarget', (args) => controller.showAttentionWithTarget(args)),
     registerImageExport(controller),
     registerExportCommands(context, () => controller.run),
     vscode.languages.registerHoverProvider(

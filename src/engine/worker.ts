@@ -97,7 +97,7 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
     const info = await engine.load(msg.model, { onProgress: options.onProgress, signal });
     if (info.seq2seq) {
       // An encoder-decoder model: the text is the source; the model writes the target, then one teacher-forced pass.
-      const r = await engine.analyzeSeq2seq(msg.model, msg.text, { ...options, maxNewTokens: msg.maxNewTokens, onToken: written(msg.requestId, msg.maxNewTokens ?? 0) });
+      const r = await engine.analyzeSeq2seq(msg.model, msg.text, { ...options, maxNewTokens: msg.maxNewTokens, target: msg.target, onToken: written(msg.requestId, msg.maxNewTokens ?? 0) });
       if (signal.aborted) return;
       post({
         type: 'start', requestId: msg.requestId, model: r.model, tokens: r.targetTokens, encoding: msg.encoding, shape: r.decoderShape, truncation: r.truncation, notices: r.notices, runtime: r.runtime,
@@ -107,6 +107,7 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
       if (sent) post({ type: 'done', requestId: msg.requestId, timings: r.timings });
       return;
     }
+    if (msg.target !== undefined) throw new EngineError('ATTENTION_UNSUPPORTED', `${info.id} is not an encoder-decoder model: a target text is for translation models (the selection is their source).`);
     // Continue: the tokens are known only once written, so the start goes out with the result.
     const result = msg.generate
       ? await engineFor(msg.options).generate(msg.model, msg.text, { ...options, maxNewTokens: msg.generate, onToken: written(msg.requestId, msg.generate) })

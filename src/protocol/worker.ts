@@ -15,6 +15,8 @@ export interface AnalyzeRequest {
   generate?: number;
   /** Encoder-decoder models: the most tokens the decoder writes (the end token included). */
   maxNewTokens?: number;
+  /** Encoder-decoder models: teacher-force this target instead of writing one. */
+  target?: string;
 }
 
 /** What an encoder-decoder run's start adds (the engine's Seq2seqResult less its attention). */

@@ -181,3 +181,55 @@ describe('a fused-attention export (stories260K-gqa: GroupQueryAttention, rotary
     await screenshot(page, 'e2e-fused-gqa-hover');
   });
 });
+
+describe('an encoder-decoder model (aren-transliteration: Arabic names to Latin letters) in the workbench', () => {
+  const AREN = path.resolve(REPO_ROOT, '../shared/models/aren-transliteration');
+  const NAME = 'آتزمون';
+  let server: CodeServer;
+  let browser: Browser;
+
+  before(async () => {
+    const workspace = makeTempDir('al-e2e-s2s');
+    fs.writeFileSync(path.join(workspace, 'names.txt'), `Name: ${NAME}\n`);
+    server = await startCodeServer({ workspace, name: 'e2e-s2s', vsix: [VSIX], settings: { ...SETTINGS, 'attentionLens.model': AREN } });
+    browser = await launchBrowser();
+    await openWorkbench(browser.page, workbenchUrl(server.url, workspace));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('Show Attention writes the transliteration and opens on the alignment; hovers link target letters and the source in the editor', async () => {
+    const page = browser.page;
+    const frame = await showAttentionOn(page, 'names.txt', NAME);
+    await frame.waitForSelector('#view-alignment:not([hidden])', { timeout: 30_000 });
+    assert.match((await frame.locator('.meta').textContent()) ?? '', /wrote “atzmon”/);
+    assert.match((await frame.locator('.meta').textContent()) ?? '', /6 source → 7 target tokens/);
+    // The last layer's alignment: each target letter on the source letter it came from.
+    await frame.locator('select.layer').selectOption('5');
+    // A click on the empty second line clears the selection, which would hide the highlights.
+    await page.locator('.editor-group-container .view-line').nth(1).click();
+    const box = (await frame.locator('.al-heat').boundingBox())!;
+    const cell = box.width / 6;
+    // Row 3 ("z"), column 2 ("ز"): the panel's hover lights the source letter it attends to in the editor.
+    await page.mouse.move(box.x + 2.5 * cell, box.y + 3.5 * cell);
+    await screenshot(page, 'e2e-seq2seq-hovered');
+    const caption = await frame.waitForFunction(() => document.querySelector('.al-caption')?.textContent ?? '', undefined, { timeout: 10_000 }).then((h) => h.jsonValue());
+    assert.match(caption.replace(/[\u2066-\u2069]/g, ''), /“z” → “ز”/);
+    let lit = 0;
+    for (let i = 0; i < 50 && lit === 0; i++) {
+      lit = await attendedDecorations(page);
+      if (!lit) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(lit > 0, 'the source letters "z" attends to are lit in the editor');
+    await screenshot(page, 'e2e-seq2seq-alignment');
+    // The editor's hover on a source letter lists the target letters that attend to it most.
+    const text = await hoverEditorWord(page, NAME);
+    assert.match(text, /cross-attention/);
+    assert.match(text, /is attended most by the target tokens/);
+    assert.match(text, /\d+\.\d% /);
+    await screenshot(page, 'e2e-seq2seq-hover');
+  });
+});
