@@ -228,13 +228,13 @@ export class AttentionController implements vscode.Disposable {
   }
 
   /**
-   * Continue: the model writes `continueTokens` tokens after the selection (the latest run's text
+   * Continue: the model writes `maxNewTokens` tokens after the selection (the latest run's text
    * when the panel asks), streaming them to the status line, then the panel shows the attention of
    * the text and of what it wrote.
    */
   async continueText(from?: RunState): Promise<boolean> {
-    const { continueTokens } = readSettings(this.context);
-    if (from) return this.analyze(from.document, from.range, true, from.request.textContinues === true, continueTokens);
+    const { maxNewTokens } = readSettings(this.context);
+    if (from) return this.analyze(from.document, from.range, true, from.request.textContinues === true, maxNewTokens);
     const editor = vscode.window.activeTextEditor;
     if (!editor) {
       void vscode.window.showErrorMessage('Attention Lens: open a file and select the text to continue first.');
@@ -250,7 +250,7 @@ export class AttentionController implements vscode.Disposable {
       void vscode.window.showWarningMessage('Attention Lens: the selection is longer than the model takes; select its last part to continue it.');
       return false;
     }
-    return this.analyze(what.document, what.range, true, false, continueTokens);
+    return this.analyze(what.document, what.range, true, false, maxNewTokens);
   }
 
   // ------------------------------------------------------------------ runs
@@ -281,7 +281,7 @@ export class AttentionController implements vscode.Disposable {
 
     const work = async (progress: vscode.Progress<{ message?: string; increment?: number }>, token?: vscode.CancellationToken) => {
       const handle = client.analyze(
-        { model: settings.model, text, maxTokens: settings.maxTokens, encoding: 'f16', textContinues, ...(generate ? { generate } : {}), ...(target !== undefined ? { target } : {}) },
+        { model: settings.model, text, maxTokens: settings.maxTokens, encoding: 'f16', textContinues, maxNewTokens: settings.maxNewTokens, ...(generate ? { generate } : {}), ...(target !== undefined ? { target } : {}) },
         {
           onProgress: (p) => {
             const message = describeProgress(p);

@@ -12,8 +12,8 @@ export interface Settings {
   liveUpdate: boolean;
   liveUpdateDelay: number;
   topWords: number;
-  /** How many tokens Continue writes. */
-  continueTokens: number;
+  /** How many tokens the model writes at most: Continue, and an encoder-decoder model's target. */
+  maxNewTokens: number;
 }
 
 export function readSettings(context: vscode.ExtensionContext): Settings {
@@ -37,7 +37,7 @@ export function readSettings(context: vscode.ExtensionContext): Settings {
     liveUpdate: c.get<boolean>('liveUpdate', true),
     liveUpdateDelay: c.get<number>('liveUpdateDelay', 600),
     topWords: c.get<number>('topWords', 5),
-    continueTokens: Math.round(Math.min(256, Math.max(1, Number(c.get<number>('continueTokens', 20)) || 20))),
+    maxNewTokens: Math.round(Math.min(256, Math.max(1, Number(c.get<number>('maxNewTokens', 40)) || 40))),
   };
 }
 

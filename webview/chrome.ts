@@ -153,7 +153,7 @@ export class Chrome {
     this.legendHigh = el('span', { text: '1' });
     this.pinButton = el('button', { type: 'button', class: 'pin-baseline', title: 'Keep this run as the baseline: later runs (an edit, another selection) can show their difference from it' , text: 'Pin as baseline' });
     this.pinButton.addEventListener('click', () => actions.pinBaseline());
-    this.continueButton = el('button', { type: 'button', class: 'continue', title: 'Let the model write after this text (greedy; how many tokens: the attentionLens.continueTokens setting), then show the attention of the text and of what it wrote', text: 'Continue ▸', hidden: true });
+    this.continueButton = el('button', { type: 'button', class: 'continue', title: 'Let the model write after this text (greedy; how many tokens: the attentionLens.maxNewTokens setting), then show the attention of the text and of what it wrote', text: 'Continue ▸', hidden: true });
     this.continueButton.addEventListener('click', () => actions.continueRun());
     this.diffBox = el('input', { type: 'checkbox', class: 'difference', id: 'difference', disabled: true });
     this.diffBox.addEventListener('change', () => actions.difference(this.diffBox.checked));

@@ -143,7 +143,7 @@ describe('the workbench with the extension installed from the VSIX', () => {
     const frame = await showAttentionOn(page, 'story.txt', STORY);
     await frame.locator('button.continue').click();
     await frame.waitForFunction(() => /written by the model/.test(document.querySelector('.meta')?.textContent ?? ''), undefined, { timeout: 120_000 });
-    assert.match((await frame.locator('.meta').textContent()) ?? '', /, 20 written by the model/);
+    assert.match((await frame.locator('.meta').textContent()) ?? '', /, 40 written by the model/);
     // 2: the Heads view, with the keyboard in it; End: the last token, a written one (rows are drawn as they scroll into view).
     await page.keyboard.press('2');
     await page.keyboard.press('End');

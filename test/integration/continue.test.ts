@@ -1,5 +1,5 @@
 // Continue inside the real extension host with the real stories260K: the command writes
-// attentionLens.continueTokens tokens after the selection; the run covers the text and what the
+// attentionLens.maxNewTokens tokens after the selection; the run covers the text and what the
 // model wrote (marked generated, with no range in the file); a written token's top words are words
 // of the selection, lit in the editor; and "Why this weight?" on a written token's row rebuilds
 // its weight from the same tokens.
@@ -30,7 +30,7 @@ describe('Continue in a real VS Code', function () {
 
   it('writes the set number of tokens after the selection and shows their attention over it', async () => {
     await useStories();
-    await vscode.workspace.getConfiguration('attentionLens').update('continueTokens', 6, vscode.ConfigurationTarget.Global);
+    await vscode.workspace.getConfiguration('attentionLens').update('maxNewTokens', 6, vscode.ConfigurationTarget.Global);
     const doc = await vscode.workspace.openTextDocument({ content: `${STORY}\n`, language: 'plaintext' });
     const editor = await vscode.window.showTextDocument(doc, vscode.ViewColumn.One);
     editor.selection = new vscode.Selection(doc.positionAt(0), doc.positionAt(STORY.length));
@@ -38,7 +38,7 @@ describe('Continue in a real VS Code', function () {
     const a = await api();
     const run = await waitFor('the continued run, complete', () => a.run?.complete && a.run);
     const written = run.tokens.filter((t) => t.generated);
-    assert.equal(written.length, 6, 'continueTokens tokens written');
+    assert.equal(written.length, 6, 'maxNewTokens tokens written');
     assert.ok(run.tokens.slice(-6).every((t) => t.generated && t.start === -1 && !t.special), 'they come last, with no range in the file, not special');
     for (const t of run.tokens.filter((t) => !t.generated && !t.special)) assert.equal(doc.getText(new vscode.Range(doc.positionAt(t.start), doc.positionAt(t.end))).length, t.end - t.start);
     // The last written token attends to words of the selection (and what was written before it).
@@ -61,6 +61,6 @@ describe('Continue in a real VS Code', function () {
     const max = Math.max(...scores);
     const sum = scores.reduce((s, x) => s + Math.exp(x - max), 0);
     for (let j = 0; j < run.T; j++) assert.ok(Math.abs(Math.exp(scores[j] - max) / sum - e.shown[j]) < 1e-4, `key ${j}`);
-    await vscode.workspace.getConfiguration('attentionLens').update('continueTokens', undefined, vscode.ConfigurationTarget.Global);
+    await vscode.workspace.getConfiguration('attentionLens').update('maxNewTokens', undefined, vscode.ConfigurationTarget.Global);
   });
 });
