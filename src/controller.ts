@@ -164,6 +164,10 @@ export class AttentionController implements vscode.Disposable {
       void vscode.window.showWarningMessage('Attention Lens: run Show Attention first; its run becomes the baseline.');
       return;
     }
+    if (state.encoder) {
+      void vscode.window.showWarningMessage('Attention Lens: Compare covers encoder-only and decoder-only runs; an encoder-decoder run cannot be a baseline yet.');
+      return;
+    }
     if (!state.complete) {
       // A baseline's missing layers would never come: a newer run stops the stream of the old one.
       void vscode.window.showWarningMessage('Attention Lens: the run is still arriving; pin it when it is complete.');
@@ -560,7 +564,8 @@ export class AttentionController implements vscode.Disposable {
    */
   private async markChanges(state: RunState): Promise<void> {
     const base = this.baseline;
-    if (!base || base === state || !base.complete || !state.complete) return;
+    // An encoder-decoder run has no baseline (pinBaseline refuses one) and is never compared with one.
+    if (!base || base === state || !base.complete || !state.complete || state.encoder) return;
     const refusal = compareRefusal(base.model, state.model);
     if (refusal) {
       this.clearCompareMarks();

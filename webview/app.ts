@@ -69,7 +69,10 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       },
       layerArrived: (layer, part) => {
         if (part === 'cross') {
-          if (this.crossShown()) this.alignment.layerArrived();
+          if (this.crossShown()) {
+            this.alignment.layerArrived();
+            this.reportCrossPainted();
+          }
           return;
         }
         if (!this.showsPart(part)) return;
@@ -198,6 +201,12 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   /** An encoder-decoder run shows its cross-attention: the Alignment view alone. */
   private crossShown(): boolean {
     return this.runs.current?.seq2seq != null && this.ui.part === 'cross';
+  }
+
+  /** The Alignment view has every layer to show: the run's 'painted' milestone (the model view, hidden, reports none). */
+  private reportCrossPainted(): void {
+    const run = this.runs.current;
+    if (run?.cross && run.cross.arrived === run.L) this.runs.reportPainted(run.L, run.L);
   }
 
   /** Cross, encoder or decoder attention of an encoder-decoder run (Attention select). */
@@ -457,6 +466,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     this.chrome.showTabs(!cross);
     for (const v of VIEWS) this.views[v.name].setVisible(has && !cross && v.name === view);
     this.alignment.setVisible(has && cross);
+    if (cross) this.reportCrossPainted();
     this.side.root.hidden = !has || cross || view === 'model';
     if (save) this.save();
     this.scheduleHover();

@@ -93,11 +93,12 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
       signal,
       onProgress: (progress: LoadProgress) => post({ type: 'progress', requestId: msg.requestId, progress }),
     };
-    const engine = engineFor(msg.options);
-    const info = await engine.load(msg.model, { onProgress: options.onProgress, signal });
+    const runner = engineFor(msg.options);
+    const info = await runner.load(msg.model, { onProgress: options.onProgress, signal });
     if (info.seq2seq) {
+      if (msg.generate) throw new EngineError('ATTENTION_UNSUPPORTED', `${info.id} is an encoder-decoder model: it writes its translation of the selection on Show Attention; Continue is for decoder-only models.`);
       // An encoder-decoder model: the text is the source; the model writes the target, then one teacher-forced pass.
-      const r = await engine.analyzeSeq2seq(msg.model, msg.text, { ...options, maxNewTokens: msg.maxNewTokens, target: msg.target, onToken: written(msg.requestId, msg.maxNewTokens ?? 0) });
+      const r = await runner.analyzeSeq2seq(msg.model, msg.text, { ...options, maxNewTokens: msg.maxNewTokens, target: msg.target, onToken: written(msg.requestId, msg.maxNewTokens ?? 0) });
       if (signal.aborted) return;
       post({
         type: 'start', requestId: msg.requestId, model: r.model, tokens: r.targetTokens, encoding: msg.encoding, shape: r.decoderShape, truncation: r.truncation, notices: r.notices, runtime: r.runtime,
@@ -110,8 +111,8 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
     if (msg.target !== undefined) throw new EngineError('ATTENTION_UNSUPPORTED', `${info.id} is not an encoder-decoder model: a target text is for translation models (the selection is their source).`);
     // Continue: the tokens are known only once written, so the start goes out with the result.
     const result = msg.generate
-      ? await engineFor(msg.options).generate(msg.model, msg.text, { ...options, maxNewTokens: msg.generate, onToken: written(msg.requestId, msg.generate) })
-      : await engineFor(msg.options).analyze(msg.model, msg.text, { ...options, onTokenized: start });
+      ? await runner.generate(msg.model, msg.text, { ...options, maxNewTokens: msg.generate, onToken: written(msg.requestId, msg.generate) })
+      : await runner.analyze(msg.model, msg.text, { ...options, onTokenized: start });
     if (signal.aborted) return; // cancelled or superseded: its error was already posted
     if (!started) start(result);
     // Thumbnails and packing are computed here, off the extension host's thread; the host keeps the layers and forwards everything to the panel.

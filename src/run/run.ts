@@ -146,13 +146,25 @@ export class Run {
 
   // ---------------------------------------------------------------- cross-attention (encoder-decoder runs)
 
-  /** The top `k` source words target token `q` attends to (layer and head of `focus`; rollout reads the mean), or null while missing. */
+  /**
+   * The top `k` source tokens target token `q` attends to (layer and head of `focus`; rollout reads
+   * the mean), or null while missing. Tokens, not words: an alignment is between tokens, and a
+   * character-level model's source word is the whole name.
+   */
   crossWords(q: number, k: number, focus: Focus): AttendedWord[] | null {
     const enc = this.encoder;
     const row = enc && this.cross?.row(focus.layer, crossHead(focus.agg), q);
     if (!enc || !row) return null;
     if (focus.hideSpecial) renormalizeRow(row, keepMask(enc.tokens, true));
-    return topAttended(row, enc.tokens, enc.words, k);
+    const text = enc.sourceText;
+    return Array.from(row, (weight, s) => ({ weight, s }))
+      .filter(({ weight, s }) => weight > 0 && enc.tokens[s].start >= 0)
+      .sort((a, b) => b.weight - a.weight)
+      .slice(0, k)
+      .map(({ weight, s }) => {
+        const t = enc.tokens[s];
+        return { text: text ? text.text.slice(t.start - text.offset, t.end - text.offset) : t.text, start: t.start, end: t.end, weight };
+      });
   }
 
   /** The target tokens that attend most to source token `s`, heaviest first (at most `k`), or null while missing. */

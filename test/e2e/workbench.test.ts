@@ -231,5 +231,17 @@ describe('an encoder-decoder model (aren-transliteration: Arabic names to Latin 
     assert.match(text, /is attended most by the target tokens/);
     assert.match(text, /\d+\.\d% /);
     await screenshot(page, 'e2e-seq2seq-hover');
+    // The Attention select: the encoder's and the decoder's self-attention in the Model view, every head painted.
+    for (const part of ['encoder', 'decoder']) {
+      await frame.locator('select.part').selectOption(part);
+      await frame.locator('button[role="tab"][data-view="model"]').click();
+      let canvases = await modelViewCanvases(frame);
+      for (let i = 0; i < 50 && canvases.nonBlank < 48; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        canvases = await modelViewCanvases(frame);
+      }
+      assert.equal(canvases.nonBlank, 48, `${part}: 6 layers × 8 heads painted`);
+    }
+    await screenshot(page, 'e2e-seq2seq-decoder');
   });
 });

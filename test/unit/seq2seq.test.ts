@@ -254,3 +254,43 @@ describe('encoder-decoder folders', () => {
     await offline.dispose();
   });
 });
+
+describe('an encoder-decoder run through the worker, as the extension runs it', () => {
+  const WORKER = path.resolve(__dirname, '../../out/worker.js');
+
+  test('start (target tokens, the source, shapes), the decoder, encoder and cross layers as parts; the run model holds all three', async () => {
+    const { EngineClient } = await import('../../src/engine/client');
+    const { Run } = await import('../../src/run/run');
+    const { runStartMessage } = await import('../../src/run/messages');
+    const { parseHostMessage } = await import('../../src/protocol/validate');
+    assert.ok(fs.existsSync(WORKER), 'run `npm run build` first');
+    const client = new EngineClient(WORKER, { cacheDir: tempDir(), runtime: 'cpu', offline: true });
+    try {
+      const payloads: import('../../src/protocol/attention').AttentionPayload[] = [];
+      const handle = client.analyze({ model: AREN, text: 'آتزمون', encoding: 'f16' }, { onPayload: (p) => payloads.push(p) });
+      const { start } = await handle.done;
+      assert.equal(start.seq2seq?.targetText, 'atzmon');
+      assert.deepEqual(start.shape, [6, 8, 7, 7]);
+      assert.deepEqual(start.seq2seq?.crossShape, [6, 8, 7, 6]);
+      const parts = (part?: string) => payloads.filter((p) => p.kind === 'layer' && p.part === part).length;
+      assert.deepEqual([parts(undefined), parts('encoder'), parts('cross')], [6, 6, 6]);
+      // As the host and the panel build it: the start validates, and every payload lands in its part.
+      const message = runStartMessage(start, { runId: 1, text: 'آتزمون', offset: 6, label: 'names.txt:1' });
+      const parsed = parseHostMessage(message);
+      assert.ok(parsed && parsed.type === 'run/start' && parsed.seq2seq);
+      const run = new Run(parsed);
+      for (const p of payloads) run.add(p);
+      assert.ok(run.complete);
+      assert.deepEqual(run.encoder!.tokens.map((t) => [t.start, t.end]), [[6, 7], [7, 8], [8, 9], [9, 10], [10, 11], [11, 12]]);
+      // The cross row of "z" (target 3) at the last layer, mean of heads: the source letters it attends to, ز first.
+      const words = run.crossWords(3, 3, { layer: 5, agg: 'mean', hideSpecial: false })!;
+      assert.equal(words[0].text, 'ز');
+      const targets = run.crossTargets(2, 7, { layer: 5, agg: 'mean', hideSpecial: false })!;
+      assert.ok(targets.some((t) => t.index === 3), 'ز is attended by "z"');
+      // Continue is for decoder-only models.
+      await assert.rejects(client.analyze({ model: AREN, text: 'آتزمون', generate: 4 }).done, (e: EngineError) => e.code === 'ATTENTION_UNSUPPORTED' && /Continue is for decoder-only/.test(e.message));
+    } finally {
+      await client.dispose();
+    }
+  });
+});

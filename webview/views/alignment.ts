@@ -392,20 +392,24 @@ export class AlignmentView implements View {
     // Labels: every `step`-th, plus the highlighted ones in bold. Row labels end at the matrix's
     // left edge; column labels are rotated to read upwards and start at its top edge.
     g.textBaseline = 'middle';
+    // Column labels that fit their cell (letters, short words) stand upright, as they are read.
+    g.font = `bold ${this.labelFont}`;
+    const upright = this.colText.every((x) => g.measureText(x).width + 4 <= cell);
     const label = (i: number, hi: boolean, col: boolean): void => {
       const text = hi ? this.boldText(col ? d.cols[i] : d.rows[i], col ? this.colLabelH : this.rowLabelW) : col ? this.colText[i] : this.rowText[i];
       g.font = hi ? `bold ${this.labelFont}` : this.labelFont;
       g.save();
-      if (col) {
+      if (col && upright) g.translate(left + (i + 0.5) * cell, top - 4 - fontPx / 2);
+      else if (col) {
         g.translate(left + (i + 0.5) * cell, top - 4);
         g.rotate(-Math.PI / 2);
       } else g.translate(left - 4, top + (i + 0.5) * cell);
-      g.textAlign = col ? 'left' : 'right';
+      g.textAlign = col ? (upright ? 'center' : 'left') : 'right';
       const w = g.measureText(text).width;
       if (hi) {
         g.fillStyle = t.focusCss;
         g.globalAlpha = 0.25;
-        g.fillRect(col ? -3 : -w - 3, -fontPx / 2 - 2, w + 6, fontPx + 4);
+        g.fillRect(col ? (upright ? -w / 2 - 3 : -3) : -w - 3, -fontPx / 2 - 2, w + 6, fontPx + 4);
         g.globalAlpha = 1;
       }
       g.fillStyle = (col ? d.colDim[i] : d.rowDim[i]) ? t.dimCss : t.fgCss;
