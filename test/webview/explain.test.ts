@@ -200,6 +200,62 @@ describe('Why this weight?', () => {
     }
   });
 
+  test('a long row: the table builds the rows in view (aria-rowcount tells all), scrolls to j, and builds more as it scrolls', async () => {
+    const p = await openPanel(browser, { viewport: { width: 1280, height: 900 } });
+    try {
+      const { page } = p;
+      const long = Array.from({ length: 16 }, () => TEXT).join(' ');
+      const run = syntheticRun({ runId: RUN_ID, layers: 1, heads: 1, text: long, tokens: tokenize(long), causal: true });
+      const T = run.start.tokens.length;
+      assert.ok(T > 250, `T = ${T}`);
+      await postMessages(page, [run.start]);
+      await postLayer(page, RUN_ID, 0, run.layers[0]);
+      await postMessages(page, [{ type: 'run/done', runId: RUN_ID, timings: {}, runtime: 'synthetic' }]);
+      await page.waitForSelector(`#app[data-complete-run="${RUN_ID}"]`);
+      const cell = { layer: 0, head: 0, query: T - 20, key: T - 40 };
+      await postMessages(page, [{ type: 'explain/open', runId: RUN_ID, cell }]);
+      await page.waitForSelector('#explain[open][data-state="loading"]');
+      await answer(page, cell, { explanation: syntheticExplanation(cell, T, { causal: true }) });
+      await page.waitForSelector('#explain[data-state="ready"]');
+      await frames(page);
+      assert.equal(await page.locator('.ex-row').getAttribute('aria-rowcount'), String(T + 1));
+      const built = await page.locator('.ex-row tbody tr[data-key]').count();
+      assert.ok(built < T / 2, `${built} rows built of ${T}`);
+      /** Key j's row is built, marked, and shown whole in the scroll box below the header. */
+      const inView = async (j: number): Promise<void> => {
+        const row = page.locator(`.ex-row tbody tr[data-key="${j}"]`);
+        assert.equal(await row.getAttribute('aria-current'), 'true');
+        assert.equal(await row.getAttribute('aria-rowindex'), String(j + 2));
+        const [r, box, head] = await Promise.all([row.boundingBox(), page.locator('.ex-row-scroll').boundingBox(), page.locator('.ex-row thead').boundingBox()]);
+        assert.ok(r && box && head && r.y >= head.y + head.height - 1 && r.y + r.height <= box.y + box.height + 1, `row ${j} at ${r?.y}..${r && r.y + r.height}, box ${box?.y}..${box && box.y + box.height}`);
+      };
+      await inView(T - 40);
+      await page.keyboard.press('Home');
+      await frames(page);
+      await inView(0);
+      await page.keyboard.press('End');
+      await frames(page);
+      await inView(T - 1);
+      assert.equal(await text(page, '.ex-pos'), `key ${T} of ${T}`);
+      // Scrolled by hand to the middle: the rows there are built, in their place (a click on one selects that key).
+      await page.locator('.ex-row-scroll').evaluate((e) => (e.scrollTop = e.scrollHeight / 2));
+      await frames(page, 3);
+      const box = (await page.locator('.ex-row-scroll').boundingBox())!;
+      const at = await page.evaluate(([x, y]) => (document.elementFromPoint(x, y)?.closest('tr[data-key]') as HTMLElement | null)?.dataset.key ?? null, [box.x + 40, box.y + box.height / 2] as const);
+      assert.ok(at !== null && Math.abs(Number(at) - T / 2) < 30, `row ${at} in the middle of ${T}`);
+      await page.mouse.click(box.x + 40, box.y + box.height / 2);
+      assert.equal(await text(page, '.ex-pos'), `key ${Number(at) + 1} of ${T}`);
+      await inView(Number(at));
+      await shot(page, 'long');
+      await page.keyboard.press('Escape');
+      await page.waitForSelector('#explain', { state: 'hidden' });
+      assert.equal(await page.locator('.ex-row tbody tr').count(), 0, 'the rows go when the dialog closes');
+      assert.deepEqual(p.errors, []);
+    } finally {
+      await p.close();
+    }
+  });
+
   test('a shown row that the vectors do not give is NOT called a match', async () => {
     const p = await openPanel(browser, { viewport: { width: 1280, height: 900 } });
     try {

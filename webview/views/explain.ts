@@ -5,6 +5,9 @@
 // weighted sum of the values, the context vector. The row is recomputed here (explainMath.ts)
 // and checked against the attention shown; the view says so only when it is true.
 // ← → move the key j along the row from the same data; Escape closes and focus goes back.
+// Fast at T = 512: the table of keys builds only the rows in and near its visible part (spacer rows
+// stand for the others; aria-rowcount and aria-rowindex tell the whole row), and the heavy content
+// is dropped when the dialog closes or waits for another row, so showModal lays out little.
 
 import type { ExplainCell, Explanation } from '../../src/protocol/attention';
 import type { ExplainDataMessage } from '../../src/protocol/webview';
@@ -14,6 +17,10 @@ import { TOLERANCE, fmtDiff, fmtNum, isInverseSqrt, keyCount, recompute, type Re
 
 /** Keys drawn as rows of α_ij v_j in the weighted sum (the heaviest ones, and j). */
 const SUM_ROWS = 6;
+/** Rows of the key table built beyond its visible part, above and below. */
+const OVERSCAN = 10;
+/** The key table's geometry before it was ever measured (px): a row, the header, the scroll box (26rem). */
+const GUESS = { rowH: 18, headH: 22, viewH: 416 };
 
 export interface ExplainHost {
   theme(): Theme;
@@ -46,12 +53,19 @@ class Strip {
   readonly root: HTMLElement;
   private readonly cells: HTMLElement;
   private readonly range: HTMLElement;
+  private readonly who: HTMLElement | null;
 
   /** `caption`: what the strip is, written after it instead of its range of values. */
-  constructor(label: Node | string, private readonly name: string, caption?: string) {
+  constructor(readonly label: HTMLElement, private readonly name: string, caption?: string) {
     this.cells = el('div', { class: 'ex-cells', role: 'img' });
     this.range = el('span', { class: 'ex-range', hidden: caption !== undefined });
-    this.root = el('div', { class: 'ex-strip' }, el('span', { class: 'ex-label' }, label), this.cells, this.range, caption === undefined ? null : el('span', { class: 'ex-who', text: caption }));
+    this.who = caption === undefined ? null : el('span', { class: 'ex-who', text: caption });
+    this.root = el('div', { class: 'ex-strip' }, el('span', { class: 'ex-label' }, label), this.cells, this.range, this.who);
+  }
+
+  /** A strip with a caption: a new one (the weighted sum's rows are reused from one key to the next). */
+  caption(text: string): void {
+    if (this.who) setText(this.who, text);
   }
 
   /** `scale`: the magnitude drawn at full colour (strips compared with each other share one). */
@@ -67,7 +81,8 @@ class Strip {
       hi = Math.max(hi, v);
       const c = this.cells.children[t] as HTMLElement;
       c.style.background = diverging(theme, scale > 0 ? v / scale : 0);
-      c.title = `${this.name}[${t}] = ${fmtNum(v)}`;
+      const title = `${this.name}[${t}] = ${fmtNum(v)}`;
+      if (c.title !== title) c.title = title;
     }
     setText(this.range, n ? `${fmtNum(lo)} … ${fmtNum(hi)}` : '');
     this.cells.setAttribute('aria-label', `${what}: ${n} numbers from ${fmtNum(lo)} to ${fmtNum(hi)}`);
@@ -106,12 +121,19 @@ export class ExplainView {
   private readonly strips: { q: Strip; k: Strip; qk: Strip; v: Strip; out: Strip };
   private readonly equation: HTMLElement;
   private readonly rowHead: HTMLElement;
+  private readonly rowTable: HTMLTableElement;
+  private readonly rowThead: HTMLTableSectionElement;
   private readonly rowBody: HTMLTableSectionElement;
   private readonly rowScroll: HTMLElement;
+  /** Spacer rows standing for the keys above and below the rows built. */
+  private readonly padTop: HTMLTableRowElement;
+  private readonly padBottom: HTMLTableRowElement;
   private readonly normHead: HTMLElement;
   private readonly normNote: HTMLElement;
   private readonly sumRows: HTMLElement;
   private readonly sumNote: HTMLElement;
+  /** The weighted sum's strips, reused from one key to the next. */
+  private readonly sumStrips: Strip[] = [];
 
   private target: ExplainTarget | null = null;
   /** The key j on screen. */
@@ -120,8 +142,17 @@ export class ExplainView {
   private pending: { runId: number; cell: ExplainCell } | null = null;
   /** The last row explained (kept after closing: asking about another key of it needs no capture). */
   private loaded: Loaded | null = null;
-  /** The rows of the table, built for `loaded`. */
+  /** The explanation the table of keys shows (its scales), or null when it holds no rows. */
   private rowsFor: Loaded | null = null;
+  private rowScale = { score: 0, weight: 1, norm: 1, keyWidth: '' };
+  /** The keys [from, to) built as rows of the table, and those rows. */
+  private win = { from: 0, to: 0 };
+  private winRows: HTMLTableRowElement[] = [];
+  /** The table's scrollTop as last set or seen (0 after its rows were dropped: the box was hidden). */
+  private scrollPos = 0;
+  /** A row's height, the header's and the scroll box's (px), measured once on screen and on scrolling. */
+  private geom = { ...GUESS };
+  private measured = false;
   private returnTo: HTMLElement | null = null;
 
   constructor(private readonly host: ExplainHost) {
@@ -145,8 +176,14 @@ export class ExplainView {
     this.equation = el('p', { class: 'ex-eq' });
     this.normHead = el('th', { scope: 'col' });
     this.rowHead = el('tr', {}, el('th', { scope: 'col', text: 'Key' }), el('th', { scope: 'col', text: 'Score' }), el('th', { scope: 'col', text: 'Weight α' }), this.normHead);
+    this.rowHead.setAttribute('aria-rowindex', '1');
     this.rowBody = el('tbody');
-    this.rowScroll = el('div', { class: 'ex-row-scroll', tabindex: 0, role: 'region', 'aria-label': 'Scores and weights of every key' }, el('table', { class: 'ex-row' }, el('thead', {}, this.rowHead), this.rowBody));
+    this.rowThead = el('thead', {}, this.rowHead);
+    this.rowTable = el('table', { class: 'ex-row' }, this.rowThead, this.rowBody);
+    this.rowScroll = el('div', { class: 'ex-row-scroll', tabindex: 0, role: 'region', 'aria-label': 'Scores and weights of every key' }, this.rowTable);
+    const pad = (): HTMLTableRowElement => el('tr', { class: 'ex-pad', 'aria-hidden': 'true' }, el('td', { colspan: 4 }));
+    this.padTop = pad();
+    this.padBottom = pad();
     this.normNote = el('p', { class: 'ex-text ex-small' });
     this.sumRows = el('div', { class: 'ex-sum' });
     this.sumNote = el('p', { class: 'ex-text ex-small' });
@@ -207,6 +244,7 @@ export class ExplainView {
       const tr = (e.target as HTMLElement).closest<HTMLElement>('tr[data-key]');
       if (tr) this.setKey(Number(tr.dataset.key), true);
     });
+    this.rowScroll.addEventListener('scroll', () => this.onRowScroll(), { passive: true });
     this.root.addEventListener('keydown', (e) => this.onKey(e));
     // Escape as the browser's own close request: close our way (focus goes back).
     this.root.addEventListener('cancel', (e) => {
@@ -229,6 +267,9 @@ export class ExplainView {
       this.loaded = null;
       this.pending = { runId: t.runId, cell: t.cell };
       this.host.request(t.runId, t.cell);
+      // Another row: its content goes before the dialog shows (showModal then lays out only the head).
+      this.content.hidden = true;
+      this.dropRows();
     }
     if (!this.isOpen) {
       const active = document.activeElement;
@@ -263,6 +304,8 @@ export class ExplainView {
   close(): void {
     if (!this.isOpen) return;
     this.root.close();
+    // The next open starts light: the table's rows and the weighted sum are built again from `loaded`.
+    this.dropRows();
     const back = this.returnTo;
     this.returnTo = null;
     if (back?.isConnected) back.focus();
@@ -283,8 +326,18 @@ export class ExplainView {
     this.content.hidden = false;
     this.renderCheck(l, t);
     this.renderIntro(l, t);
-    if (this.rowsFor !== l) this.buildRows(l, t);
+    if (this.rowsFor !== l) this.prepareRows(l, t);
     this.renderKey(l, t);
+  }
+
+  /** Empties the table of keys and the weighted sum (the dialog closes or waits for another row). */
+  private dropRows(): void {
+    this.rowsFor = null;
+    this.rowBody.replaceChildren();
+    this.winRows = [];
+    this.win = { from: 0, to: 0 };
+    this.scrollPos = 0;
+    this.sumRows.replaceChildren();
   }
 
   private showStatus(text: string, error: boolean): void {
@@ -294,6 +347,7 @@ export class ExplainView {
     this.status.setAttribute('role', error ? 'alert' : 'status');
     setText(this.status, text);
     this.content.hidden = true;
+    this.dropRows();
     this.prev.disabled = this.next.disabled = true;
   }
 
@@ -351,16 +405,30 @@ export class ExplainView {
     );
   }
 
-  /** The row's table: one row per key, built once per explanation (moving j only moves the mark). */
-  private buildRows(l: Loaded, t: ExplainTarget): void {
-    this.rowsFor = l;
+  /** The row's scales and the table's size, once per explanation (the rows themselves are built as they come into view). */
+  private prepareRows(l: Loaded, t: ExplainTarget): void {
     const e = l.explanation;
     const m = l.math;
-    clear(this.rowBody);
+    this.dropRows();
+    this.rowsFor = l;
     let sMax = 0;
-    for (let j = 0; j < m.scores.length; j++) if (e.visible[j]) sMax = Math.max(sMax, Math.abs(m.scores[j]));
-    const wMax = Math.max(...m.weights) || 1;
-    const nMax = maxAbs(e.valueNorm) || 1;
+    let wMax = 0;
+    let longest = 0;
+    for (let j = 0; j < m.scores.length; j++) {
+      if (e.visible[j]) sMax = Math.max(sMax, Math.abs(m.scores[j]));
+      wMax = Math.max(wMax, m.weights[j]);
+      longest = Math.max(longest, t.labels[j].length);
+    }
+    // Every row's token cell as wide as the longest token's (the key column keeps its width while rows come and go).
+    this.rowScale = { score: sMax, weight: wMax || 1, norm: maxAbs(e.valueNorm) || 1, keyWidth: `calc(${Math.min(longest, 24)}ch + 1.1em)` };
+    this.rowTable.setAttribute('aria-rowcount', String(m.scores.length + 1));
+  }
+
+  /** Key j's row of the table: its token (j marked), score, weight and value norm, each a bar and a number. */
+  private keyRow(l: Loaded, t: ExplainTarget, j: number): HTMLTableRowElement {
+    const e = l.explanation;
+    const m = l.math;
+    const sc = this.rowScale;
     const bar = (frac: number, signed: boolean, value: string): HTMLElement => {
       const fill = el('span', { class: 'fill' });
       const w = Math.min(1, Math.abs(frac));
@@ -370,19 +438,108 @@ export class ExplainView {
       } else fill.style.width = `${w * 100}%`;
       return el('td', {}, el('span', { class: `ex-bar${signed ? ' signed' : ''}` }, fill), el('span', { class: 'ex-val', text: value }));
     };
-    for (let j = 0; j < m.scores.length; j++) {
-      const masked = !e.visible[j];
-      const tr = el(
-        'tr',
-        { 'data-key': j, class: masked ? 'masked' : '' },
-        el('th', { scope: 'row', class: 'ex-tok', title: `Key ${j + 1}` }, el('span', { class: 'ex-mark', 'aria-hidden': 'true', text: '▶' }), t.labels[j]),
-        masked ? el('td', {}, el('span', { class: 'ex-bar signed' }), el('span', { class: 'ex-val', text: '−∞' })) : bar(sMax ? m.scores[j] / sMax : 0, true, fmtNum(m.scores[j])),
-        bar(m.weights[j] / wMax, false, fmtNum(m.weights[j])),
-        bar(e.valueNorm[j] / nMax, false, fmtNum(e.valueNorm[j])),
-      );
-      tr.cells[2].title = `shown ${fmtNum(e.shown[j])}, recomputed ${fmtNum(m.weights[j])}`;
-      this.rowBody.append(tr);
+    const masked = !e.visible[j];
+    const sel = j === this.key;
+    const tok = el('th', { scope: 'row', class: 'ex-tok', title: `Key ${j + 1}` }, el('span', { class: 'ex-mark', 'aria-hidden': 'true', text: '▶' }), t.labels[j]);
+    tok.style.width = sc.keyWidth;
+    const tr = el(
+      'tr',
+      { 'data-key': j, class: `${masked ? 'masked' : ''}${sel ? ' sel' : ''}`, 'aria-rowindex': j + 2, 'aria-current': sel ? 'true' : 'false' },
+      tok,
+      masked ? el('td', {}, el('span', { class: 'ex-bar signed' }), el('span', { class: 'ex-val', text: '−∞' })) : bar(sc.score ? m.scores[j] / sc.score : 0, true, fmtNum(m.scores[j])),
+      bar(m.weights[j] / sc.weight, false, fmtNum(m.weights[j])),
+      bar(e.valueNorm[j] / sc.norm, false, fmtNum(e.valueNorm[j])),
+    );
+    tr.cells[2].title = `shown ${fmtNum(e.shown[j])}, recomputed ${fmtNum(m.weights[j])}`;
+    return tr;
+  }
+
+  /**
+   * Builds the rows that scroll position `s` shows, with OVERSCAN more on either side, unless those
+   * built already cover it with some to spare; spacer rows hold the height of the others.
+   */
+  private fillWindow(l: Loaded, t: ExplainTarget, s: number, force = false): void {
+    const T = l.math.scores.length;
+    const { rowH, viewH } = this.geom;
+    const first = Math.max(0, Math.floor(s / rowH));
+    const last = Math.min(T, Math.ceil((s + viewH) / rowH));
+    const { from, to } = this.win;
+    const margin = OVERSCAN / 3;
+    if (!force && to > from && first >= (from > 0 ? from + margin : 0) && last <= (to < T ? to - margin : T)) return;
+    const a = Math.max(0, first - OVERSCAN);
+    const b = Math.min(T, last + OVERSCAN);
+    // The rows still in the new window are kept; the others are built (one fragment each side).
+    const kept = new Map<number, HTMLTableRowElement>();
+    if (!force) for (const tr of this.winRows) if (Number(tr.dataset.key) >= a && Number(tr.dataset.key) < b) kept.set(Number(tr.dataset.key), tr);
+    const rows: HTMLTableRowElement[] = [];
+    for (let j = a; j < b; j++) rows.push(kept.get(j) ?? this.keyRow(l, t, j));
+    this.padTop.style.height = `${a * rowH}px`;
+    this.padBottom.style.height = `${(T - b) * rowH}px`;
+    const frag = document.createDocumentFragment();
+    if (a > 0) frag.append(this.padTop);
+    frag.append(...rows);
+    if (b < T) frag.append(this.padBottom);
+    this.rowBody.replaceChildren(frag);
+    this.winRows = rows;
+    this.win = { from: a, to: b };
+  }
+
+  /** The table's geometry read from the rows on screen (a layout when it is not fresh). */
+  private measure(): boolean {
+    const rows = this.winRows;
+    if (!rows.length) return false;
+    const first = rows[0];
+    const last = rows[rows.length - 1];
+    const rowH = rows.length > 1 ? (last.offsetTop - first.offsetTop) / (rows.length - 1) : first.offsetHeight;
+    const viewH = this.rowScroll.clientHeight;
+    if (!(rowH > 0) || !(viewH > 0)) return false;
+    const changed = Math.abs(rowH - this.geom.rowH) > 0.01;
+    this.geom = { rowH, headH: this.rowThead.offsetHeight, viewH };
+    this.measured = true;
+    return changed;
+  }
+
+  /** Scrolls the table as little as needed for key j's row to show below the header (and builds the rows there). */
+  private showKeyRow(l: Loaded, t: ExplainTarget): void {
+    const T = l.math.scores.length;
+    const target = (): number => {
+      const { rowH, headH, viewH } = this.geom;
+      const inner = Math.max(rowH, viewH - headH);
+      const top = this.key * rowH;
+      let s = this.scrollPos;
+      if (top < s) s = top;
+      else if (top + rowH > s + inner) s = top + rowH - inner;
+      return Math.max(0, Math.min(s, T * rowH + headH - viewH));
+    };
+    if (!this.measured) {
+      // Once: the rows around j built with guessed sizes, then measured (the dialog holds few rows, so this layout is short).
+      this.fillWindow(l, t, target());
+      if (this.measure()) this.fillWindow(l, t, target(), true);
     }
+    const s = target();
+    this.fillWindow(l, t, s);
+    for (const tr of this.winRows) {
+      const sel = tr.dataset.key === String(this.key);
+      if (tr.classList.contains('sel') !== sel) {
+        tr.classList.toggle('sel', sel);
+        tr.setAttribute('aria-current', sel ? 'true' : 'false');
+      }
+    }
+    // Last, after every change to the dialog: setting scrollTop lays it out once, with the rows built.
+    if (s !== this.scrollPos) {
+      this.scrollPos = s;
+      this.rowScroll.scrollTop = s;
+    }
+  }
+
+  /** The user scrolls the table: the rows that come into view are built. */
+  private onRowScroll(): void {
+    const l = this.rowsFor;
+    const t = this.target;
+    if (!l || !t || !this.isOpen) return;
+    this.scrollPos = this.rowScroll.scrollTop;
+    const resized = this.measure();
+    this.fillWindow(l, t, this.scrollPos, resized);
   }
 
   /** Everything about key j: its strips, the equation, its mark in the row, its share of the sum. */
@@ -419,14 +576,6 @@ export class ExplainView {
       term('weight α', fmtNum(m.weights[j]), 'weight'),
     );
 
-    for (const tr of this.rowBody.rows) {
-      const sel = tr.dataset.key === String(j);
-      tr.classList.toggle('sel', sel);
-      tr.setAttribute('aria-current', sel ? 'true' : 'false');
-    }
-    const selRow = this.rowBody.rows[j] as HTMLElement | undefined;
-    selRow?.scrollIntoView({ block: 'nearest' });
-
     // The weighted sum: j and the heaviest keys as rows α_ij v_j on one colour scale, then their total.
     const order = Array.from(m.weights.keys()).sort((a, b) => m.weights[b] - m.weights[a]);
     const shownKeys = order.slice(0, SUM_ROWS).filter((x) => m.weights[x] > 0);
@@ -439,25 +588,30 @@ export class ExplainView {
     });
     const sumScale = Math.max(maxAbs(m.out), ...rows.map(maxAbs));
     this.strips.v.set(vj, maxAbs(vj), theme, `Value of “${k}”`);
-    clear(this.sumRows);
-    shownKeys.forEach((x, i) => {
-      const strip = new Strip(el('span', { class: 'ex-sym' }, `${fmtNum(m.weights[x])} ×`), 'α·v', `v of “${t.labels[x]}”`);
+    const shownSet = new Set(shownKeys);
+    const children: Node[] = shownKeys.map((x, i) => {
+      const strip = (this.sumStrips[i] ??= new Strip(el('span', { class: 'ex-sym' }), 'α·v', ''));
+      setText(strip.label, `${fmtNum(m.weights[x])} ×`);
+      strip.caption(`v of “${t.labels[x]}”`);
       strip.root.classList.toggle('sel', x === j);
       strip.set(rows[i], sumScale, theme, `Value of “${t.labels[x]}” times its weight ${fmtNum(m.weights[x])}`);
-      this.sumRows.append(strip.root);
+      return strip.root;
     });
     let rest = 0;
     let restWeight = 0;
     m.weights.forEach((w, x) => {
-      if (w > 0 && !shownKeys.includes(x)) {
+      if (w > 0 && !shownSet.has(x)) {
         rest++;
         restWeight += w;
       }
     });
-    if (rest > 0) this.sumRows.append(el('p', { class: 'ex-text ex-small', text: `+ ${rest} more key${rest === 1 ? '' : 's'} with ${fmtNum(restWeight)} of the weight in all` }));
+    if (rest > 0) children.push(el('p', { class: 'ex-text ex-small', text: `+ ${rest} more key${rest === 1 ? '' : 's'} with ${fmtNum(restWeight)} of the weight in all` }));
     this.strips.out.set(m.out, sumScale, theme, `The head's output for “${q}”`);
-    this.sumRows.append(this.strips.out.root);
+    children.push(this.strips.out.root);
+    this.sumRows.replaceChildren(...children);
     setText(this.sumNote, `= the context vector of “${q}” for this head (${d} numbers; the rows above share its colour scale). The model then mixes every head's output with W_O and adds it to the token's vector.`);
+    // Last: scrolling the table to j lays the dialog out, after every other change.
+    this.showKeyRow(l, t);
   }
 
   private setKey(j: number, announce: boolean): void {
