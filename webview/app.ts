@@ -536,6 +536,10 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   /** Attention or value-weighted attention in every view and hover (V, the Weights select). */
   setWeights(w: Weighting): void {
     if (w === this.ui.weights) return;
+    if (this.runs.current?.seq2seq) {
+      this.announce('Value weighting does not cover encoder-decoder models yet.');
+      return;
+    }
     this.ui.weights = w;
     this.save();
     this.chrome.syncControls();
@@ -593,7 +597,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
 
   /** The hover and select messages' weighting field. */
   private wireWeights(): Pick<HoverTokenMessage, 'weights'> {
-    return this.ui.weights === 'value' && !isDiff(this.run) ? { weights: 'value' } : {};
+    return this.ui.weights === 'value' && !isDiff(this.run) && !this.runs.current?.seq2seq ? { weights: 'value' } : {};
   }
 
   private setThreshold(t: number): void {

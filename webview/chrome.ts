@@ -199,7 +199,7 @@ export class Chrome {
     this.layerSel.value = String(this.ui.layer);
     this.headSel.value = String(this.ui.agg);
     this.hideBox.checked = this.ui.hideSpecial;
-    this.weightSel.value = this.ui.weights;
+    if (!this.weightSel.disabled) this.weightSel.value = this.ui.weights;
     this.partSel.value = this.ui.part;
     this.thrInput.value = String(this.ui.threshold);
     this.showThreshold();
@@ -242,6 +242,8 @@ export class Chrome {
     // Value weighting reads a capture that covers one stack of self-attention: not an encoder-decoder run.
     this.weightSel.disabled = s2s !== null;
     this.weightSel.title = s2s ? 'Value weighting does not cover encoder-decoder models yet' : WEIGHTS_TITLE;
+    // The select says what the views show: attention, whatever the saved choice.
+    this.weightSel.value = s2s ? 'attention' : this.ui.weights;
     this.partLabel.hidden = s2s === null;
     // Only a decoder writes after a text; a run the model already continued is continued again from its selection.
     this.continueButton.hidden = run.model.kind !== 'decoder' || s2s !== null;

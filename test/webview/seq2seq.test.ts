@@ -113,6 +113,12 @@ test('an encoder-decoder run opens on its alignment, with the engine’s cross-a
     const targets = await page.locator('#view-head .tok:visible').allTextContents();
     assert.ok(targets.includes('<s>') && targets.includes('z'), `the target's letters: ${targets.join(' ')}`);
     assert.ok((await page.locator('#view-head .tok.generated').count()) > 0, 'written tokens are marked');
+    // Value weighting does not cover encoder-decoder runs: V says so and changes nothing.
+    await page.locator('#view-head').click({ position: { x: 5, y: 5 } });
+    await page.keyboard.press('v');
+    await frames(page);
+    assert.equal(await page.locator('select.weights').inputValue(), 'attention');
+    assert.equal(await page.locator('select.weights').isDisabled(), true);
     assert.deepEqual(p.errors, []);
   } finally {
     await p.close();
