@@ -481,7 +481,7 @@ export class AttentionController implements vscode.Disposable {
       this.decorations.showAttended(editor, t.special ? null : range(t), words ?? []);
       return;
     }
-    this.decorations.showAttended(editor, null, state.crossWords(index, k, focus) ?? []);
+    this.decorations.showAttended(editor, null, state.crossTokens(index, k, focus) ?? []);
   }
 
   // ------------------------------------------------------------------ why this weight?

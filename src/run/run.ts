@@ -8,9 +8,11 @@
 // Value-weighted attention (analysis/valueWeighted.ts) joins when the host has the run's value norms:
 // its layer matrices stand in for the head means where the weighting is 'value' (rollout too).
 //
-// Room for what comes next: a run with more than one kind of attention (encoder, decoder, cross)
-// gets a LayerStore per kind beside `store`; tokens that arrive while generating grow `tokens` and
-// the stores' T; rows computed on demand fill a store row by row instead of layer by layer.
+// An encoder-decoder run is its decoder part, with a Run for its encoder beside it and its
+// cross-attention in a CrossStore (target rows on source columns); payloads name their part.
+//
+// Room for what comes next: rows computed on demand (long inputs) fill a store row by row instead
+// of layer by layer.
 
 import type { Aggregation, AttentionEncoding, AttentionPayload, Focus, HeadSelection, LayerData, Seq2seqStart, SourceText, ThumbsData, ValueNormsData, WireData, WireModel, WireToken, Weighting } from '../protocol/attention';
 import { CrossStore } from '../analysis/cross';
@@ -151,7 +153,7 @@ export class Run {
    * the mean), or null while missing. Tokens, not words: an alignment is between tokens, and a
    * character-level model's source word is the whole name.
    */
-  crossWords(q: number, k: number, focus: Focus): AttendedWord[] | null {
+  crossTokens(q: number, k: number, focus: Focus): AttendedWord[] | null {
     const enc = this.encoder;
     const row = enc && this.cross?.row(focus.layer, crossHead(focus.agg), q);
     if (!enc || !row) return null;
@@ -177,8 +179,6 @@ export class Run {
       .slice(0, k);
   }
 
-  // ---------------------------------------------------------------- head means and rollout
-
   // ---------------------------------------------------------------- value-weighted attention
 
   /** Stores the run's value norms (throws when they do not fit the run). */
@@ -190,6 +190,8 @@ export class Run {
   get values(): ValueNorms | null {
     return this.valueNorms;
   }
+
+  // ---------------------------------------------------------------- head means and rollout
 
   /**
    * The layer's matrix of one weighting for the heads together: the head mean (attention), or

@@ -283,7 +283,7 @@ describe('an encoder-decoder run through the worker, as the extension runs it', 
       assert.ok(run.complete);
       assert.deepEqual(run.encoder!.tokens.map((t) => [t.start, t.end]), [[6, 7], [7, 8], [8, 9], [9, 10], [10, 11], [11, 12]]);
       // The cross row of "z" (target 3) at the last layer, mean of heads: the source letters it attends to, ز first.
-      const words = run.crossWords(3, 3, { layer: 5, agg: 'mean', hideSpecial: false })!;
+      const words = run.crossTokens(3, 3, { layer: 5, agg: 'mean', hideSpecial: false })!;
       assert.equal(words[0].text, 'ز');
       const targets = run.crossTargets(2, 7, { layer: 5, agg: 'mean', hideSpecial: false })!;
       assert.ok(targets.some((t) => t.index === 3), 'ز is attended by "z"');
