@@ -404,23 +404,32 @@ function headKeyNorms(qkv: QkvCapture, l: number, h: number, H: number, T: numbe
 
 /** ‖v_j W_O^h‖ (or ‖v_j‖ without a projection) for every key j of head h, v being [H, T, d]. */
 function keyNorms(v: Float32Array, wo: Float32Array | null, h: number, H: number, T: number, d: number): Float64Array {
-  const D = wo ? wo.length / (H * d) : 0;
   const norms = new Float64Array(T);
-  const row = new Float64Array(D);
+  // ‖v W‖² = v (W Wᵀ) vᵀ: with the head's d × d Gram matrix of W_O^h made once, each key costs d²
+  // instead of d·D (a 12th of the work at d = 64, D = 768).
+  const D = wo ? wo.length / (H * d) : 0;
+  const gram = new Float64Array(d * d);
+  for (let a = 0; a < d; a++) {
+    for (let b = a; b < d; b++) {
+      let dot = 0;
+      if (wo) {
+        const ra = (h * d + a) * D, rb = (h * d + b) * D;
+        for (let c = 0; c < D; c++) dot += wo[ra + c] * wo[rb + c];
+      } else if (a === b) dot = 1;
+      gram[a * d + b] = gram[b * d + a] = dot;
+    }
+  }
   for (let j = 0; j < T; j++) {
     const vj = (h * T + j) * d;
     let sum = 0;
-    if (wo) {
-      row.fill(0);
-      for (let a = 0; a < d; a++) {
-        const x = v[vj + a], w = (h * d + a) * D;
-        for (let c = 0; c < D; c++) row[c] += x * wo[w + c];
-      }
-      for (let c = 0; c < D; c++) sum += row[c] * row[c];
-    } else {
-      for (let a = 0; a < d; a++) sum += v[vj + a] * v[vj + a];
+    for (let a = 0; a < d; a++) {
+      const x = v[vj + a];
+      if (x === 0) continue;
+      let inner = 0;
+      for (let b = 0; b < d; b++) inner += gram[a * d + b] * v[vj + b];
+      sum += x * inner;
     }
-    norms[j] = Math.sqrt(sum);
+    norms[j] = Math.sqrt(Math.max(0, sum));
   }
   return norms;
 }
