@@ -8,7 +8,7 @@ import { AttentionPanel } from './panel/panel';
 import { AttentionDecorations } from './editor/decorations';
 import { CompareMarks, type CompareMark } from './editor/compareMarks';
 import { RunState } from './editor/runState';
-import { analysable } from './editor/selection';
+import { analysable, type Analysable } from './editor/selection';
 import { saveRun, savedRun } from './editor/savedRun';
 import { readSettings, SECTION } from './settings';
 import type { ExplainDataMessage, ExplainOpenMessage, WebviewToHost } from './protocol/webview';
@@ -96,21 +96,30 @@ export class AttentionController implements vscode.Disposable {
   // ------------------------------------------------------------------ commands
 
   async showAttention(): Promise<boolean> {
+    const what = this.selection('select some text');
+    return what ? this.analyze(what.document, what.range, true, what.textContinues) : false;
+  }
+
+  /**
+   * The text a command runs on: the active editor's selection (or line), its notices shown; null,
+   * with the reason shown, when there is none (`select` says what the user should select).
+   */
+  private selection(select: string): Exclude<Analysable, { refusal: string }> | null {
     const editor = vscode.window.activeTextEditor;
     if (!editor) {
-      void vscode.window.showErrorMessage('Attention Lens: open a file and select some text first.');
-      return false;
+      void vscode.window.showErrorMessage(`Attention Lens: open a file and ${select} first.`);
+      return null;
     }
     const what = analysable(editor, readSettings(this.context).maxTokens);
     if ('refusal' in what) {
       void vscode.window.showWarningMessage(`Attention Lens: ${what.refusal}`);
-      return false;
+      return null;
     }
     for (const n of what.notices) {
       if (n.passing) void vscode.window.setStatusBarMessage(`Attention Lens: ${n.text}`, 5000);
       else void vscode.window.showInformationMessage(`Attention Lens: ${n.text}`);
     }
-    return this.analyze(what.document, what.range, true, what.textContinues);
+    return what;
   }
 
   async focusToken(args: { runId?: number; tokenIndex?: number } | undefined): Promise<void> {
@@ -209,16 +218,8 @@ export class AttentionController implements vscode.Disposable {
    * skips the input box (scripts, tests).
    */
   async showAttentionWithTarget(args?: { target?: unknown }): Promise<boolean> {
-    const editor = vscode.window.activeTextEditor;
-    if (!editor) {
-      void vscode.window.showErrorMessage('Attention Lens: open a file and select the source text first.');
-      return false;
-    }
-    const what = analysable(editor, readSettings(this.context).maxTokens);
-    if ('refusal' in what) {
-      void vscode.window.showWarningMessage(`Attention Lens: ${what.refusal}`);
-      return false;
-    }
+    const what = this.selection('select the source text');
+    if (!what) return false;
     const given = typeof args?.target === 'string' && args.target.trim() ? args.target : undefined;
     const target = given ?? await vscode.window.showInputBox({
       title: 'Attention Lens: target text',
@@ -239,16 +240,8 @@ export class AttentionController implements vscode.Disposable {
   async continueText(from?: RunState): Promise<boolean> {
     const { maxNewTokens } = readSettings(this.context);
     if (from) return this.analyze(from.document, from.range, true, from.request.textContinues === true, maxNewTokens);
-    const editor = vscode.window.activeTextEditor;
-    if (!editor) {
-      void vscode.window.showErrorMessage('Attention Lens: open a file and select the text to continue first.');
-      return false;
-    }
-    const what = analysable(editor, readSettings(this.context).maxTokens);
-    if ('refusal' in what) {
-      void vscode.window.showWarningMessage(`Attention Lens: ${what.refusal}`);
-      return false;
-    }
+    const what = this.selection('select the text to continue');
+    if (!what) return false;
     if (what.textContinues) {
       // Writing after the cut would continue text that is not the selection's end.
       void vscode.window.showWarningMessage('Attention Lens: the selection is longer than the model takes; select its last part to continue it.');

@@ -11,7 +11,7 @@ import { Detokenizer, argmaxRow, tokenSpelling, type GenerationSettings } from '
 import type { AttentionKind } from './onnx/exposeAttention';
 import type { Ort } from './runtime';
 import type { PreTrainedTokenizer } from './transformersjs';
-import { EngineError, type GeneratedToken, type TokenSpan } from './types';
+import { EngineError, type GeneratedToken, type Seq2seqResult, type TokenSpan } from './types';
 import type * as OrtTypes from 'onnxruntime-common';
 
 export interface GraphSession {
@@ -42,22 +42,15 @@ export interface Seq2seqRunOptions {
   signal?: AbortSignal;
 }
 
-export interface Seq2seqRun {
+/** What runSeq2seq gives the engine: the attention and the choices as Seq2seqResult holds them, the decoder input, and the generated text. */
+export type Seq2seqRun = Pick<Seq2seqResult, 'finished' | 'predicted' | 'encoder' | 'encoderShape' | 'decoder' | 'decoderShape' | 'cross' | 'crossShape'> & {
   /** The decoder's input: the start token, then the target tokens. */
   targetIds: number[];
   /** Generated targets: their text and token ranges in it (start token excluded). */
   generated: { text: string; spans: TokenSpan[] } | null;
-  finished: boolean;
-  predicted: number[];
-  encoder: Float32Array;
-  encoderShape: [number, number, number, number];
-  decoder: Float32Array;
-  decoderShape: [number, number, number, number];
-  cross: Float32Array;
-  crossShape: [number, number, number, number];
   generateMs: number;
   forwardMs: number;
-}
+};
 
 const cancelled = () => new EngineError('CANCELLED', 'Generation cancelled.');
 
