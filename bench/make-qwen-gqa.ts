@@ -342,6 +342,20 @@ export function writeModels(out: string, d: QwenDims, precisions: Precision[]): 
   return result;
 }
 
+/**
+ * A complete model folder for the engine: configs, the fp32 graph, and the tokenizer files of
+ * `tokenizerDir` (its vocabulary must fit `d.vocab`) with model_max_length raised to d.maxPos.
+ */
+export function writeQwenFolder(out: string, d: QwenDims, tokenizerDir: string): string {
+  fs.mkdirSync(out, { recursive: true });
+  writeConfigs(out, d);
+  const { modelPath } = writeModels(out, d, ['fp32']).fp32;
+  fs.copyFileSync(path.join(tokenizerDir, 'tokenizer.json'), path.join(out, 'tokenizer.json'));
+  const tc = JSON.parse(fs.readFileSync(path.join(tokenizerDir, 'tokenizer_config.json'), 'utf8'));
+  fs.writeFileSync(path.join(out, 'tokenizer_config.json'), JSON.stringify({ ...tc, model_max_length: d.maxPos }, null, 1) + '\n');
+  return modelPath;
+}
+
 function writeConfigs(out: string, d: QwenDims) {
   const config = {
     architectures: ['Qwen2ForCausalLM'],

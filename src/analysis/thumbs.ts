@@ -87,6 +87,61 @@ function poolStarts(V: number, size: number): Int32Array {
   return s;
 }
 
+/**
+ * poolLayer for a layer that arrives in blocks of rows (a long input's chunks, engine/long.ts): the
+ * same pixels, never holding the whole T x T layer.
+ */
+export class ThumbPooler {
+  readonly size: number;
+  private readonly out: Float32Array;
+  private readonly blocks: Int32Array;
+  private readonly starts: Int32Array;
+  private readonly row: Float32Array;
+
+  constructor(private readonly heads: number, private readonly T: number, max = THUMB_MAX) {
+    this.size = thumbSize(T, max);
+    this.out = new Float32Array((heads + 1) * this.size * this.size);
+    this.blocks = poolBlocks(T, this.size);
+    this.starts = poolStarts(T, this.size);
+    this.row = new Float32Array(T);
+  }
+
+  /** Rows i0..i0+n-1 of every head: `rows` is [heads][n][K], keys from K on being 0. */
+  addRows(rows: Float32Array, i0: number, n: number, K: number): void {
+    const { heads, size, out, starts, row } = this;
+    const cells = size * size;
+    const inv = 1 / heads;
+    for (let r = 0; r < n; r++) {
+      row.fill(0);
+      const ob = this.blocks[i0 + r] * size;
+      for (let h = 0; h <= heads; h++) {
+        const mean = h === heads;
+        const src = (h * n + r) * K;
+        const o = h * cells + ob;
+        for (let q = 0; q < size; q++) {
+          let mx = out[o + q];
+          const end = Math.min(starts[q + 1], K);
+          for (let j = starts[q]; j < end; j++) {
+            let v: number;
+            if (mean) v = row[j] * inv;
+            else {
+              v = rows[src + j];
+              row[j] += v;
+            }
+            if (v > mx) mx = v;
+          }
+          out[o + q] = mx;
+        }
+      }
+    }
+  }
+
+  /** [heads + 1][size][size] float32, the head-mean last. */
+  result(): Float32Array {
+    return this.out;
+  }
+}
+
 /** One layer's thumbnails as they cross to the panel. */
 export interface LayerThumbs {
   /** Side in pixels (< T: thumbnails are only worth sending when they are smaller than the layer). */
@@ -107,7 +162,7 @@ export function layerThumbs(layer: LayerTensor, size = thumbSize(layer.T)): Laye
   return { size, ...encodeThumbs(poolLayer(layer.raw, layer.lut, layer.heads, layer.T, size), layer.encoding) };
 }
 
-function encodeThumbs(pooled: Float32Array, encoding: AttentionEncoding): { data: ArrayBuffer; packed: boolean } {
+export function encodeThumbs(pooled: Float32Array, encoding: AttentionEncoding): { data: ArrayBuffer; packed: boolean } {
   switch (encoding) {
     case 'f32':
       return { data: pooled.buffer as ArrayBuffer, packed: false };

@@ -12,6 +12,7 @@ import { assembleQkv, qkvOutputNames, type Dense } from './qkv';
 import { tokenizeWithOffsets } from './offsets';
 import { Detokenizer, argmaxRow, generationSettings, tokenSpelling, type GenerationSettings } from './generate';
 import { runSeq2seq, type Seq2seqGraphs } from './seq2seq';
+import { LongAttention, type CachedGraph, type CachedPass, type KvCache, type LongOptions } from './long';
 import { encodeF16, encodeU8, f16Lut } from '../analysis/f16';
 import { newElements } from '../analysis/tensor';
 import type { AttentionEncoding } from '../protocol/attention';
@@ -52,6 +53,13 @@ export interface AnalyzeOptions {
    * normal run pays nothing for it.
    */
   qkv?: boolean;
+  /**
+   * Inputs of more tokens than this run through the model's key/value cache in chunks (long.ts):
+   * the result's `long` then holds thumbnails and rows on demand, and `attention` is empty. Absent:
+   * whole matrices at any length (the CLI, the reference tests).
+   */
+  longAbove?: number;
+  long?: Omit<LongOptions, 'signal' | 'onChunk'>;
 }
 
 export interface GenerateOptions {
@@ -507,7 +515,7 @@ export class AttentionEngine {
     tokens: TokenSpan[],
     truncation: Truncation | null,
     tokenizeMs: number,
-    opts: AnalyzeOptions,
+    opts: AnalyzeOptions & LoadOptions,
     extraNotices: string[],
   ): Promise<AttentionResult> {
     const T = tokens.length;
@@ -529,6 +537,23 @@ export class AttentionEngine {
       notices,
     });
     const announced = model.info.heads > 0 && opts.onTokenized ? preview(model.info.layers, model.info.heads) : null;
+    if (opts.longAbove !== undefined && T > opts.longAbove) {
+      const graph = this.cachedGraph(model);
+      if (announced) opts.onTokenized!(announced);
+      const t1 = performance.now();
+      const long = await LongAttention.prefill(
+        graph,
+        tokens.map((t) => t.id),
+        { ...opts.long, signal: opts.signal, onChunk: (done, total) => opts.onProgress?.({ phase: 'forward', message: `Reading the text: ${done.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} tokens` }) },
+      );
+      const forwardMs = performance.now() - t1;
+      return {
+        ...preview(graph.L, graph.H),
+        attention: newElements(encoding, 0),
+        long,
+        timings: { loadMs: model.loadMs, rewriteMs: model.rewriteMs, tokenizeMs, forwardMs, packMs: 0 },
+      };
+    }
     if (announced) opts.onTokenized!(announced);
 
     const qkvGraph = opts.qkv ? await this.qkvSession(model) : null;
@@ -568,6 +593,62 @@ export class AttentionEngine {
       attention,
       timings: { loadMs: model.loadMs, rewriteMs: model.rewriteMs, tokenizeMs, forwardMs, packMs },
       ...(qkv ? { qkv } : {}),
+    };
+  }
+
+  /**
+   * The loaded model as long.ts runs it: passes of a few tokens over its key/value cache. Refused
+   * (ATTENTION_UNSUPPORTED) for a graph without a cache, whose inputs the long path cannot feed.
+   */
+  private cachedGraph(model: LoadedModel): CachedGraph {
+    const { session, info } = model;
+    const { ort } = model.runtime;
+    const pasts = session.inputNames.filter((n) => n.startsWith('past_key_values') || n.startsWith('past_'));
+    const presentOf = new Map<string, string>();
+    for (const name of pasts) {
+      const candidates = [name.replace(/^past_key_values/, 'present'), name.replace(/^past_key_values/, 'present_key_values'), name.replace(/^past_/, 'present_')];
+      const found = candidates.find((c) => session.outputNames.includes(c));
+      if (found) presentOf.set(name, found);
+    }
+    if (!pasts.length || presentOf.size !== pasts.length) {
+      throw new EngineError(
+        'ATTENTION_UNSUPPORTED',
+        `${info.id} has no key/value cache in its graph (past_key_values inputs with present outputs), which long inputs are computed through. Select fewer tokens, or lower attentionLens.maxTokens.`,
+      );
+    }
+    const L = info.layers;
+    const H = info.heads;
+    return {
+      label: info.id,
+      L,
+      H,
+      run: async (pass: CachedPass) => {
+        const n = pass.ids.length;
+        const feeds = this.feedsFor(model, session, { input_ids: [pass.ids] });
+        const keys = pass.mask.length;
+        feeds.attention_mask = new ort.Tensor('int64', BigInt64Array.from(pass.mask, (v) => BigInt(v)), [1, keys]);
+        if (feeds.position_ids) feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from(pass.positions, (v) => BigInt(v)), [1, n]);
+        if (pass.past) for (const name of pasts) feeds[name] = pass.past.get(name) as OrtTypes.Tensor;
+        if (feeds.use_cache_branch && pass.past) feeds.use_cache_branch = new ort.Tensor('bool', [true], [1]);
+        const fetch = pass.layers.map((l) => model.attentionOutputs[l]);
+        if (pass.present) fetch.push(...presentOf.values());
+        let out: OrtTypes.InferenceSession.OnnxValueMapType;
+        try {
+          out = await session.run(feeds, fetch);
+        } catch (e) {
+          throw new EngineError('INTERNAL', `The forward pass of ${info.id} over its key/value cache failed: ${(e as Error).message}`);
+        }
+        const attention = pass.layers.map((l) => {
+          const t = out[model.attentionOutputs[l]] as OrtTypes.Tensor;
+          const [b, h, q, k] = t.dims;
+          if (t.dims.length !== 4 || b !== 1 || h !== H || q !== n || k !== keys) {
+            throw new EngineError('ATTENTION_UNSUPPORTED', `${info.id}: attention output ${model.attentionOutputs[l]} has shape [${t.dims.join(', ')}] in a pass over the cache, expected [1, ${H}, ${n}, ${keys}].`);
+          }
+          return t.type === 'float16' ? toFloat32(halfBits(t)) : (t.data as Float32Array);
+        });
+        const present: KvCache | null = pass.present ? new Map(pasts.map((name) => [name, out[presentOf.get(name)!]])) : null;
+        return { attention, keys, present };
+      },
     };
   }
 

@@ -1,5 +1,6 @@
 // Shared types of the attention engine. Nothing here (or anywhere under src/engine) imports `vscode`.
 import type { AttentionEncoding } from '../protocol/attention';
+import type { LongAttention } from './long';
 
 /** Which ONNX Runtime build runs the model. `auto` = native, falling back to WASM if the binary cannot load. */
 export type RuntimeChoice = 'auto' | 'cpu' | 'wasm' | 'webgpu';
@@ -97,7 +98,7 @@ export interface GeneratedToken {
 }
 
 /** Loading a model's phases, and `capture`: an explain's forward pass that captures the queries, keys and values. */
-export type LoadPhase = 'resolve' | 'download' | 'rewrite' | 'session' | 'tokenizer' | 'ready' | 'capture' | 'generate';
+export type LoadPhase = 'resolve' | 'download' | 'rewrite' | 'session' | 'tokenizer' | 'ready' | 'capture' | 'generate' | 'forward';
 
 export interface LoadProgress {
   phase: LoadPhase;
@@ -130,8 +131,13 @@ export interface Truncation {
 export interface AttentionResult {
   model: ModelInfo;
   tokens: TokenSpan[];
-  /** [layers][heads][T][T], row = query, column = key, padding trimmed. */
+  /** [layers][heads][T][T], row = query, column = key, padding trimmed; empty when `long` holds the run. */
   attention: Float32Array | Uint16Array | Uint8Array;
+  /**
+   * A long input (AnalyzeOptions.longAbove): no whole matrices, but every layer's thumbnails and any
+   * rows on demand, computed over the model's key/value cache (long.ts).
+   */
+  long?: LongAttention;
   encoding: AttentionEncoding;
   shape: [number, number, number, number];
   truncation: Truncation | null;
