@@ -8,10 +8,12 @@ import { AttentionPanel } from './panel/panel';
 import { AttentionDecorations } from './editor/decorations';
 import { CompareMarks, type CompareMark } from './editor/compareMarks';
 import { RunState } from './editor/runState';
+import { RowFetcher } from './run/rowFetcher';
+import { LONG_THRESHOLD } from './engine/long';
 import { analysable, type Analysable } from './editor/selection';
 import { saveRun, savedRun } from './editor/savedRun';
 import { readSettings, SECTION } from './settings';
-import type { ExplainDataMessage, ExplainOpenMessage, WebviewToHost } from './protocol/webview';
+import type { ExplainDataMessage, ExplainOpenMessage, HoverTokenMessage, RowsRequestMessage, WebviewToHost } from './protocol/webview';
 import { aggregationFromWire, type AttentionEncoding, type ExplainCell, type Focus } from './protocol/attention';
 import { payloadMessages, runDoneMessage, runStartMessage } from './run/messages';
 import type { Run } from './run/run';
@@ -60,6 +62,8 @@ export class AttentionController implements vscode.Disposable {
   private baseline: RunState | null = null;
   private readonly compareMarks = new CompareMarks();
   private marksShown: CompareMarksShown | null = null;
+  /** The panel's latest hover: a long run's hover waits for its rows and is shown only if still the latest. */
+  private lastHover: HoverTokenMessage | null = null;
   private readonly disposables: vscode.Disposable[] = [];
   /** Cancels the run in flight, if any; `attentionLens.running` (a when-clause context) mirrors it. */
   private currentCancel: (() => void) | null = null;
@@ -141,6 +145,10 @@ export class AttentionController implements vscode.Disposable {
       void vscode.window.showInformationMessage('Attention Lens: the panel is closed. Run Show Attention again to explain a weight.');
       return false;
     }
+    if (state.long) {
+      void vscode.window.showInformationMessage(`Attention Lens: Why this weight? covers runs of up to ${state.long.threshold} tokens; this one has ${state.T}.`);
+      return false;
+    }
     const inside = (v: unknown, n: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < n;
     const { query, key } = args;
     const layer = args.layer ?? state.view.layer;
@@ -175,6 +183,10 @@ export class AttentionController implements vscode.Disposable {
     }
     if (state.encoder) {
       void vscode.window.showWarningMessage('Attention Lens: Compare covers encoder-only and decoder-only runs; an encoder-decoder run cannot be a baseline yet.');
+      return;
+    }
+    if (state.long) {
+      void vscode.window.showWarningMessage(`Attention Lens: Compare needs whole matrices; runs of more than ${state.long.threshold} tokens keep rows on demand instead and cannot be a baseline.`);
       return;
     }
     if (!state.complete) {
@@ -278,7 +290,7 @@ export class AttentionController implements vscode.Disposable {
 
     const work = async (progress: vscode.Progress<{ message?: string; increment?: number }>, token?: vscode.CancellationToken) => {
       const handle = client.analyze(
-        { model: settings.model, text, maxTokens: settings.maxTokens, encoding: 'f16', textContinues, maxNewTokens: settings.maxNewTokens, ...(generate ? { generate } : {}), ...(target !== undefined ? { target } : {}) },
+        { model: settings.model, text, maxTokens: settings.maxTokens, encoding: 'f16', textContinues, maxNewTokens: settings.maxNewTokens, longAbove: LONG_THRESHOLD, ...(generate ? { generate } : {}), ...(target !== undefined ? { target } : {}) },
         {
           onProgress: (p) => {
             const message = describeProgress(p);
@@ -291,7 +303,10 @@ export class AttentionController implements vscode.Disposable {
             encoding = s.encoding;
             // Adopted for the editor's hovers with its first layer: a run cancelled or failing
             // during its forward pass leaves the previous one in place.
-            state = new RunState(start, document, version, { model: settings.model, text, maxTokens: settings.maxTokens, textContinues, options: settings.engine, ...(generate ? { generate } : {}), ...(target !== undefined ? { target } : {}) });
+            const run = (state = new RunState(start, document, version, { model: settings.model, text, maxTokens: settings.maxTokens, textContinues, options: settings.engine, ...(generate ? { generate } : {}), ...(target !== undefined ? { target } : {}) }));
+            // A long run's rows come from the worker's cache of this request, for the editor and the panel alike.
+            if (run.long) run.rows = new RowFetcher(run, (q) => client.rows({ run: handle.requestId, start: q, count: 1 }), (rows) => panel.post({ type: 'run/rows', runId, rows }));
+            run.engineRun = handle.requestId;
             // The start arrives before the forward pass (when the model declares its heads): say what runs.
             const running = `Running ${s.model.architecture}: ${start.tokens.length} tokens`;
             progress.report({ message: running });
@@ -301,7 +316,8 @@ export class AttentionController implements vscode.Disposable {
             for (const notice of s.notices) void vscode.window.showInformationMessage(`Attention Lens: ${notice}`);
           },
           onPayload: (p) => {
-            if (p.kind === 'layer' && state) {
+            // A long run has no layers: its thumbnails are what it streams.
+            if ((p.kind === 'layer' || state?.long) && state) {
               if (this.state !== state) {
                 if (this.state) state.view = { ...state.view, hideSpecial: this.state.view.hideSpecial };
                 this.state = state;
@@ -415,6 +431,7 @@ export class AttentionController implements vscode.Disposable {
     if (msg.type === 'compare/clear') return this.clearBaseline();
     if (msg.type === 'explain/request') return void this.answerExplain(msg.runId, msg.cell);
     if (msg.type === 'values/request') return void this.answerValues(msg.runId);
+    if (msg.type === 'rows/request') return void this.answerRows(msg);
     if (msg.type === 'run/continue') {
       if (this.state?.runId === msg.runId && !this.currentCancel) void this.continueText(this.state);
       return;
@@ -449,6 +466,14 @@ export class AttentionController implements vscode.Disposable {
       return;
     }
     state.view = view;
+    this.lastHover = msg;
+    if (state.rows && !state.longRefusal(view) && !state.hasRows(msg.tokenIndex)) {
+      // A long run: the token's rows come from the engine first (the panel gets them too); until then the last words stay.
+      void state.rows.want(msg.tokenIndex).then((ok) => {
+        if (ok && this.lastHover === msg && this.state === state) this.onPanelMessage(msg);
+      });
+      return;
+    }
     const words = state.attendedIn(msg.tokenIndex, readSettings(this.context).topWords, view) ?? [];
     const t = state.tokens[msg.tokenIndex];
     const source = t.special ? null : new vscode.Range(state.document.positionAt(t.start), state.document.positionAt(t.end));
@@ -486,6 +511,7 @@ export class AttentionController implements vscode.Disposable {
     if (!panel) return;
     const answer = (a: Pick<ExplainDataMessage, 'explanation' | 'error'>) => this.postExplain({ type: 'explain/data', runId, cell, ...a });
     if (!state || state.runId !== runId) return answer({ error: 'That run was replaced by a newer one.' });
+    if (state.long) return answer({ error: `Why this weight? covers runs of up to ${state.long.threshold} tokens; this one has ${state.T}.` });
     if (cell.layer >= state.L || cell.head >= state.H || cell.query >= state.T || cell.key >= state.T) {
       return answer({ error: `That cell lies outside the run (${state.L} layers, ${state.H} heads, ${state.T} tokens).` });
     }
@@ -514,6 +540,7 @@ export class AttentionController implements vscode.Disposable {
     const state = this.state;
     if (!panel) return;
     if (!state || state.runId !== runId) return panel.post({ type: 'values/data', runId, error: 'That run was replaced by a newer one.' });
+    if (state.long) return panel.post({ type: 'values/data', runId, error: state.longRefusal({ agg: 'mean', weights: 'value' })! });
     let status = false;
     try {
       const data = await this.ensureClient().values(state.request, (p) => {
@@ -526,6 +553,23 @@ export class AttentionController implements vscode.Disposable {
       panel.post({ type: 'values/data', runId, error: e instanceof Error ? e.message : String(e) });
     } finally {
       if (status && !this.currentCancel) panel.post({ type: 'status', message: null });
+    }
+  }
+
+  /** Answers the panel's rows/request (a window of a long run's matrix): the engine computes them over the run's key/value cache. */
+  private async answerRows(msg: RowsRequestMessage): Promise<void> {
+    const panel = this.panel;
+    const state = this.state;
+    if (!panel) return;
+    const fail = (error: string) => panel.post({ type: 'run/rows', runId: msg.runId, error, start: msg.start, count: msg.count });
+    if (!state || state.runId !== msg.runId || state.engineRun === null) return fail('That run was replaced by a newer one.');
+    if (!state.long) return fail('Rows on demand are for long runs; this run holds whole layers.');
+    try {
+      const rows = await this.ensureClient().rows({ run: state.engineRun, start: msg.start, count: msg.count, ...(msg.layers ? { layers: msg.layers } : {}), ...(msg.keyStart !== undefined ? { keyStart: msg.keyStart, keyCount: msg.keyCount } : {}) });
+      if (rows.keyStart === 0 && rows.keyCount === state.T) state.addRows(rows);
+      panel.post({ type: 'run/rows', runId: msg.runId, rows });
+    } catch (e) {
+      fail(e instanceof Error ? e.message : String(e));
     }
   }
 
@@ -558,7 +602,7 @@ export class AttentionController implements vscode.Disposable {
   private async markChanges(state: RunState): Promise<void> {
     const base = this.baseline;
     // An encoder-decoder run has no baseline (pinBaseline refuses one) and is never compared with one.
-    if (!base || base === state || !base.complete || !state.complete || state.encoder) return;
+    if (!base || base === state || !base.complete || !state.complete || state.encoder || state.long || base.long) return;
     const refusal = compareRefusal(base.model, state.model);
     if (refusal) {
       this.clearCompareMarks();
@@ -611,7 +655,8 @@ export class AttentionController implements vscode.Disposable {
     }
     state.range = { start, end };
     const settings = readSettings(this.context);
-    if (!touched || !settings.liveUpdate || !this.panel) return;
+    // A long run's prefill takes seconds to minutes: it reruns on Show Attention, not on every pause in typing.
+    if (!touched || !settings.liveUpdate || !this.panel || state.long) return;
     clearTimeout(this.liveTimer);
     this.liveTimer = setTimeout(() => {
       if (this.state !== state || e.document.isClosed) return;

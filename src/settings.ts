@@ -33,7 +33,7 @@ export function readSettings(context: vscode.ExtensionContext): Settings {
       downloadConnectTimeoutMs: seconds(c.get<number>('download.connectTimeout', 20), 20) * 1000,
       downloadIdleTimeoutMs: seconds(c.get<number>('download.idleTimeout', 30), 30) * 1000,
     },
-    maxTokens: c.get<number>('maxTokens', 512),
+    maxTokens: c.get<number>('maxTokens', 8192),
     liveUpdate: c.get<boolean>('liveUpdate', true),
     liveUpdateDelay: c.get<number>('liveUpdateDelay', 600),
     topWords: c.get<number>('topWords', 5),

@@ -7,3 +7,4 @@ export * from './attended';
 export * from './thumbs';
 export * from './valueWeighted';
 export * from './cross';
+export * from './rows';

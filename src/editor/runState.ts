@@ -2,6 +2,7 @@
 // where that text lives now (the range follows edits around it), and what the panel focuses.
 import type * as vscode from 'vscode';
 import { Run } from '../run/run';
+import type { RowFetcher } from '../run/rowFetcher';
 import { decodeRow, keepMask, meanRow, renormalizeRow } from '../analysis/tensor';
 import { wordWeights, type AttendedWord } from '../analysis/words';
 import type { EngineOptions } from '../engine/types';
@@ -17,6 +18,10 @@ export class RunState extends Run {
   range: { start: number; end: number };
   /** What the panel focuses; the editor hover follows it. The panel opens on the first layer's mean and posts select/head when the user moves. */
   view: Focus = { layer: 0, agg: 'mean', hideSpecial: false };
+  /** A long run's rows from the engine (the controller sets it): hovers ask it for the rows they read. */
+  rows: RowFetcher | null = null;
+  /** The engine request that made the run (a long run's rows are asked of it). */
+  engineRun: number | null = null;
   /** What the run's start said besides the run model: where the text came from ("story.txt:3-5"), a cut, notices (the exports repeat them). */
   readonly facts: Pick<RunStartMessage, 'source' | 'truncation' | 'notices'>;
 
@@ -49,9 +54,10 @@ export class RunState extends Run {
    * hover's top word; -1 while the layer has not arrived, or under rollout (no one head's softmax).
    */
   topKey(q: number, focus: Focus = this.view): number {
+    if (focus.agg === 'rollout') return -1;
     const layer = this.layer(focus.layer);
-    if (!layer || focus.agg === 'rollout') return -1;
-    const row = focus.agg === 'mean' ? meanRow(layer, null, q) : decodeRow(layer, focus.agg, q);
+    const row = this.long ? this.longRow(focus.layer, q, focus.agg) : layer ? (focus.agg === 'mean' ? meanRow(layer, null, q) : decodeRow(layer, focus.agg, q)) : null;
+    if (!row) return -1;
     if (focus.hideSpecial) renormalizeRow(row, keepMask(this.tokens, true));
     const weights = wordWeights(row, this.words);
     let top = -1;
@@ -68,10 +74,10 @@ export class RunState extends Run {
   /** The head of layer `l` that gives query `q`'s weight on `key` most (head 0 while the layer has not arrived). */
   strongestHead(l: number, q: number, key: number): number {
     const layer = this.layer(l);
-    if (!layer) return 0;
+    if (!layer && !this.hasRows(q)) return 0;
     let best = 0, top = -1;
     for (let h = 0; h < this.H; h++) {
-      const w = decodeRow(layer, h, q)[key];
+      const w = (layer ? decodeRow(layer, h, q) : this.longRow(l, q, h)!)[key];
       if (w > top) [best, top] = [h, w];
     }
     return best;

@@ -6,8 +6,8 @@
 // a fresh one.
 import { Worker } from 'node:worker_threads';
 import { EngineError, type EngineOptions, type LoadProgress, type Timings } from './types';
-import type { AttentionEncoding, AttentionPayload, ExplainCell, Explanation, ValueNormsData } from '../protocol/attention';
-import type { AnalyzeRequest, HostToWorker, WorkerToHost } from '../protocol/worker';
+import type { AttentionEncoding, AttentionPayload, ExplainCell, Explanation, RowsData, ValueNormsData } from '../protocol/attention';
+import type { AnalyzeRequest, HostToWorker, RowsRequest, WorkerToHost } from '../protocol/worker';
 
 /** How long a cancelled request may take to stop before its worker is terminated. */
 export const CANCEL_GRACE_MS = 2000;
@@ -114,6 +114,15 @@ export class EngineClient {
     const requestId = this.nextId++;
     const message: HostToWorker = { type: 'values', requestId, ...request, options: request.options ?? this.options };
     return this.capture(message, onProgress, (m) => (m.type === 'values' ? m.data : undefined));
+  }
+
+  /**
+   * Rows of the latest long run (`request.run`: its RunHandle's requestId), computed over its
+   * key/value cache after its stream; rejects with SUPERSEDED when a newer run replaced it.
+   */
+  rows(request: RowsRequest): Promise<RowsData> {
+    const requestId = this.nextId++;
+    return this.capture({ type: 'rows', requestId, ...request }, undefined, (m) => (m.type === 'rows' ? m.rows : undefined));
   }
 
   private capture<A>(message: Extract<HostToWorker, { requestId: number }>, onProgress: ((p: LoadProgress) => void) | undefined, pick: (m: WorkerToHost) => A | undefined): Promise<A> {
@@ -254,7 +263,7 @@ export class EngineClient {
   private deliver(msg: WorkerToHost): void {
     const p = this.pending.get(msg.requestId);
     if (!p) return; // cancelled or superseded: late messages are dropped
-    if (msg.type === 'done' || msg.type === 'explained' || msg.type === 'values' || msg.type === 'error') queueMicrotask(() => this.updateRef());
+    if (msg.type === 'done' || msg.type === 'explained' || msg.type === 'values' || msg.type === 'rows' || msg.type === 'error') queueMicrotask(() => this.updateRef());
     if (msg.type === 'error') {
       this.pending.delete(msg.requestId);
       p.reject(new EngineError(msg.code, msg.message));

@@ -55,7 +55,7 @@ export interface AnalyzeOptions {
   qkv?: boolean;
   /**
    * Inputs of more tokens than this run through the model's key/value cache in chunks (long.ts):
-   * the result's `long` then holds thumbnails and rows on demand, and `attention` is empty. Absent:
+   * the result's `longRun` then holds thumbnails and rows on demand, and `attention` is empty. Absent:
    * whole matrices at any length (the CLI, the reference tests).
    */
   longAbove?: number;
@@ -541,7 +541,7 @@ export class AttentionEngine {
       const graph = this.cachedGraph(model);
       if (announced) opts.onTokenized!(announced);
       const t1 = performance.now();
-      const long = await LongAttention.prefill(
+      const longRun = await LongAttention.prefill(
         graph,
         tokens.map((t) => t.id),
         { ...opts.long, signal: opts.signal, onChunk: (done, total) => opts.onProgress?.({ phase: 'forward', message: `Reading the text: ${done.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} tokens` }) },
@@ -550,7 +550,7 @@ export class AttentionEngine {
       return {
         ...preview(graph.L, graph.H),
         attention: newElements(encoding, 0),
-        long,
+        longRun,
         timings: { loadMs: model.loadMs, rewriteMs: model.rewriteMs, tokenizeMs, forwardMs, packMs: 0 },
       };
     }

@@ -8,6 +8,13 @@
 import { THUMB_MAX, ThumbPooler, encodeThumbs, type LayerThumbs } from '../analysis/thumbs';
 import { EngineError } from './types';
 
+/**
+ * Runs of more tokens than this are long in the extension: the panel gets thumbnails and rows on
+ * demand instead of whole layers. At 512 tokens a 12 x 12 model's whole layers are 67 MB as f16
+ * (the panel's decode of them is what the T = 512 targets measure); above, they grow as T².
+ */
+export const LONG_THRESHOLD = 512;
+
 /** The model's key/value cache between passes: graph input name -> the tensor fed there. */
 export type KvCache = Map<string, unknown>;
 

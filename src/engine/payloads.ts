@@ -4,6 +4,7 @@
 import { encodeF16, encodeU8, layerTensor, layerThumbs, packF14 } from '../analysis';
 import type { AttentionEncoding, AttentionPayload } from '../protocol/attention';
 import type { AttentionResult, Seq2seqResult } from './types';
+import type { LongAttention } from './long';
 
 export function* runPayloads(result: Pick<AttentionResult, 'attention' | 'shape' | 'encoding'>): Generator<AttentionPayload> {
   const [L, H, T] = result.shape;
@@ -17,6 +18,14 @@ export function* runPayloads(result: Pick<AttentionResult, 'attention' | 'shape'
     const d = layer(l);
     const packed = d instanceof Uint16Array ? packF14(d) : null;
     yield { kind: 'layer', layer: l, data: (packed ?? d.slice()).buffer as ArrayBuffer, packed: packed !== null };
+  }
+}
+
+/** A long run's payloads: every layer's thumbnails, pooled during its prefill; its rows come on request. */
+export function* longPayloads(long: LongAttention, encoding: AttentionEncoding): Generator<AttentionPayload> {
+  for (let l = 0; l < long.L; l++) {
+    const thumbs = long.thumbs(l, encoding);
+    if (thumbs) yield { kind: 'thumbs', layer: l, ...thumbs };
   }
 }
 

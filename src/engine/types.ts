@@ -131,13 +131,13 @@ export interface Truncation {
 export interface AttentionResult {
   model: ModelInfo;
   tokens: TokenSpan[];
-  /** [layers][heads][T][T], row = query, column = key, padding trimmed; empty when `long` holds the run. */
+  /** [layers][heads][T][T], row = query, column = key, padding trimmed; empty when `longRun` holds the run. */
   attention: Float32Array | Uint16Array | Uint8Array;
   /**
    * A long input (AnalyzeOptions.longAbove): no whole matrices, but every layer's thumbnails and any
    * rows on demand, computed over the model's key/value cache (long.ts).
    */
-  long?: LongAttention;
+  longRun?: LongAttention;
   encoding: AttentionEncoding;
   shape: [number, number, number, number];
   truncation: Truncation | null;

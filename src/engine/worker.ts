@@ -4,7 +4,8 @@
 // queries, keys and values (the last capture kept for further clicks on the same run).
 import { parentPort, workerData } from 'node:worker_threads';
 import { AttentionEngine, type AttentionPreview } from './engine';
-import { runPayloads, seq2seqPayloads, streamPayloads } from './payloads';
+import { longPayloads, runPayloads, seq2seqPayloads, streamPayloads } from './payloads';
+import type { LongAttention } from './long';
 import { explainCell, valueNormsData } from './qkv';
 import { EngineError, type AttentionResult, type EngineOptions, type GeneratedToken, type LoadProgress } from './types';
 import type { HostToWorker, WorkerToHost } from '../protocol/worker';
@@ -20,6 +21,10 @@ const running = new Map<number, AbortController>();
 let analyzing: Promise<void> = Promise.resolve();
 /** Explains run one after another. */
 let explaining: Promise<void> = Promise.resolve();
+/** The latest long run (by its analyze request), whose cache answers `rows`; released when a newer run starts. */
+let longRun: { requestId: number; long: LongAttention } | null = null;
+/** Rows requests run one after another. */
+let rowing: Promise<void> = Promise.resolve();
 /** The last capture, by what it analysed: clicks on the same run reuse it. */
 let capture: { key: string; result: Promise<AttentionResult> } | null = null;
 
@@ -73,6 +78,9 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
     running.delete(id);
     post({ type: 'error', requestId: id, code: 'SUPERSEDED', message: 'A newer request replaced this one.' });
   }
+  // A newer run replaces the long one: its cache (hundreds of MB at 8k tokens) goes now.
+  longRun?.long.release();
+  longRun = null;
   const controller = new AbortController();
   running.set(msg.requestId, controller);
   const { signal } = controller;
@@ -81,7 +89,8 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
   let started = false;
   const start = (p: AttentionPreview) => {
     started = true;
-    post({ type: 'start', requestId: msg.requestId, model: p.model, tokens: p.tokens, encoding: p.encoding, shape: p.shape, truncation: p.truncation, notices: p.notices, runtime: p.runtime });
+    const long = msg.longAbove !== undefined && p.tokens.length > msg.longAbove ? { long: { threshold: msg.longAbove } } : {};
+    post({ type: 'start', requestId: msg.requestId, model: p.model, tokens: p.tokens, encoding: p.encoding, shape: p.shape, truncation: p.truncation, notices: p.notices, runtime: p.runtime, ...long });
   };
   try {
     const hook = testHooks ? /^test-hook:spin-(sync|async)$/.exec(msg.model) : null;
@@ -90,6 +99,7 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
       maxTokens: msg.maxTokens,
       textContinues: msg.textContinues,
       encoding: msg.encoding,
+      longAbove: msg.longAbove,
       signal,
       onProgress: (progress: LoadProgress) => post({ type: 'progress', requestId: msg.requestId, progress }),
     };
@@ -115,8 +125,9 @@ async function analyzeRequest(msg: Extract<HostToWorker, { type: 'analyze' }>): 
       : await runner.analyze(msg.model, msg.text, { ...options, onTokenized: start });
     if (signal.aborted) return; // cancelled or superseded: its error was already posted
     if (!started) start(result);
+    if (result.longRun) longRun = { requestId: msg.requestId, long: result.longRun };
     // Thumbnails and packing are computed here, off the extension host's thread; the host keeps the layers and forwards everything to the panel.
-    const sent = await streamPayloads(runPayloads(result), (payload) => post({ type: 'payload', requestId: msg.requestId, payload }, [payload.data]), signal);
+    const sent = await streamPayloads(result.longRun ? longPayloads(result.longRun, result.encoding) : runPayloads(result), (payload) => post({ type: 'payload', requestId: msg.requestId, payload }, [payload.data]), signal);
     if (!sent) return; // cancelled or superseded mid-stream: its error was already posted
     post({ type: 'done', requestId: msg.requestId, timings: result.timings });
   } catch (e) {
@@ -202,8 +213,44 @@ async function answerCapture(msg: CaptureRequest): Promise<void> {
   }
 }
 
+/** Rows of the latest long run, answered with `rows` or an error, then `settled`. */
+async function answerRows(msg: Extract<HostToWorker, { type: 'rows' }>): Promise<void> {
+  try {
+    // Rows wait for the run's own stream: its prefill owns the CPU and the cache.
+    await runsIdle();
+    const run = longRun;
+    if (!run || run.requestId !== msg.run) throw new EngineError('SUPERSEDED', 'That run was replaced by a newer one.');
+    const { long } = run;
+    const T = long.T;
+    const keyStart = msg.keyStart ?? 0;
+    const keyCount = msg.keyCount ?? T - keyStart;
+    if (msg.start + msg.count > T || keyStart + keyCount > T || (msg.layers ?? []).some((l) => l >= long.L)) {
+      throw new EngineError('INTERNAL', `Rows ${msg.start}..${msg.start + msg.count - 1} on keys ${keyStart}..${keyStart + keyCount - 1} lie outside the run (${T} tokens, ${long.L} layers).`);
+    }
+    const layers = msg.layers ?? Array.from({ length: long.L }, (_, l) => l);
+    const rows = await long.rows(msg.start, msg.count, layers);
+    const H = long.H;
+    // A window of keys is cut here: only what the panel shows crosses.
+    const data = rows.map((r) => {
+      if (keyStart === 0 && keyCount === T) return r.buffer as ArrayBuffer;
+      const out = new Float32Array(H * msg.count * keyCount);
+      for (let i = 0; i < H * msg.count; i++) out.set(r.subarray(i * T + keyStart, i * T + keyStart + keyCount), i * keyCount);
+      return out.buffer;
+    });
+    post({ type: 'rows', requestId: msg.requestId, rows: { start: msg.start, count: msg.count, keyStart, keyCount, layers, data } }, data);
+  } catch (e) {
+    const code = e instanceof EngineError ? e.code : 'INTERNAL';
+    post({ type: 'error', requestId: msg.requestId, code, message: (e as Error).message ?? String(e) });
+  } finally {
+    post({ type: 'settled', requestId: msg.requestId });
+  }
+}
+
 port.on('message', (msg: HostToWorker) => {
   switch (msg.type) {
+    case 'rows':
+      rowing = rowing.then(() => answerRows(msg));
+      break;
     case 'analyze':
       analyzing = analyze(msg);
       break;

@@ -145,6 +145,29 @@ export interface ThumbsData<D = ArrayBuffer> {
   packed: boolean;
 }
 
+/**
+ * A long run (RunStartMessage.long): above `threshold` tokens no whole layer crosses. Every layer's
+ * thumbnails come as usual; rows of the matrix come on demand (rows/request, run/rows), computed
+ * by the engine over the model's key/value cache (src/engine/long.ts).
+ */
+export interface LongStart {
+  /** Runs of more tokens than this are long. */
+  threshold: number;
+}
+
+/**
+ * Rows of a long run's matrix: queries start..start+count-1 of `layers`, on keys
+ * keyStart..keyStart+keyCount-1. `data[i]` is layer layers[i] as float32 [heads][count][keyCount].
+ */
+export interface RowsData<D = ArrayBuffer> {
+  start: number;
+  count: number;
+  keyStart: number;
+  keyCount: number;
+  layers: number[];
+  data: D[];
+}
+
 /** Which cell "Why this weight?" explains: layer, head, query token i, key token j (0-based). */
 export interface ExplainCell {
   layer: number;

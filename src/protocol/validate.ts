@@ -1,11 +1,12 @@
 // Validation of both directions of the host <-> webview protocol. Each side trusts nothing it
 // receives: anything malformed is dropped (null), and a bad message must not break the current view.
 
-import { ENCODINGS, type AttentionEncoding, type ExplainCell, type Explanation, type HeadSelection, type LayerData, type Seq2seqStart, type SeqPart, type ThumbsData, type ValueNormsData, type WireData, type WireModel, type WireToken } from './attention';
-import type { ExportResultMessage, HostToWebview, RunLayerMessage, RunStartMessage, RunThumbsMessage, ValuesDataMessage, WebviewToHost } from './webview';
+import { ENCODINGS, type AttentionEncoding, type RowsData, type ExplainCell, type Explanation, type HeadSelection, type LayerData, type Seq2seqStart, type SeqPart, type ThumbsData, type ValueNormsData, type WireData, type WireModel, type WireToken } from './attention';
+import type { ExportResultMessage, HostToWebview, RunLayerMessage, RunRowsMessage, RunStartMessage, RunThumbsMessage, ValuesDataMessage, WebviewToHost } from './webview';
 
 /** Limits that keep a bad message from allocating absurd amounts of memory. */
-export const MAX_TOKENS = 4096;
+/** Tokens in a run: long runs (rows on demand) go to the longest context a model of today takes. */
+export const MAX_TOKENS = 131072;
 export const MAX_LAYERS = 512;
 export const MAX_HEADS = 512;
 /** Largest export scale (a multiple of the screen's pixel ratio): the canvas limits come next. */
@@ -34,6 +35,19 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
       return isInt(m.runId) ? { type: 'values/request', runId: m.runId } : null;
     case 'run/continue':
       return isInt(m.runId) ? { type: 'run/continue', runId: m.runId } : null;
+    case 'rows/request': {
+      if (!isInt(m.runId) || !isInt(m.start, 0, MAX_TOKENS - 1) || !isInt(m.count, 1, MAX_TOKENS)) return null;
+      if (m.layers !== undefined && !(Array.isArray(m.layers) && m.layers.length > 0 && m.layers.length <= MAX_LAYERS && m.layers.every((l) => isInt(l, 0, MAX_LAYERS - 1)))) return null;
+      if ((m.keyStart !== undefined || m.keyCount !== undefined) && !(isInt(m.keyStart, 0, MAX_TOKENS - 1) && isInt(m.keyCount, 1, MAX_TOKENS))) return null;
+      return {
+        type: 'rows/request',
+        runId: m.runId,
+        start: m.start,
+        count: m.count,
+        ...(m.layers !== undefined ? { layers: m.layers as number[] } : {}),
+        ...(m.keyStart !== undefined ? { keyStart: m.keyStart as number, keyCount: m.keyCount as number } : {}),
+      };
+    }
     case 'ack':
       return isInt(m.bytes) ? { type: 'ack', bytes: m.bytes } : null;
     case 'run/milestone':
@@ -87,7 +101,8 @@ function parseExportResult(m: Record<string, unknown>): ExportResultMessage | nu
 
 /** A host message as the panel uses it: attention with the fields its run's store takes. */
 export type ParsedHostMessage =
-  | Exclude<HostToWebview, RunLayerMessage | RunThumbsMessage | ValuesDataMessage>
+  | Exclude<HostToWebview, RunLayerMessage | RunThumbsMessage | ValuesDataMessage | RunRowsMessage>
+  | ({ type: 'run/rows'; runId: number } & ({ rows: RowsData<WireData>; error?: undefined } | { rows?: undefined; error: string; start: number; count: number }))
   | ({ type: 'values/data'; runId: number } & ({ data: ValueNormsData<WireData>; error?: undefined } | { data?: undefined; error: string }))
   | ({ type: 'run/layer'; runId: number; part?: SeqPart } & LayerData<WireData>)
   | ({ type: 'run/thumbs'; runId: number; part?: SeqPart } & ThumbsData<WireData>);
@@ -128,6 +143,10 @@ function parseStart(m: Record<string, unknown>): RunStartMessage | null {
   if (isObj(m.sourceText) && isStr(m.sourceText.text) && isInt(m.sourceText.offset)) {
     msg.sourceText = { text: m.sourceText.text, offset: m.sourceText.offset };
   }
+  if (m.long !== undefined) {
+    if (!isObj(m.long) || !isInt(m.long.threshold)) return null;
+    msg.long = { threshold: m.long.threshold };
+  }
   if (m.seq2seq !== undefined) {
     const s = parseSeq2seq(m.seq2seq);
     if (!s) return null;
@@ -167,6 +186,17 @@ export function parseHostMessage(raw: unknown): ParsedHostMessage | null {
       const data = asData(raw.data);
       if (!isInt(raw.runId) || !isInt(raw.layer, 0, MAX_LAYERS - 1) || !isInt(raw.size, 1, MAX_TOKENS) || !data) return null;
       return { type: 'run/thumbs', runId: raw.runId, layer: raw.layer, size: raw.size, data, packed: raw.packed === true, ...(isPart(raw.part) ? { part: raw.part } : {}) };
+    }
+    case 'run/rows': {
+      if (!isInt(raw.runId)) return null;
+      if (isStr(raw.error)) return isInt(raw.start) && isInt(raw.count) ? { type: 'run/rows', runId: raw.runId, error: raw.error, start: raw.start, count: raw.count } : null;
+      const r = raw.rows;
+      if (!isObj(r) || !isInt(r.start, 0, MAX_TOKENS - 1) || !isInt(r.count, 1, MAX_TOKENS) || !isInt(r.keyStart, 0, MAX_TOKENS - 1) || !isInt(r.keyCount, 1, MAX_TOKENS)) return null;
+      if (!Array.isArray(r.layers) || !Array.isArray(r.data) || r.layers.length !== r.data.length || !r.layers.every((l) => isInt(l, 0, MAX_LAYERS - 1))) return null;
+      const data = r.data.map(asData);
+      if (data.some((d) => d === null)) return null;
+      // Sizes are checked against the run when it stores them (Run.addRows).
+      return { type: 'run/rows', runId: raw.runId, rows: { start: r.start, count: r.count, keyStart: r.keyStart, keyCount: r.keyCount, layers: r.layers as number[], data: data as WireData[] } };
     }
     case 'run/done': {
       if (!isInt(raw.runId)) return null;

@@ -2,7 +2,7 @@
 // Message types are string literals (never numeric enums: reordering would break the wire).
 // Big data crosses as ArrayBuffers (VS Code sends them as binary); everything else is small JSON.
 
-import type { AttentionEncoding, ExplainCell, Explanation, HeadSelection, LayerData, Seq2seqStart, SeqPart, SourceText, ThumbsData, ValueNormsData, WireModel, WireToken } from './attention';
+import type { AttentionEncoding, ExplainCell, Explanation, HeadSelection, LayerData, LongStart, RowsData, Seq2seqStart, SeqPart, SourceText, ThumbsData, ValueNormsData, WireModel, WireToken } from './attention';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -31,7 +31,15 @@ export interface RunStartMessage {
    * run/layer (and run/thumbs) messages with `part` set.
    */
   seq2seq?: Seq2seqStart;
+  /**
+   * Optional: a long run. No run/layer message comes; every layer's run/thumbs does, and rows of
+   * the matrix come on demand (rows/request answered by run/rows).
+   */
+  long?: LongStart;
 }
+
+/** The answer to a rows/request: rows of a long run's matrix (float32), or why there are none. */
+export type RunRowsMessage = { type: 'run/rows'; runId: number } & ({ rows: RowsData; error?: undefined } | { rows?: undefined; error: string; start: number; count: number });
 
 /**
  * A layer or a part of one (LayerData in the run's encoding) on the wire: `packed` and `start`
@@ -118,6 +126,7 @@ export interface ExplainOpenMessage {
 export type ValuesDataMessage = { type: 'values/data'; runId: number } & ({ data: ValueNormsData; error?: undefined } | { data?: undefined; error: string });
 
 export type HostToWebview =
+  | RunRowsMessage
   | ValuesDataMessage
   | ExplainDataMessage
   | ExplainOpenMessage
@@ -233,6 +242,20 @@ export interface ValuesRequestMessage {
   runId: number;
 }
 
+/**
+ * Rows of long run `runId`: queries start..start+count-1 of `layers` (absent: all), on keys
+ * keyStart..keyStart+keyCount-1 (absent: all). The host answers with run/rows.
+ */
+export interface RowsRequestMessage {
+  type: 'rows/request';
+  runId: number;
+  start: number;
+  count: number;
+  layers?: number[];
+  keyStart?: number;
+  keyCount?: number;
+}
+
 /** The panel's Continue button: the model writes after run `runId`'s text (a new run follows). */
 export interface RunContinueMessage {
   type: 'run/continue';
@@ -240,6 +263,7 @@ export interface RunContinueMessage {
 }
 
 export type WebviewToHost =
+  | RowsRequestMessage
   | RunContinueMessage
   | ValuesRequestMessage
   | ExplainRequestMessage

@@ -1,6 +1,6 @@
 // Messages between the extension host (EngineClient) and the engine's worker thread.
 // Attention crosses as one transferred ArrayBuffer per layer, so the host can stream layers on.
-import type { AttentionEncoding, AttentionPayload, ExplainCell, Explanation, ValueNormsData } from './attention';
+import type { AttentionEncoding, AttentionPayload, ExplainCell, Explanation, LongStart, RowsData, ValueNormsData } from './attention';
 import type { EngineErrorCode, EngineOptions, LoadProgress, ModelInfo, Timings, TokenSpan, Truncation } from '../engine/types';
 
 export interface AnalyzeRequest {
@@ -17,6 +17,18 @@ export interface AnalyzeRequest {
   maxNewTokens?: number;
   /** Encoder-decoder models: teacher-force this target instead of writing one. */
   target?: string;
+  /** Texts of more tokens than this run long (engine/long.ts): thumbnails streamed, rows on demand. Absent: whole layers always. */
+  longAbove?: number;
+}
+
+/** Rows of the latest long run (`run`: its analyze requestId): queries start..start+count-1, on keys keyStart..keyStart+keyCount-1 (absent: all). */
+export interface RowsRequest {
+  run: number;
+  start: number;
+  count: number;
+  layers?: number[];
+  keyStart?: number;
+  keyCount?: number;
 }
 
 /** What an encoder-decoder run's start adds (the engine's Seq2seqResult less its attention). */
@@ -36,6 +48,7 @@ export type HostToWorker =
   | ({ type: 'explain'; requestId: number; options: EngineOptions; cell: ExplainCell } & Omit<AnalyzeRequest, 'encoding'>)
   /** Value norms of the text analysed by `analyze` fields, for value-weighted attention (the same capture as explain). */
   | ({ type: 'values'; requestId: number; options: EngineOptions } & Omit<AnalyzeRequest, 'encoding'>)
+  | ({ type: 'rows'; requestId: number } & RowsRequest)
   /** Test hook (only honoured when the worker was started with test hooks on): throw outside any handler. */
   | { type: 'crash' };
 
@@ -54,6 +67,8 @@ export type WorkerToHost =
       runtime: string;
       /** An encoder-decoder run: `tokens` and `shape` are the decoder's (the target); the source and the other shapes here. */
       seq2seq?: WorkerSeq2seqStart;
+      /** A long run: only thumbnails stream; rows come on request (`rows`). */
+      long?: LongStart;
     }
   /**
    * One layer or one layer's thumbnails in the request's encoding (buffer transferred, not copied),
@@ -63,6 +78,7 @@ export type WorkerToHost =
   | { type: 'done'; requestId: number; timings: Timings }
   | { type: 'explained'; requestId: number; explanation: Explanation }
   | { type: 'values'; requestId: number; data: ValueNormsData }
+  | { type: 'rows'; requestId: number; rows: RowsData }
   | { type: 'error'; requestId: number; code: EngineErrorCode; message: string }
   /**
    * A request's work has really ended, however it ended (done, error, cancelled, superseded). A

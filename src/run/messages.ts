@@ -2,14 +2,14 @@
 // (src/controller.ts) and every benchmark driver: run/start from the engine's start, run/thumbs and
 // run/layer from its payloads (a large layer in parts), run/done from its result.
 
-import { BYTES_PER_ELEMENT, type AttentionEncoding, type AttentionPayload, type WireToken } from '../protocol/attention';
+import { BYTES_PER_ELEMENT, type AttentionEncoding, type AttentionPayload, type LongStart, type WireToken } from '../protocol/attention';
 import type { RunDoneMessage, RunLayerMessage, RunStartMessage, RunThumbsMessage } from '../protocol/webview';
 import type { AttentionResult, TokenSpan } from '../engine/types';
 import type { WorkerSeq2seqStart } from '../protocol/worker';
 import { splitLayer } from '../analysis/tensor';
 
 /** What the engine says before (or with) the attention: the worker's start message, or a whole result. */
-export type EngineStart = Pick<AttentionResult, 'model' | 'tokens' | 'encoding' | 'shape' | 'truncation' | 'notices'> & { seq2seq?: WorkerSeq2seqStart };
+export type EngineStart = Pick<AttentionResult, 'model' | 'tokens' | 'encoding' | 'shape' | 'truncation' | 'notices'> & { seq2seq?: WorkerSeq2seqStart; long?: LongStart };
 
 /** Where the analysed text came from. */
 export interface RunOrigin {
@@ -40,6 +40,7 @@ export function runStartMessage(start: EngineStart, origin: RunOrigin): RunStart
     sourceText: { offset, text: analysed },
     truncation: start.truncation ? { total: start.truncation.total, kept: start.truncation.kept, ...(start.truncation.atLeast ? { atLeast: true } : {}) } : null,
     notices: start.notices,
+    ...(start.long ? { long: start.long } : {}),
     ...(s2s
       ? {
           seq2seq: {

@@ -11,10 +11,10 @@
 // An encoder-decoder run is its decoder part, with a Run for its encoder beside it and its
 // cross-attention in a CrossStore (target rows on source columns); payloads name their part.
 //
-// Room for what comes next: rows computed on demand (long inputs) fill a store row by row instead
-// of layer by layer.
+// A long run (start.long) holds no whole layer: its thumbnails arrive as usual, and rows computed
+// on demand (engine/long.ts) fill a RowCache query by query; hovers and top words read those.
 
-import type { Aggregation, AttentionEncoding, AttentionPayload, Focus, HeadSelection, LayerData, Seq2seqStart, SourceText, ThumbsData, ValueNormsData, WireData, WireModel, WireToken, Weighting } from '../protocol/attention';
+import type { Aggregation, AttentionEncoding, AttentionPayload, Focus, HeadSelection, LayerData, LongStart, RowsData, Seq2seqStart, SourceText, ThumbsData, ValueNormsData, WireData, WireModel, WireToken, Weighting } from '../protocol/attention';
 import { CrossStore } from '../analysis/cross';
 import { aggregationLabel } from '../protocol/attention';
 import type { RunStartMessage } from '../protocol/webview';
@@ -23,6 +23,7 @@ import { Rollout, rolloutRow } from '../analysis/rollout';
 import { LayerStore, addHead, keepMask, layerTensor, meanHeads, renormalizeRow, renormalizeRows, type LayerTensor } from '../analysis/tensor';
 import { groupWords, topAttended, type AttendedWord, type WordGrouping } from '../analysis/words';
 import { valueHeadRow, valueLayerRow, valueNormsFrom, type ValueNorms } from '../analysis/valueWeighted';
+import { RowCache, headRow } from '../analysis/rows';
 
 /** Rows of a value-weighted layer computed per step (stepMeans): about 5 ms at T = 512 with 12 heads. */
 const VALUE_ROWS_PER_STEP = 32;
@@ -45,6 +46,8 @@ export class Run {
   readonly seq2seq: Seq2seqStart | null;
   readonly encoder: Run | null;
   readonly cross: CrossStore | null;
+  /** A long run: no layers come, rows do (addRows); null for a run of whole layers. */
+  readonly long: LongStart | null;
   /** Layers fully arrived, and layers whose thumbnails arrived. */
   arrived = 0;
   thumbsArrived = 0;
@@ -66,6 +69,8 @@ export class Run {
   private valueWork: { layer: number; out: Float32Array; row: number } | null = null;
   /** Rollout matrices by weighting and whether special tokens are hidden. */
   private readonly rollouts = new Map<string, Rollout>();
+  /** A long run's rows, as they came on demand. */
+  private readonly rowCache: RowCache | null;
 
   constructor(start: RunStartMessage) {
     this.runId = start.runId;
@@ -81,6 +86,8 @@ export class Run {
     this.means = new Array(this.L).fill(undefined);
     this.valueMeans = new Array(this.L).fill(undefined);
     this.words = groupWords(this.tokens, this.sourceText);
+    this.long = start.long ?? null;
+    this.rowCache = this.long ? new RowCache(this.L, this.H, this.T) : null;
     this.seq2seq = start.seq2seq ?? null;
     const s = this.seq2seq;
     this.encoder = s ? this.part({ ...start, model: { ...start.model, kind: 'encoder', layers: s.encoder.layers, heads: s.encoder.heads }, tokens: s.sourceTokens, seq2seq: undefined }) : null;
@@ -141,9 +148,40 @@ export class Run {
     return this.store.get(l);
   }
 
-  /** Every layer arrived (of every part, for an encoder-decoder run). */
+  /** Every layer arrived (of every part, for an encoder-decoder run); a long run's layers are its thumbnails. */
   get complete(): boolean {
+    if (this.long) return this.thumbsArrived === this.L;
     return this.arrived === this.L && (this.encoder?.complete ?? true) && (this.cross ? this.cross.arrived === this.L : true);
+  }
+
+  // ---------------------------------------------------------------- a long run's rows
+
+  /** Stores rows of a long run (throws when they do not fit it). */
+  addRows(r: RowsData<WireData>): void {
+    if (!this.rowCache) throw new Error('rows for a run of whole layers');
+    this.rowCache.add(r);
+  }
+
+  /** Query `q`'s row in layer `l` for one head or the heads' mean (a new array), or null while it has not come. */
+  longRow(l: number, q: number, head: HeadSelection): Float32Array | null {
+    const rows = this.rowCache?.get(l, q);
+    return rows ? headRow(rows, this.H, this.T, head) : null;
+  }
+
+  /** Whether query `q`'s rows of every layer are here (a long run's hover asks for them once). */
+  hasRows(q: number): boolean {
+    return this.rowCache?.hasAll(q) ?? false;
+  }
+
+  /**
+   * Why `focus` cannot be shown on a long run, or null when it can: rollout and value weighting
+   * need whole matrices, which a long run never holds.
+   */
+  longRefusal(focus: { agg: Aggregation; weights?: Weighting }): string | null {
+    if (!this.long) return null;
+    if (focus.agg === 'rollout') return `Rollout needs every layer's whole matrix; above ${this.long.threshold.toLocaleString('en-US')} tokens Attention Lens keeps rows on demand instead. Choose a head or the mean of heads.`;
+    if (focus.weights === 'value') return `Value weighting covers runs of up to ${this.long.threshold.toLocaleString('en-US')} tokens (it needs whole matrices).`;
+    return null;
   }
 
   // ---------------------------------------------------------------- cross-attention (encoder-decoder runs)
@@ -307,6 +345,13 @@ export class Run {
   attended(q: number, k: number, focus: Focus): AttendedWord[] | null {
     const { layer, agg, hideSpecial } = focus;
     const weights = focus.weights ?? 'attention';
+    if (this.long) {
+      if (this.longRefusal(focus)) return null;
+      const row = this.longRow(layer, q, agg as HeadSelection);
+      if (!row) return null;
+      if (hideSpecial) renormalizeRow(row, keepMask(this.tokens, true));
+      return topAttended(row, this.tokens, this.words, k);
+    }
     if (weights === 'value' && agg !== 'rollout') {
       const tensor = this.layer(layer);
       const v = this.valueNorms;

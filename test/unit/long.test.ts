@@ -31,7 +31,7 @@ function wholeRows(r: AttentionResult, l: number, i0: number, n: number): Float3
 
 /** The long run against the whole run: every layer's thumbnails, and rows at the start, middle and end. */
 async function compareWithWhole(whole: AttentionResult, long: AttentionResult, tolerance: number) {
-  const lr = long.long!;
+  const lr = long.longRun!;
   assert.ok(lr, 'the long run holds a LongAttention');
   assert.equal(long.attention.length, 0, 'no whole matrices above the threshold');
   assert.deepEqual(long.shape, whole.shape);
@@ -85,13 +85,13 @@ describe('long inputs over the key/value cache', () => {
         const whole = await engine.analyze(folder, text);
         const long = await engine.analyze(folder, text, { longAbove: 0, long: { chunk: 23, thumbMax: 64 } });
         assert.ok(whole.shape[2] > 128, `a text over the thumbnail size (${whole.shape[2]} tokens)`);
-        assert.equal(long.long!.layout, layout);
-        assert.equal(long.long!.chunk, 23);
+        assert.equal(long.longRun!.layout, layout);
+        assert.equal(long.longRun!.chunk, 23);
         // thumbMax 64 for the long run: compare against whole thumbnails at the same size.
         const [L, H, T] = whole.shape;
         for (let l = 0; l < L; l++) {
           const expected = layerThumbs(layerTensor((whole.attention as Float32Array).subarray(l * H * T * T, (l + 1) * H * T * T), 'f32', H, T), thumbSize(T, 64))!;
-          assert.ok(maxGap(new Float32Array(long.long!.thumbs(l, 'f32')!.data), new Float32Array(expected.data)) <= 1e-5);
+          assert.ok(maxGap(new Float32Array(long.longRun!.thumbs(l, 'f32')!.data), new Float32Array(expected.data)) <= 1e-5);
         }
         const longDefault = await engine.analyze(folder, text, { longAbove: 0, long: { chunk: 50 } });
         await compareWithWhole(whole, longDefault, 1e-5);
@@ -117,7 +117,7 @@ describe('long inputs over the key/value cache', () => {
       const long = await engine.analyze(folder, text, { maxTokens: 1024, longAbove: 512 });
       await compareWithWhole(whole, long, 1e-5);
       const short = await engine.analyze(folder, text, { maxTokens: 400, longAbove: 512 });
-      assert.equal(short.long, undefined, 'at or below the threshold: whole matrices');
+      assert.equal(short.longRun, undefined, 'at or below the threshold: whole matrices');
       assert.equal(short.attention.length, 2 * 4 * 400 * 400);
     });
 
