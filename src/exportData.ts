@@ -86,6 +86,11 @@ function snapshotOrSay(run: RunState | null): RunSnapshot | null {
     void vscode.window.showErrorMessage('Attention Lens: there is no attention to export. Run Show Attention first.');
     return null;
   }
+  if (run.long) {
+    const gb = (run.L * run.H * run.T * run.T * 2) / 2 ** 30;
+    void vscode.window.showErrorMessage(`Attention Lens: data and report exports cover runs of up to ${run.long.threshold} tokens. This run has ${run.T}: its whole attention would be ${gb.toFixed(1)} GB, so it keeps thumbnails and rows on demand instead. Export an image of the panel, or select fewer tokens.`);
+    return null;
+  }
   const snapshot = snapshotOfRun(run, run.facts);
   if (!snapshot) void vscode.window.showErrorMessage('Attention Lens: the run is still arriving. Export when it is done.');
   return snapshot;

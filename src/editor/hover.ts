@@ -11,13 +11,19 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     private readonly topWords: () => number,
   ) {}
 
-  provideHover(document: vscode.TextDocument, position: vscode.Position): vscode.Hover | null {
+  provideHover(document: vscode.TextDocument, position: vscode.Position): vscode.Hover | null | Promise<vscode.Hover | null> {
     const run = this.state();
     if (!run || !run.matches(document)) return null;
     const offset = document.offsetAt(position);
     if (run.encoder) return this.sourceHover(run, run.encoder, document, offset);
     const q = run.tokenAtOffset(offset);
     if (q < 0) return null;
+    // A long run computes the token's rows first (a pass over the model's key/value cache, tens of ms).
+    if (run.rows && !run.longRefusal(run.view) && !run.hasRows(q)) return run.rows.want(q).then(() => (run.matches(document) ? this.tokenHover(run, document, q) : null));
+    return this.tokenHover(run, document, q);
+  }
+
+  private tokenHover(run: RunState, document: vscode.TextDocument, q: number): vscode.Hover {
     const token = run.tokens[q];
     const words = run.attendedIn(q, this.topWords());
     const md = new vscode.MarkdownString(undefined, true);
@@ -29,7 +35,9 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     md.appendMarkdown('Token ');
     md.appendMarkdown(inlineCode(visibleText(source || token.text)));
     if (!words) {
-      const waiting = run.view.weights === 'value' && !run.values
+      const waiting = run.long
+        ? run.longRefusal(run.view) ?? `The rows of this token could not be computed${run.rows?.lastError ? `: ${run.rows.lastError}` : ''}.`
+        : run.view.weights === 'value' && !run.values
         ? 'The value norms of this run are being computed…'
         : run.view.agg === 'rollout' ? 'Rollout through this layer is being computed…' : 'The attention of this layer is still arriving…';
       md.appendMarkdown(`\n\n${waiting}`);
@@ -46,8 +54,8 @@ export class AttentionHoverProvider implements vscode.HoverProvider {
     }
     const args = encodeURIComponent(JSON.stringify([{ runId: run.runId, tokenIndex: q }]));
     md.appendMarkdown(`\n[Focus this token in the panel](command:attentionLens.focusToken?${args} "Show in the Attention Lens panel")`);
-    // Under rollout no single head's softmax makes the weight: nothing to explain.
-    const key = words?.length ? run.topKey(q) : -1;
+    // Under rollout no single head's softmax makes the weight: nothing to explain (nor on a long run, which keeps no queries, keys and values).
+    const key = words?.length && !run.long ? run.topKey(q) : -1;
     if (key >= 0) {
       const explain = encodeURIComponent(JSON.stringify([{ runId: run.runId, query: q, key }]));
       md.appendMarkdown(` · [Why this weight?](command:attentionLens.explain?${explain} "How the head computes the top word's weight, in the Attention Lens panel")`);

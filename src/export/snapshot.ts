@@ -40,10 +40,11 @@ export function checkSnapshot(s: RunSnapshot): void {
 /**
  * A complete run of the run model (the extension's RunState, the panel's RunData) as a snapshot;
  * null while a layer is missing. f16 layers are copied as they are (the extension's encoding);
- * others are rounded to f16.
+ * others are rounded to f16. Null for a long run, which keeps no whole layer.
  */
 export function snapshotOfRun(run: Run, facts: SnapshotFacts): RunSnapshot | null {
-  if (!run.complete || !run.sourceText) return null;
+  // A long run holds no whole layer (and its [L][H][T][T] array would not fit in memory).
+  if (!run.complete || !run.sourceText || run.long) return null;
   const cells = run.H * run.T * run.T;
   const attention = new Uint16Array(run.L * cells);
   for (let l = 0; l < run.L; l++) {
