@@ -49,6 +49,12 @@ export interface QwenDims {
   vocab: number;
   maxPos: number;
   seed: number;
+  /**
+   * Standard deviation of the packed q/k/v projection's weights (default 0.02, as every weight).
+   * Larger (0.2) gives peaked random attention patterns instead of nearly uniform rows, for demos
+   * and tests that should show structure; the bench keeps 0.02.
+   */
+  qkvStd?: number;
 }
 
 export const QWEN_05B: QwenDims = { layers: 24, heads: 14, kvHeads: 2, hidden: 896, intermediate: 4864, headSize: 64, vocab: 32000, maxPos: 32768, seed: 1 };
@@ -219,9 +225,9 @@ export function writeModels(out: string, d: QwenDims, precisions: Precision[]): 
     return output;
   };
   /** MatMul with a [K, N] weight; under q4 a MatMulNBits named as onnxruntime's quantizer names it. */
-  const matmul = (name: string, x: string, K: number, N: number, output = `${name}/output_0`, outDims: Dim[] = [B, S, N]) => {
+  const matmul = (name: string, x: string, K: number, N: number, output = `${name}/output_0`, outDims: Dim[] = [B, S, N], std = 0.02) => {
     const weight = `${name.slice(1).replace(/\//g, '.')}.weight`;
-    const w = randn(new Float32Array(K * N), 0.02);
+    const w = randn(new Float32Array(K * N), std);
     const q = writers.some((wr) => wr.precision === 'q4') ? quantizeQ4(w, K, N) : null;
     for (const wr of writers) {
       if (wr.precision === 'fp32') {
@@ -300,7 +306,7 @@ export function writeModels(out: string, d: QwenDims, precisions: Precision[]): 
     const p = `/model/layers.${l}`;
     const param = `model.layers.${l}`;
     const x = norm(`${p}/input_layernorm`, `${param}.input_layernorm.weight`);
-    const qkv = matmul(`${p}/attn/qkv_proj/MatMul`, x, d.hidden, qkvSize);
+    const qkv = matmul(`${p}/attn/qkv_proj/MatMul`, x, d.hidden, qkvSize, undefined, undefined, d.qkvStd ?? 0.02);
     const bias = f32All(`${param}.attn.qkv_proj.Add.bias`, [qkvSize], randn(new Float32Array(qkvSize), 0.02));
     node(`${p}/attn/qkv_proj/Add`, 'Add', [qkv, bias], [`${p}/attn/qkv_proj/Add/output_0`]);
     declare(`${p}/attn/qkv_proj/Add/output_0`, DT.FLOAT, [B, S, qkvSize]);

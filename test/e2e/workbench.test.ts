@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { startCodeServer, type CodeServer } from '../harness/codeServer';
-import { findWebviewFrame, launchBrowser, openWorkbench, runCommand, screenshot, workbenchUrl, type Browser } from '../harness/browser';
+import { findWebviewFrame, goToPosition, launchBrowser, openFile, openWorkbench, runCommand, screenshot, selectAll, workbenchUrl, type Browser } from '../harness/browser';
+import { writeQwenFolder } from '../../bench/make-qwen-gqa';
 import { makeTempDir, REPO_ROOT } from '../harness/tools';
 import { STORY, attendedDecorations, hoverEditorWord, hoverPanelToken, modelViewCanvases, showAttentionOn } from '../harness/flow';
 
@@ -74,7 +75,7 @@ describe('the workbench with the extension installed from the VSIX', () => {
   });
 
   test('hovering a word in the editor shows its top-attended words', async () => {
-    const text = await hoverEditorWord(page, 'Lily');
+    const text = await hoverEditorWord(page, 'ran');
     assert.match(text, /Attention Lens/);
     assert.match(text, /attends most to/);
     assert.match(text, /\d+\.\d%/);
@@ -103,7 +104,7 @@ describe('the workbench with the extension installed from the VSIX', () => {
     assert.match((await frame.locator('.meta').textContent()) ?? '', /5 layers × 8 heads.*story\.txt/);
     const canvases = await modelViewCanvases(frame);
     assert.equal(canvases.nonBlank, 40, 'every heatmap painted again');
-    const text = await hoverEditorWord(page, 'Lily');
+    const text = await hoverEditorWord(page, 'ran');
     assert.match(text, /attends most to/);
     await screenshot(page, 'e2e-after-reload');
   });
@@ -130,7 +131,7 @@ describe('the workbench with the extension installed from the VSIX', () => {
     await page.keyboard.press('v');
     await frame.waitForFunction(() => /value-weighted/.test(document.querySelector('.mx-caption')?.textContent ?? '') && !document.querySelector('.mx-heat.waiting'), undefined, { timeout: 120_000 });
     await screenshot(page, 'e2e-value-weighted');
-    const text = await hoverEditorWord(page, 'Lily');
+    const text = await hoverEditorWord(page, 'ran');
     assert.match(text, /value-weighted/);
     assert.match(text, /takes most, by value-weighted share, from/);
     assert.match(text, /\d+\.\d%/);
@@ -243,5 +244,49 @@ describe('an encoder-decoder model (aren-transliteration: Arabic names to Latin 
       assert.equal(canvases.nonBlank, 48, `${part}: 6 layers × 8 heads painted`);
     }
     await screenshot(page, 'e2e-seq2seq-decoder');
+  });
+});
+
+describe('a 4,096-token file (a generated Llama-shaped model: rotary positions, GroupQueryAttention) in the workbench', () => {
+  let server: CodeServer;
+  let browser: Browser;
+  const NAMES = ['Lily', 'Tim', 'Sue', 'Ben', 'Max', 'Anna', 'Tom'];
+  const THINGS = ['red ball', 'blue kite', 'small cat', 'toy boat', 'big hat', 'new book', 'sweet cake'];
+  const line = (i: number) =>
+    `${i + 1}. Once upon a time, there was a little girl named ${NAMES[i % 7]}. She loved to play outside in the park with her dog. One day, ${NAMES[i % 7]} saw a ${THINGS[(i * 3) % 7]}. She ran home to tell her mom about the ${THINGS[(i * 3) % 7]}.`;
+
+  before(async () => {
+    const model = makeTempDir('al-e2e-long-model');
+    // Larger q/k/v weights than the bench's: random attention with structure to see, not near-uniform rows.
+    writeQwenFolder(model, { layers: 2, heads: 4, kvHeads: 2, hidden: 64, intermediate: 128, headSize: 16, vocab: 512, maxPos: 8192, seed: 5, qkvStd: 0.2 }, STORIES);
+    const workspace = makeTempDir('al-e2e-long');
+    // About 4,800 tokens (about 68 a line): the run is cut to the 4,096 of attentionLens.maxTokens, near line 61.
+    fs.writeFileSync(path.join(workspace, 'long.txt'), Array.from({ length: 70 }, (_, i) => line(i)).join('\n') + '\n');
+    server = await startCodeServer({ workspace, name: 'e2e-long', vsix: [VSIX], settings: { ...SETTINGS, 'attentionLens.model': model, 'attentionLens.maxTokens': 4096 } });
+    browser = await launchBrowser();
+    await openWorkbench(browser.page, workbenchUrl(server.url, workspace));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('shows the grid of every head, hovers in the editor anywhere in the file, and lights the editor from the panel', async () => {
+    const page = browser.page;
+    await openFile(page, 'long.txt');
+    await selectAll(page);
+    await runCommand(page, 'Attention Lens: Show Attention');
+    const frame = await findWebviewFrame(page, async (f) => (await f.$eval('#app', (app) => app.getAttribute('data-painted-run')).catch(() => null)) !== null, { timeoutMs: 180_000 });
+    assert.match((await frame.locator('.meta').textContent()) ?? '', /4,?096 tokens/);
+    const canvases = await modelViewCanvases(frame);
+    assert.equal(canvases.nonBlank, 8, `2 layers × 4 heads painted from thumbnails: ${canvases.labels.join(', ')}`);
+    await screenshot(page, 'e2e-long-grid');
+    // The editor's hover near the end of the analysed text (line 55, past token 3,600) computes that token's rows.
+    await goToPosition(page, 55, 1);
+    const text = await hoverEditorWord(page, 'ran');
+    assert.match(text, /attends most to/);
+    assert.match(text, /\d+\.\d% /);
+    await screenshot(page, 'e2e-long-editor-hover');
   });
 });

@@ -36,7 +36,7 @@ describe('A long input in a real VS Code', function () {
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'al-long-model-'));
 
   before(async () => {
-    writeQwenFolder(folder, { layers: 2, heads: 4, kvHeads: 2, hidden: 64, intermediate: 128, headSize: 16, vocab: 512, maxPos: 8192, seed: 3 }, STORIES);
+    writeQwenFolder(folder, { layers: 2, heads: 4, kvHeads: 2, hidden: 64, intermediate: 128, headSize: 16, vocab: 512, maxPos: 8192, seed: 3, qkvStd: 0.2 }, STORIES);
     const config = vscode.workspace.getConfiguration('attentionLens');
     await config.update('model', folder, vscode.ConfigurationTarget.Global);
     await config.update('offline', true, vscode.ConfigurationTarget.Global);
