@@ -8,6 +8,11 @@ import { AttentionEngine } from '../../src/engine/engine';
 import { EngineError, type AttentionResult } from '../../src/engine/types';
 import { ThumbPooler, layerTensor, layerThumbs, thumbSize } from '../../src/analysis';
 import { writeQwenFolder } from '../../bench/make-qwen-gqa';
+import { longPayloads, runPayloads } from '../../src/engine/payloads';
+import { payloadMessages, runStartMessage } from '../../src/run/messages';
+import { Run } from '../../src/run/run';
+import { RowFetcher } from '../../src/run/rowFetcher';
+import { parseHostMessage, parseWebviewMessage } from '../../src/protocol/validate';
 import { STORIES, STORIES_GQA, TINY_BERT, tempDirs } from './helpers/shared';
 
 const newDir = tempDirs('attention-lens-long-');
@@ -147,5 +152,90 @@ describe('long inputs over the key/value cache', () => {
     } finally {
       await engine.dispose();
     }
+  });
+});
+
+describe('a long run through the seam: engine -> messages -> validator -> the run model', () => {
+  it('gives the same top words as the whole run, from rows on demand', async () => {
+    const engine = new AttentionEngine({ cacheDir: newDir(), offline: true });
+    try {
+      const text = STORY.repeat(3);
+      const whole = await engine.analyze(STORIES, text, { encoding: 'f16' });
+      const long = await engine.analyze(STORIES, text, { encoding: 'f16', longAbove: 64 });
+      const lr = long.longRun!;
+      const origin = { runId: 3, text, offset: 0, label: 'story.txt:1' };
+      const wholeRun = new Run(runStartMessage(whole, origin));
+      for (const p of runPayloads(whole)) for (const m of payloadMessages(3, p, 'f16')) wholeRun.add({ ...(m as never), kind: m.type === 'run/thumbs' ? 'thumbs' : 'layer' });
+      const start = parseHostMessage(JSON.parse(JSON.stringify({ ...runStartMessage({ ...long, long: { threshold: 64 } }, origin) })));
+      assert.ok(start && start.type === 'run/start' && start.long?.threshold === 64);
+      const run = new Run(start);
+      for (const p of longPayloads(lr, 'f16')) {
+        const m = parseHostMessage(payloadMessages(3, p, 'f16')[0]);
+        assert.ok(m && m.type === 'run/thumbs', 'a long run streams thumbnails only');
+        run.add({ ...m, kind: 'thumbs' });
+      }
+      assert.equal(run.complete, true, 'complete once every layer\'s thumbnails came');
+      assert.equal(run.layer(0), undefined);
+      const q = run.T - 3;
+      const focus = { layer: 2, agg: 'mean' as const, hideSpecial: true };
+      assert.equal(run.attended(q, 5, focus), null, 'nothing before its rows came');
+      const rows = await lr.rows(q, 1);
+      const msg = parseHostMessage({ type: 'run/rows', runId: 3, rows: { start: q, count: 1, keyStart: 0, keyCount: run.T, layers: rows.map((_, l) => l), data: rows.map((r) => r.buffer) } });
+      assert.ok(msg && msg.type === 'run/rows' && msg.rows);
+      run.addRows(msg.rows);
+      assert.ok(run.hasRows(q));
+      for (const f of [focus, { ...focus, agg: 1 }, { layer: 0, agg: 'mean' as const, hideSpecial: false }]) {
+        const got = run.attended(q, 5, f)!;
+        const want = wholeRun.attended(q, 5, f)!;
+        assert.deepEqual(got.map((w) => w.text), want.map((w) => w.text));
+        got.forEach((w, i) => assert.ok(Math.abs(w.weight - want[i].weight) < 2e-3, `${w.text}: ${w.weight} vs ${want[i].weight} (f16 layers)`));
+      }
+      assert.match(run.longRefusal({ agg: 'rollout' })!, /Rollout needs every layer's whole matrix/);
+      assert.match(run.longRefusal({ agg: 0, weights: 'value' })!, /Value weighting covers runs of up to 64 tokens/);
+      assert.equal(run.attended(q, 5, { ...focus, agg: 'rollout' }), null, 'rollout is never shown on a long run');
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('validates rows messages against the protocol and the run', () => {
+    assert.equal(parseHostMessage({ type: 'run/rows', runId: 1, rows: { start: 0, count: 1, keyStart: 0, keyCount: 4, layers: [0, 1], data: [new ArrayBuffer(16)] } }), null, 'a layer without data');
+    assert.equal(parseWebviewMessage({ type: 'rows/request', runId: 1, start: -1, count: 1 }), null);
+    assert.equal(parseWebviewMessage({ type: 'rows/request', runId: 1, start: 0, count: 1, keyStart: 0 }), null, 'a key window needs its length');
+    assert.deepEqual(parseWebviewMessage({ type: 'rows/request', runId: 1, start: 5, count: 64, layers: [2], keyStart: 5, keyCount: 64 }), { type: 'rows/request', runId: 1, start: 5, count: 64, layers: [2], keyStart: 5, keyCount: 64 });
+    const start = { type: 'run/start' as const, runId: 1, model: { id: 'm', architecture: 'llama', kind: 'decoder' as const, layers: 2, heads: 2, maxLength: 9000 }, tokens: Array.from({ length: 600 }, () => ({ text: 'a', start: -1, end: -1, special: true })), encoding: 'f16' as const, source: '', truncation: null, notices: [], long: { threshold: 512 } };
+    const run = new Run(start);
+    assert.throws(() => run.addRows({ start: 0, count: 1, keyStart: 0, keyCount: 600, layers: [0], data: [new Float32Array(5).buffer] }), /expected 1200/);
+    assert.throws(() => run.addRows({ start: 599, count: 2, keyStart: 0, keyCount: 600, layers: [0], data: [new Float32Array(2400).buffer] }), /600 tokens/);
+    // A window of keys is the panel's, not a row: not kept.
+    run.addRows({ start: 0, count: 1, keyStart: 0, keyCount: 10, layers: [0, 1], data: [new Float32Array(20).buffer, new Float32Array(20).buffer] });
+    assert.equal(run.hasRows(0), false);
+  });
+
+  it('fetches the newest wanted token first and drops the ones a newer one replaced', async () => {
+    const start = { type: 'run/start' as const, runId: 1, model: { id: 'm', architecture: 'llama', kind: 'decoder' as const, layers: 1, heads: 1, maxLength: 9000 }, tokens: Array.from({ length: 600 }, () => ({ text: 'a', start: -1, end: -1, special: true })), encoding: 'f16' as const, source: '', truncation: null, notices: [], long: { threshold: 512 } };
+    const run = new Run(start);
+    const fetched: number[] = [];
+    const forwarded: number[] = [];
+    let release: () => void = () => undefined;
+    const fetcher = new RowFetcher(
+      run,
+      async (q) => {
+        fetched.push(q);
+        if (q === 1) await new Promise<void>((r) => (release = r));
+        return { start: q, count: 1, keyStart: 0, keyCount: 600, layers: [0], data: [new Float32Array(600).fill(1 / 600).buffer] };
+      },
+      (rows) => forwarded.push(rows.start),
+    );
+    const first = fetcher.want(1);
+    const replaced = fetcher.want(2);
+    const newest = fetcher.want(3);
+    const again = fetcher.want(1); // the one in flight: waits for it, no second fetch
+    release();
+    assert.deepEqual(await Promise.all([first, replaced, newest, again]), [true, false, true, true]);
+    assert.deepEqual(fetched, [1, 3]);
+    assert.deepEqual(forwarded, [1, 3]);
+    assert.equal(await fetcher.want(3), true, 'already here: no fetch');
+    assert.deepEqual(fetched, [1, 3]);
   });
 });
