@@ -1,9 +1,11 @@
 // The panel app: puts the page together (chrome, the three views, the side list) and is the
 // ViewContext they share: the UI state, the focused layer and head, and the hovered or cursor
 // token, whose repaints it coalesces to one per frame and reports to the host.
-// Messages and runs: runs.ts; controls: chrome.ts; keys: keys.ts.
+// Messages and runs: runs.ts; controls: chrome.ts; keys: keys.ts. A long run: the model view draws
+// it whole from thumbnails, the Heads and Matrix views a window of it (longView.ts), and the side
+// list its tokens' rows as the host sends them on each hover.
 
-import { PROTOCOL_VERSION, type ExportRequestMessage, type HoverTokenMessage, type SelectHeadMessage } from '../src/protocol/webview';
+import { PROTOCOL_VERSION, type ExportRequestMessage, type HoverTokenMessage, type RowsRequestMessage, type SelectHeadMessage } from '../src/protocol/webview';
 import { aggregationLabel, aggregationToWire, type Aggregation, type ExplainCell, type Weighting } from '../src/protocol/attention';
 import type { ParsedHostMessage } from '../src/protocol/validate';
 import type { RunData } from './store';
@@ -26,6 +28,10 @@ import { ExplainView } from './views/explain';
 import { AlignmentView, type AlignmentData } from './views/alignment';
 import { post } from './vscode';
 import { exportView, type ExportSource } from './export/exporter';
+import { LongWindows, WindowBar, WindowContext, compareRefusal, whyRefusal } from './longView';
+
+/** A long run's hovered token whose rows the host has not sent after this long is asked for by the panel itself. */
+const ROWS_FALLBACK_MS = 1500;
 
 export class App implements ViewContext, KeyTarget, ExportSource {
   theme: Theme;
@@ -43,6 +49,15 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   private viewRun: RunData | null = null;
   /** The run whose value norms were last asked of the host. */
   private valuesAsked = -1;
+  /** A long run's window in the Heads and Matrix views, the context they see it through, and its bars. */
+  private readonly windows: LongWindows;
+  private readonly win: WindowContext;
+  private readonly bars: WindowBar[];
+  /** What the panel changed of the UI's choices to show a long run (rollout, value weighting), for the notices. */
+  private longNotes: string[] = [];
+  /** A long run's token whose rows the panel asked for itself (the host sent none), and the timer that will. */
+  private rowsAsked: { runId: number; q: number; error: string | null } | null = null;
+  private rowsTimer = 0;
 
   private readonly root: HTMLElement;
   private readonly chrome: Chrome;
@@ -66,6 +81,8 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       shown: (run, prev) => this.showRun(run, prev),
       thumbsArrived: (layer, part) => {
         if (this.showsPart(part)) this.modelView.layerArrived(layer); // only the model view paints thumbnails
+        // A long run's windows are asked for once it is complete (the host answers rows then).
+        if (this.runs.current?.long && this.runs.current.complete) this.windowMoved();
       },
       layerArrived: (layer, part) => {
         if (part === 'cross') {
@@ -83,7 +100,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       metaChanged: () => {
         const run = this.runs.current;
         if (!run) return;
-        this.chrome.updateMeta(run);
+        this.chrome.updateMeta(run, this.longNotes);
         this.showCompare(); // a run that completes can be pinned
       },
       status: (message) => this.chrome.setStatus(message),
@@ -95,7 +112,13 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       explainOpen: (m) => this.openExplain(m.runId, m.cell),
       explainData: (m) => this.explainView.receive(m),
       valuesData: (m) => this.receiveValues(m),
+      rows: (run, m) => this.receiveRows(run, m),
     });
+    this.windows = new LongWindows(
+      (m) => post(m),
+      () => this.windowMoved(),
+    );
+    this.win = new WindowContext(this, this.windows);
     this.rollout = new RolloutSteps(() => this.run, this.ui, {
       covered: () => {
         this.headView.render();
@@ -135,8 +158,14 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     });
 
     this.modelView = new ModelView(this);
-    this.headView = new HeadView(this);
-    this.matrixView = new MatrixView(this);
+    // The Heads and Matrix views see a long run's window (their context maps its tokens).
+    this.headView = new HeadView(this.win);
+    this.matrixView = new MatrixView(this.win);
+    this.bars = [this.headView.root, this.matrixView.root].map((root) => {
+      const bar = new WindowBar({ by: (halves) => this.pageWindow(halves), size: (n) => this.windows.setSize(n, this.active()?.index) });
+      root.prepend(bar.root);
+      return bar;
+    });
     this.views = { model: this.modelView, head: this.headView, matrix: this.matrixView };
     for (const v of VIEWS) {
       const r = this.views[v.name].root;
@@ -144,7 +173,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       r.setAttribute('role', 'tabpanel');
       r.setAttribute('aria-labelledby', `tab-${v.name}`);
     }
-    this.side = new SideList(this);
+    this.side = new SideList(this, { rowsNote: (q) => this.rowsNote(q), window: () => (this.runs.current?.long ? this.windows.view : null) });
     this.explainView = new ExplainView({
       theme: () => this.theme,
       request: (runId, cell) => post({ type: 'explain/request', runId, cell }),
@@ -272,9 +301,10 @@ export class App implements ViewContext, KeyTarget, ExportSource {
       this.pinned = false;
     }
     this.hover = null;
+    this.showLong(run);
     this.applyWeights();
     this.chrome.fillSelects(view);
-    this.chrome.updateMeta(run);
+    this.chrome.updateMeta(run, this.longNotes);
     this.showLoaded(true);
     this.alignment.setRun();
     this.attachViews(view, sameShape);
@@ -282,10 +312,94 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     this.scheduleHover();
   }
 
+  // ---------------------------------------------------------------- long runs
+
+  /**
+   * A run is on screen: when it is long, its window (centred on the cursor), and the choices it
+   * cannot show (rollout, value weighting) fall back to the mean and attention, with a notice.
+   */
+  private showLong(run: RunData): void {
+    this.windows.setRun(run, this.cursor?.index ?? null);
+    this.longNotes = [];
+    clearTimeout(this.rowsTimer);
+    this.rowsAsked = null;
+    if (!run.long) return;
+    const ui = this.ui;
+    const threshold = run.long.threshold.toLocaleString('en-US');
+    this.longNotes.push(
+      `Long input: ${run.T.toLocaleString('en-US')} tokens, above ${threshold}. The Model view shows the whole sequence (each thumbnail max-pooled); the Heads and Matrix views show a window of the matrix around the focused token, its rows computed on demand. Rollout, value weighting, Compare and Why this weight? need whole matrices and are off.`,
+    );
+    if (ui.agg === 'rollout' || ui.selected.includes('rollout')) {
+      if (ui.agg === 'rollout') ui.agg = 'mean';
+      ui.selected = ui.selected.filter((a) => a !== 'rollout');
+      if (!ui.selected.length) ui.selected = [ui.agg];
+      this.longNotes.push(`${run.longRefusal({ agg: 'rollout' })} Showing the mean of heads instead.`);
+    }
+    if (ui.weights === 'value') {
+      ui.weights = 'attention';
+      this.longNotes.push(`${run.longRefusal({ agg: 'mean', weights: 'value' })} Showing attention α.`);
+    }
+    if (this.longNotes.length > 1) this.save();
+  }
+
+  /** The window moved, changed size, or can now be asked for: the Heads and Matrix views get it. */
+  private windowMoved(): void {
+    const win = this.windows.view;
+    for (const bar of this.bars) bar.update(win && this.runs.current?.long ? win : null);
+    if (!win) return;
+    this.headView.setRun();
+    this.matrixView.setRun();
+    this.scheduleHover();
+  }
+
+  /** Moves a long run's window by half windows (the bar's buttons, PageUp / PageDown outside the views). */
+  private pageWindow(halves: number): void {
+    if (this.windows.moveBy(halves) === 0) return;
+    const w = this.windows.view!;
+    this.announce(`${w.range} (window)`);
+  }
+
+  /** Rows of a long run arrived (a hover's, or a window's), or the host could not compute them. */
+  private receiveRows(run: RunData, m: Extract<ParsedHostMessage, { type: 'run/rows' }>): void {
+    if (run !== this.runs.current) return;
+    const asked = this.rowsAsked;
+    if (asked && asked.runId === run.runId && m.error !== undefined && m.count === 1 && m.start === asked.q) asked.error = m.error;
+    if (this.windows.receive(m)) {
+      this.headView.render();
+      this.matrixView.render();
+    }
+    this.scheduleHover();
+  }
+
+  /**
+   * The host sends a long run's hovered token's rows on its own (it fetches them for the editor);
+   * when none came after a while (no editor to light, say) the panel asks for them once itself.
+   */
+  private wantRows(run: RunData, q: number | null): void {
+    clearTimeout(this.rowsTimer);
+    if (q === null || run.hasRows(q) || run.longRefusal({ agg: this.ui.agg })) return;
+    if (this.rowsAsked?.runId === run.runId && this.rowsAsked.q === q) return;
+    this.rowsTimer = window.setTimeout(() => {
+      const a = this.active();
+      if (run !== this.runs.current || a?.index !== q || run.hasRows(q)) return;
+      this.rowsAsked = { runId: run.runId, q, error: null };
+      post({ type: 'rows/request', runId: run.runId, start: q, count: 1 } satisfies RowsRequestMessage);
+    }, ROWS_FALLBACK_MS);
+  }
+
+  /** What the side list says while a long run's token has no rows: computing, or why there are none. */
+  rowsNote(q: number): string {
+    const asked = this.rowsAsked;
+    const run = this.runs.current;
+    if (asked && run && asked.runId === run.runId && asked.q === q && asked.error !== null) return `No rows for this token: ${asked.error}`;
+    return 'Computing this token’s rows…';
+  }
+
   /** Gives the views `view` (the run, or its difference from the baseline) and paints what has arrived of it. */
   private attachViews(view: RunData, sameShape: boolean): void {
     this.viewRun = view;
     this.rollout.stop();
+    for (const bar of this.bars) bar.update(view.long ? this.windows.view : null);
     for (const v of Object.values(this.views)) v.setRun(sameShape);
     for (let l = 0; l < view.L; l++) {
       if (view.hasLayer(l)) for (const v of Object.values(this.views)) v.layerArrived(l);
@@ -352,7 +466,9 @@ export class App implements ViewContext, KeyTarget, ExportSource {
         note = `Now − baseline (${name}): red more attention, blue less; grey: ${inserted} inserted, ${deleted} deleted token${inserted + deleted === 1 ? '' : 's'}.`;
       }
     }
-    this.chrome.showCompare({ canPin: (cur?.complete ?? false) && !cur?.seq2seq, hasBaseline: base !== null, on: isDiff(view), available: base !== null && this.compare.refusal === null, note });
+    const longRefusal = compareRefusal(cur);
+    if (longRefusal && base) note = longRefusal;
+    this.chrome.showCompare({ canPin: (cur?.complete ?? false) && !cur?.seq2seq && !longRefusal, pinTitle: longRefusal ?? undefined, hasBaseline: base !== null, on: isDiff(view), available: base !== null && this.compare.refusal === null, note });
   }
 
   /** The empty-page message, or the controls and views. */
@@ -386,18 +502,26 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     if (index < 0) return;
     if (this.ui.view === 'model') this.setView('head');
     this.setCursor({ index, side: 'q' }, true);
-    this.headView.reveal(index);
-    this.matrixView.reveal(index);
+    // A long run's window follows the token (setCursor): the views reveal its place in the window.
+    const local = this.win.toLocal({ index, side: 'q' })?.index ?? -1;
+    if (local < 0) return;
+    this.headView.reveal(local);
+    this.matrixView.reveal(local);
   }
 
   // ---------------------------------------------------------------- why this weight?
 
   canExplain(): boolean {
-    return this.run !== null && !isDiff(this.run) && !this.runs.current?.seq2seq;
+    return this.run !== null && !isDiff(this.run) && !this.runs.current?.seq2seq && !this.runs.current?.long;
   }
 
   explain(query: number, key: number): void {
     const run = this.run;
+    const refusal = whyRefusal(this.runs.current);
+    if (refusal) {
+      this.refuse(refusal);
+      return;
+    }
     if (this.runs.current?.seq2seq) {
       this.announce('Why this weight? does not cover encoder-decoder models yet.');
       return;
@@ -428,13 +552,22 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   private openExplain(runId: number, cell: ExplainCell, note?: string): void {
     const run = this.runs.find(runId);
     if (!run || cell.layer >= run.L || cell.head >= run.H || cell.query >= run.T || cell.key >= run.T) return;
+    const refusal = whyRefusal(run);
+    if (refusal) return this.refuse(refusal);
     this.explainView.open({ runId, cell, labels: run.display, renormalised: run.hideSpecial, note });
   }
 
   // ---------------------------------------------------------------- export
 
   private async exportRequest(m: ExportRequestMessage): Promise<void> {
-    post(await exportView(this, m));
+    // A long run's Heads and Matrix views draw its window: that is what they export.
+    post(await exportView(this.runs.current?.long && this.ui.view !== 'model' ? this.win : this, m));
+  }
+
+  /** Says why something cannot be done, in the status line and to screen readers. */
+  private refuse(reason: string): void {
+    this.chrome.setStatus(reason);
+    this.announce(reason);
   }
 
   viewRoot(): HTMLElement {
@@ -486,12 +619,18 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     if (!run) return;
     layer = Math.min(Math.max(0, layer), run.L - 1);
     if (typeof agg === 'number' && (agg < 0 || agg >= run.H)) return;
+    const refusal = run.longRefusal({ agg });
+    if (refusal) {
+      this.chrome.syncControls();
+      return this.refuse(refusal);
+    }
     const changed = layer !== this.ui.layer || agg !== this.ui.agg;
     this.ui.layer = layer;
     this.ui.agg = agg;
     if (changed || !this.ui.selected.includes(agg)) this.ui.selected = [agg];
     this.chrome.syncControls();
     if (changed) {
+      this.windows.retry();
       const msg: SelectHeadMessage = { type: 'select/head', runId: this.runs.current?.runId ?? run.runId, layer, ...aggregationToWire(agg), ...this.wireWeights(), ...this.wirePart() };
       post(msg);
       this.lastPostedToken = null; // the host should re-decorate with the new head
@@ -509,6 +648,12 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   }
 
   setSelected(selected: Aggregation[]): void {
+    const refusal = this.run?.longRefusal({ agg: 'rollout' });
+    if (refusal && selected.includes('rollout')) {
+      this.refuse(refusal);
+      selected = selected.filter((a) => a !== 'rollout');
+      if (!selected.length) return;
+    }
     this.ui.selected = selected;
     this.save();
     this.rollout.continue();
@@ -520,6 +665,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     this.ui.hideSpecial = hide;
     this.runs.setHideSpecial(hide);
     this.compare.setHideSpecial(hide);
+    this.windows.setHideSpecial(hide);
     if (hide && this.run && this.cursor && !this.run.keep[this.cursor.index]) {
       this.cursor = null;
       this.pinned = false;
@@ -535,6 +681,11 @@ export class App implements ViewContext, KeyTarget, ExportSource {
 
   /** Attention or value-weighted attention in every view and hover (V, the Weights select). */
   setWeights(w: Weighting): void {
+    const refusal = w === 'value' ? this.runs.current?.longRefusal({ agg: 'mean', weights: 'value' }) : null;
+    if (refusal) {
+      this.chrome.syncControls();
+      return this.refuse(refusal);
+    }
     if (w === this.ui.weights) return;
     if (this.runs.current?.seq2seq) {
       this.announce('Value weighting does not cover encoder-decoder models yet.');
@@ -561,7 +712,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
   private applyWeights(): void {
     const cur = this.runs.current;
     if (!cur) return;
-    const w = this.compare.on || cur.seq2seq ? 'attention' : this.ui.weights;
+    const w = this.compare.on || cur.seq2seq || cur.long ? 'attention' : this.ui.weights;
     cur.setWeights(w);
     if (w === 'value' && !cur.values && this.valuesAsked !== cur.runId) {
       this.valuesAsked = cur.runId;
@@ -597,7 +748,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
 
   /** The hover and select messages' weighting field. */
   private wireWeights(): Pick<HoverTokenMessage, 'weights'> {
-    return this.ui.weights === 'value' && !isDiff(this.run) && !this.runs.current?.seq2seq ? { weights: 'value' } : {};
+    return this.ui.weights === 'value' && !isDiff(this.run) && !this.runs.current?.seq2seq && !this.runs.current?.long ? { weights: 'value' } : {};
   }
 
   private setThreshold(t: number): void {
@@ -641,7 +792,24 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     this.cursor = ref;
     this.pinned = ref !== null && pinned;
     this.root.dataset.pinned = String(this.pinned);
+    // A long run's window follows a cursor that is outside it (the editor's, a key past the window's edge).
+    if (ref && this.runs.current?.long) this.windows.follow(ref.index);
     this.scheduleHover();
+  }
+
+  /** Zooms a long run's window in (fewer tokens) or out, around the active token; false without one. */
+  zoomWindow(dir: 1 | -1): boolean {
+    if (!this.runs.current?.long || this.ui.view === 'model') return false;
+    if (!this.windows.zoom(dir, this.active()?.index)) return true;
+    this.announce(`${this.windows.view!.range} (window)`);
+    return true;
+  }
+
+  /** PageUp / PageDown outside the views: a long run's window by half a window; false without one. */
+  pageKey(dir: 1 | -1): boolean {
+    if (!this.runs.current?.long || this.ui.view === 'model') return false;
+    this.pageWindow(dir);
+    return true;
   }
 
   showHelp(): void {
@@ -679,6 +847,7 @@ export class App implements ViewContext, KeyTarget, ExportSource {
     if (!force && idx === this.lastPostedToken && run.runId === this.lastPostedRun) return;
     this.lastPostedToken = idx;
     this.lastPostedRun = run.runId;
+    if (run.long) this.wantRows(run, idx);
     const msg: HoverTokenMessage = {
       type: 'hover/token',
       runId: this.runs.current?.runId ?? run.runId,

@@ -19,6 +19,8 @@ export const VIEWS: readonly { name: ViewName; label: string }[] = [
 const LEGEND_HEAT = 'Colour scale: background is 0, foreground is 1 (square-root scale)';
 const LEGEND_DIFF = 'Colour scale of the difference from the baseline: blue is less attention, the background no change, red more, up to the largest change the view shows, which it states (square-root scale). Grey: a token only one run has.';
 
+const PIN_TITLE = 'Keep this run as the baseline: later runs (an edit, another selection) can show their difference from it';
+
 const WEIGHTS_TITLE = 'Attention weights α, or value-weighted attention ‖α·v·W_O‖ (Kobayashi et al. 2020): how much of each word’s value reaches the output (V)';
 
 /** What the user picked in the controls. */
@@ -48,6 +50,8 @@ export interface ChromeActions {
 export interface CompareControls {
   /** The run on screen can be pinned (it is complete). */
   canPin: boolean;
+  /** Why it cannot be pinned, when that is not only that it is still arriving (the Pin button's tooltip). */
+  pinTitle?: string;
   hasBaseline: boolean;
   /** The views show the difference from the baseline. */
   on: boolean;
@@ -151,7 +155,7 @@ export class Chrome {
     this.legend = el('canvas', { class: 'legend', role: 'img', 'aria-label': LEGEND_HEAT });
     this.legendLow = el('span', { text: '0' });
     this.legendHigh = el('span', { text: '1' });
-    this.pinButton = el('button', { type: 'button', class: 'pin-baseline', title: 'Keep this run as the baseline: later runs (an edit, another selection) can show their difference from it' , text: 'Pin as baseline' });
+    this.pinButton = el('button', { type: 'button', class: 'pin-baseline', title: PIN_TITLE, text: 'Pin as baseline' });
     this.pinButton.addEventListener('click', () => actions.pinBaseline());
     this.continueButton = el('button', { type: 'button', class: 'continue', title: 'Let the model write after this text (greedy; how many tokens: the attentionLens.maxNewTokens setting), then show the attention of the text and of what it wrote', text: 'Continue ▸', hidden: true });
     this.continueButton.addEventListener('click', () => actions.continueRun());
@@ -189,7 +193,12 @@ export class Chrome {
     clear(this.layerSel);
     for (let l = 0; l < run.L; l++) this.layerSel.append(el('option', { value: l, text: `Layer ${l + 1}` }));
     clear(this.headSel);
-    this.headSel.append(el('option', { value: 'mean', text: 'Mean of heads' }), el('option', { value: 'rollout', text: 'Rollout (layers 1…n)' }));
+    // Rollout multiplies whole matrices: a long run has none (Run.longRefusal says why).
+    const noRollout = run.longRefusal({ agg: 'rollout' });
+    this.headSel.append(
+      el('option', { value: 'mean', text: 'Mean of heads' }),
+      el('option', { value: 'rollout', text: noRollout ? 'Rollout (not for long inputs)' : 'Rollout (layers 1…n)', disabled: noRollout !== null, title: noRollout ?? undefined }),
+    );
     for (let h = 0; h < run.H; h++) this.headSel.append(el('option', { value: h, text: `Head ${h + 1}` }));
     this.syncControls();
   }
@@ -228,7 +237,7 @@ export class Chrome {
   }
 
   /** The run's facts in the header and its notices (truncation, model warnings). */
-  updateMeta(run: RunData): void {
+  updateMeta(run: RunData, extraNotices: readonly string[] = []): void {
     const written = run.tokens.filter((t) => t.generated).length;
     const s2s = run.seq2seq;
     const parts = s2s
@@ -239,17 +248,19 @@ export class Chrome {
           `${s2s.forced ? 'given' : 'wrote'} “${s2s.targetText}”${s2s.finished ? '' : ' (stopped at the limit, no end token)'}`,
         ]
       : [run.model.id, `${run.L} layers × ${run.H} heads`, `${run.T} tokens${written ? `, ${written} written by the model` : ''}`];
-    // Value weighting reads a capture that covers one stack of self-attention: not an encoder-decoder run.
-    this.weightSel.disabled = s2s !== null;
-    this.weightSel.title = s2s ? 'Value weighting does not cover encoder-decoder models yet' : WEIGHTS_TITLE;
+    // Value weighting reads a capture that covers one stack of self-attention: not an encoder-decoder
+    // run; and whole matrices: not a long run.
+    const noValue = s2s ? 'Value weighting does not cover encoder-decoder models yet' : run.longRefusal({ agg: 'mean', weights: 'value' });
+    this.weightSel.disabled = noValue !== null;
+    this.weightSel.title = noValue ?? WEIGHTS_TITLE;
     // The select says what the views show: attention, whatever the saved choice.
-    this.weightSel.value = s2s ? 'attention' : this.ui.weights;
+    this.weightSel.value = noValue ? 'attention' : this.ui.weights;
     this.partLabel.hidden = s2s === null;
     // Only a decoder writes after a text; a run the model already continued is continued again from its selection.
     this.continueButton.hidden = run.model.kind !== 'decoder' || s2s !== null;
     this.continueButton.disabled = !run.done;
     if (run.source) parts.push(run.source);
-    if (!run.complete) parts.push(`${run.arrived}/${run.L} layers`);
+    if (!run.complete) parts.push(`${run.long ? run.thumbsArrived : run.arrived}/${run.L} layers`);
     if (run.done && run.runtime) parts.push(run.runtime);
     if (run.done && typeof run.timings.forwardMs === 'number') parts.push(`forward ${Math.round(run.timings.forwardMs)} ms`);
     // Each fact stays whole and the line wraps between them (a long folder path breaks anywhere);
@@ -266,7 +277,7 @@ export class Chrome {
     clear(this.notices);
     const t = run.truncation;
     if (t) this.notices.append(el('li', { text: `Input truncated: showing the first ${t.kept} of ${t.atLeast ? 'more than ' : ''}${t.total} tokens.` }));
-    for (const n of run.notices) this.notices.append(el('li', { text: n }));
+    for (const n of [...run.notices, ...extraNotices]) this.notices.append(el('li', { text: n }));
     this.notices.hidden = this.notices.childElementCount === 0;
   }
 
@@ -318,6 +329,7 @@ export class Chrome {
   /** The Compare controls, and the legend for what the views show. */
   showCompare(c: CompareControls): void {
     this.pinButton.disabled = !c.canPin;
+    this.pinButton.title = c.pinTitle ?? PIN_TITLE;
     this.diffBox.disabled = !c.available;
     this.diffBox.checked = c.on;
     this.clearBaselineButton.hidden = !c.hasBaseline;

@@ -9,6 +9,7 @@ import type { Aggregation, WireToken } from '../src/protocol/attention';
 import type { RunStartMessage } from '../src/protocol/webview';
 import { alignTokens, compareRefusal, differenceMatrix, type Alignment } from '../src/analysis/compare';
 import { RunData } from './store';
+import { compareRefusal as longCompareRefusal } from './longView';
 
 const CACHE_SIZE = 24;
 
@@ -172,7 +173,8 @@ export class Compare {
 
   /** Why the baseline cannot be compared with the run on screen, or null. */
   get refusal(): string | null {
-    return this.base && this.cur ? compareRefusal(this.base.model, this.cur.model) : null;
+    if (!this.base || !this.cur) return null;
+    return longCompareRefusal(this.cur) ?? longCompareRefusal(this.base) ?? compareRefusal(this.base.model, this.cur.model);
   }
 
   get view(): DiffRun | null {

@@ -1,5 +1,6 @@
 // What the views see of the app: the current run, the theme, the UI state and the token the user
-// is pointing at. Views never talk to the host; the app does.
+// is pointing at. Views never talk to the host; the app does. For a long run the Heads and Matrix
+// views get a window of it (webview/longView.ts: their run, and token indices local to it).
 
 import type { Aggregation, Weighting } from '../src/protocol/attention';
 import type { RunData } from './store';
@@ -58,6 +59,15 @@ export interface ViewContext {
   canExplain(): boolean;
   /** Opens "Why this weight?" for tokens `query` and `key` (run.tokens indices) at the focused layer and head. */
   explain(query: number, key: number): void;
+  /**
+   * A long run's window (the run is a WindowRun, webview/longWindow.ts): moves it by half windows
+   * past its edge to the next shown token after token `from` in direction `dir`, keeping token
+   * `keep` (a matrix cell's other coordinate) in it when both fit. Returns their indices in the
+   * new window (keep -1 when it left it), or null at the run's end or for a run without a window.
+   */
+  windowStep?(from: number, dir: 1 | -1, keep?: number): { index: number; keep: number } | null;
+  /** A long run's window: moves it by half a window (PageUp / PageDown); the tokens it moved by (0 at the run's end or without a window). */
+  windowPage?(dir: 1 | -1): number;
 }
 
 export interface View {

@@ -30,6 +30,9 @@ export const HELP_SECTIONS: readonly HelpSection[] = [
       { keys: k(',', '.'), action: 'Previous or next head (mean of heads, rollout, head 1, 2, …)' },
       { keys: k('V'), action: 'Attention or value-weighted attention (‖α·v·W_O‖)' },
       { keys: k('Esc'), action: 'Clear the hovered or pinned token' },
+      // Written out: k() splits on '+'.
+      { keys: [['+'], ['−']], action: 'A long input (its Heads and Matrix views show a window of it): zoom the window in or out (64, 128 or 256 tokens)' },
+      { keys: k('PgUp', 'PgDn'), action: 'A long input: its window half a window earlier or later (in the views too; an arrow past the window’s edge moves it as well)' },
     ],
   },
   {
@@ -52,7 +55,7 @@ export const HELP_SECTIONS: readonly HelpSection[] = [
     title: 'Heads view (the token lists)',
     rows: [
       { keys: k('↑', '↓'), action: 'Previous or next token' },
-      { keys: k('PgUp', 'PgDn'), action: 'A page of tokens up or down' },
+      { keys: k('PgUp', 'PgDn'), action: 'A page of tokens up or down (a window: half a window)' },
       { keys: k('Home', 'End'), action: 'First or last token' },
       { keys: k('←', '→'), action: 'Queries (attending) or keys (attended to)' },
       { keys: k('Enter', 'Space'), action: 'Pin or unpin the token' },
@@ -63,7 +66,7 @@ export const HELP_SECTIONS: readonly HelpSection[] = [
     title: 'Matrix view',
     rows: [
       { keys: k('←', '→', '↑', '↓'), action: 'Move the cell (the first press shows it, top left)' },
-      { keys: k('PgUp', 'PgDn'), action: 'Ten rows up or down' },
+      { keys: k('PgUp', 'PgDn'), action: 'Ten rows up or down (a window: half a window)' },
       { keys: k('Home', 'End'), action: 'First or last cell of the row' },
       { keys: k('Ctrl+Home', 'Ctrl+End'), action: 'First or last cell of the matrix' },
       { keys: k('Enter', 'Space'), action: "Pin or unpin the row's token" },
@@ -91,7 +94,7 @@ export const HELP_SECTIONS: readonly HelpSection[] = [
 ];
 
 /** Screen-reader names for keys drawn as symbols. */
-const KEY_NAMES: Record<string, string> = { '←': 'Left arrow', '→': 'Right arrow', '↑': 'Up arrow', '↓': 'Down arrow', Esc: 'Escape', PgUp: 'Page Up', PgDn: 'Page Down', '[': 'left bracket', ']': 'right bracket', ',': 'comma', '.': 'period', '?': 'question mark' };
+const KEY_NAMES: Record<string, string> = { '←': 'Left arrow', '→': 'Right arrow', '↑': 'Up arrow', '↓': 'Down arrow', Esc: 'Escape', PgUp: 'Page Up', PgDn: 'Page Down', '[': 'left bracket', ']': 'right bracket', ',': 'comma', '.': 'period', '?': 'question mark', '+': 'plus', '−': 'minus' };
 
 function keysCell(keys: string[][]): HTMLElement {
   const cell = el('th', { scope: 'row', class: 'help-keys' });

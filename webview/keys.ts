@@ -1,6 +1,7 @@
 // Panel-wide keys: arrows in the view tabs, and shortcuts anywhere outside a form control
-// (? help, [ ] layer, , . head, V value weighting, 1 2 3 view, Escape clears the token). The views handle their own
-// keys first. help.ts lists them all: keep it in step.
+// (? help, [ ] layer, , . head, V value weighting, 1 2 3 view, Escape clears the token; a long
+// run's window: + − zoom, PageUp PageDown scroll). The views handle their own keys first. help.ts
+// lists them all: keep it in step.
 
 import type { Aggregation, Weighting } from '../src/protocol/attention';
 import type { UiState, ViewName } from './context';
@@ -21,6 +22,10 @@ export interface KeyTarget {
   clearToken(): boolean;
   /** Opens the keyboard-shortcut help (it closes itself on ? and Escape). */
   showHelp(): void;
+  /** A long run's window: zoom in (1: fewer tokens) or out; false when there is no window. */
+  zoomWindow(dir: 1 | -1): boolean;
+  /** A long run's window: half a window later (1) or earlier; false when there is no window. */
+  pageKey(dir: 1 | -1): boolean;
 }
 
 /** Arrows, Home and End move between the view tabs (the ARIA tabs pattern). */
@@ -62,7 +67,8 @@ export function onGlobalKey(e: KeyboardEvent, app: KeyTarget): void {
     case ',':
     case '.': {
       e.preventDefault();
-      const order: Aggregation[] = ['mean', 'rollout', ...Array.from({ length: run.H }, (_, h) => h)];
+      // A long run has no rollout (it needs whole matrices).
+      const order: Aggregation[] = ['mean', ...(run.long ? [] : ['rollout' as const]), ...Array.from({ length: run.H }, (_, h) => h)];
       const i = order.findIndex((a) => a === app.ui.agg);
       const n = (i + (e.key === '.' ? 1 : order.length - 1)) % order.length;
       app.focusHead(app.ui.layer, order[n]);
@@ -72,6 +78,17 @@ export function onGlobalKey(e: KeyboardEvent, app: KeyTarget): void {
     case 'V':
       e.preventDefault();
       app.setWeights(app.ui.weights === 'value' ? 'attention' : 'value');
+      return;
+    case '+':
+    case '=':
+    case '-':
+    case '−':
+      if (app.zoomWindow(e.key === '+' || e.key === '=' ? 1 : -1)) e.preventDefault();
+      return;
+    case 'PageUp':
+    case 'PageDown':
+      // The views scroll their own window on these keys; elsewhere they scroll it here.
+      if (!e.defaultPrevented && app.pageKey(e.key === 'PageDown' ? 1 : -1)) e.preventDefault();
       return;
     case '1':
     case '2':

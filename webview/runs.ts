@@ -35,6 +35,8 @@ export interface RunEvents {
   explainData(m: ExplainDataMessage): void;
   /** The host's answer to a values/request (value-weighted attention). */
   valuesData(m: Extract<ParsedHostMessage, { type: 'values/data' }>): void;
+  /** Rows of a long run (a hover's, stored in the run already, or a window's), or why there are none. */
+  rows(run: RunData, m: Extract<ParsedHostMessage, { type: 'run/rows' }>): void;
 }
 
 export class Runs {
@@ -84,8 +86,19 @@ export class Runs {
       case 'run/thumbs': {
         const run = this.runById(m.runId);
         if (!run || !run.add({ ...m, kind: 'thumbs' })) return;
+        // A long run's layers are its thumbnails: with the last of them it is complete.
+        if (run.long && run.complete) this.markRun('complete', run.runId);
         if (run === this.pending) this.maybeSwap();
         else this.on.thumbsArrived(m.layer, m.part);
+        if (run.long) this.on.metaChanged();
+        return;
+      }
+      case 'run/rows': {
+        const run = this.runById(m.runId);
+        if (!run?.long) return;
+        // Rows over every key are a token's (a hover's): the run keeps them. A window's go to the app.
+        if (m.rows && m.rows.keyStart === 0 && m.rows.keyCount === run.T) run.addRows(m.rows);
+        this.on.rows(run, m);
         return;
       }
       case 'run/layer': {
@@ -165,7 +178,8 @@ export class Runs {
     if (!p) return;
     const layer = Math.min(this.ui.layer, p.L - 1);
     let ready = p.arrived > 0 || p.thumbsArrived > 0;
-    if (this.ui.view !== 'model') ready = p.hasLayer(layer);
+    // A long run's views other than the model's ask for their rows once it is on screen.
+    if (this.ui.view !== 'model' && !p.long) ready = p.hasLayer(layer);
     if (ready || p.complete) this.swapIn(p);
   }
 

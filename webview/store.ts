@@ -98,9 +98,11 @@ export class RunData extends Run {
 
   /**
    * The T x T matrix for (layer, agg) with special tokens hidden when asked, or null when its
-   * data has not arrived (or rollout is not computed yet: see rolloutProgress/stepRollout).
+   * data has not arrived (or rollout is not computed yet: see rolloutProgress/stepRollout). A long
+   * run has none, ever (T = 8,192 would be 256 MB): its views read a window (webview/longWindow.ts).
    */
   matrix(l: number, agg: Aggregation): Float32Array | null {
+    if (this.long) return null;
     if (agg === 'rollout') return this.rollout(l, this.hide, this.weighting); // rollout matrices live in the run model
     const key = `${l}:${agg}:${this.weighting}`;
     const hit = this.cache.get(key);

@@ -1,7 +1,8 @@
 // Head view: tokens in two columns (queries left, keys right) joined by lines whose opacity is the
 // attention weight, for the focused layer and any set of heads (toggle chips, one colour each),
 // the mean of heads or rollout. Lines go on one canvas (headLines.ts). The token columns are
-// virtualised: only rows in the viewport exist in the DOM.
+// virtualised: only rows in the viewport exist in the DOM. A long run's tokens are a window of it
+// (its run a WindowRun): moving the cursor past the window's edge moves the window.
 
 import type { View, ViewContext, TokenRef } from '../context';
 import { parseAggregation, type Aggregation } from '../../src/protocol/attention';
@@ -10,6 +11,8 @@ import { Coalesced } from '../tasks';
 import { tokenWeights } from '../weights';
 import { DENSE_T, IDLE_MIN, LinePainter, ROW_H } from './headLines';
 import { diffScale, isDiff, maxChange } from '../compare';
+import { isWindow } from '../longWindow';
+import { setOff } from '../longView';
 
 const OVERSCAN = 6;
 
@@ -124,6 +127,13 @@ export class HeadView implements View {
     };
     mk('mean', 'Mean', t.meanCss, 'Mean of all heads');
     mk('rollout', 'Rollout', t.rolloutCss, 'Attention rollout through this layer');
+    // Rollout multiplies whole matrices: a long run's window has none.
+    const noRollout = isWindow(run) ? run.base.longRefusal({ agg: 'rollout' }) : null;
+    const rolloutChip = this.chips.querySelector<HTMLButtonElement>('button[data-agg="rollout"]');
+    if (noRollout && rolloutChip) {
+      setOff(rolloutChip, true);
+      rolloutChip.title = noRollout;
+    }
     for (let h = 0; h < run.H; h++) mk(h, String(h + 1), t.headCss(h, run.H), `Head ${h + 1}`);
     this.syncChips();
   }
@@ -325,6 +335,7 @@ export class HeadView implements View {
     if (waiting) parts.push(waiting);
     else if (missing > 0 && ui.selected.includes('rollout')) parts.push(`Computing rollout (${run.rolloutProgress(run.hideSpecial, run.weights)}/${ui.layer + 1} layers)…`);
     const what = ui.selected.map((a) => run.label(a)).join('; ');
+    if (isWindow(run)) parts.push(`${run.range} (window): lines between these tokens only; rows do not sum to 1 within a window.`);
     parts.push(`Layer ${ui.layer + 1}: ${what}${isDiff(run) ? `, now − baseline (red lines: more attention than the baseline, blue: less, opaque at ±${fmtWeight(this.scale)}; hatched tokens: only in one run)` : ''}.`);
     if (active) {
       const t = run.display[active.index];
@@ -348,6 +359,7 @@ export class HeadView implements View {
     const side = cur?.side ?? 'q';
     let p = cur ? pos[cur.index] : -1;
     const page = Math.max(1, Math.floor(this.scroller.clientHeight / ROW_H) - 1);
+    if (isWindow(run) && this.windowKey(e, p, side)) return;
     let nextSide = side;
     switch (e.key) {
       case 'ArrowDown':
@@ -398,6 +410,34 @@ export class HeadView implements View {
     this.scrollTo(p);
   }
 
+  /**
+   * A long run's window: PageUp / PageDown move it by half (the cursor keeps its place in it), and
+   * an arrow past its edge moves it on to the next token. True when the key was handled so.
+   */
+  private windowKey(e: KeyboardEvent, p: number, side: 'q' | 'k'): boolean {
+    const run = this.ctx.run!;
+    const V = run.vis.length;
+    const dir = e.key === 'PageDown' || e.key === 'ArrowDown' ? 1 : e.key === 'PageUp' || e.key === 'ArrowUp' ? -1 : 0;
+    if (dir === 0) return false;
+    let index: number;
+    if (e.key === 'PageDown' || e.key === 'PageUp') {
+      e.preventDefault();
+      if (!this.ctx.windowPage?.(dir)) return true;
+      const vis = this.ctx.run!.vis;
+      index = vis[Math.min(Math.max(0, p), vis.length - 1)];
+    } else {
+      if (p < 0 || p !== (dir > 0 ? V - 1 : 0)) return false;
+      e.preventDefault();
+      const step = this.ctx.windowStep?.(run.vis[p], dir);
+      if (!step) return true;
+      index = step.index;
+    }
+    this.ctx.setHover(null);
+    this.ctx.setCursor({ index, side }, this.ctx.pinned);
+    this.scrollTo(this.positions()[index]);
+    return true;
+  }
+
   /** Scrolls a visible position into view. */
   private scrollTo(p: number): void {
     const top = p * ROW_H;
@@ -420,9 +460,14 @@ export class HeadView implements View {
   }
 
   setVisible(visible: boolean): void {
+    const shown = visible && !this.visible;
     this.visible = visible;
     this.root.hidden = !visible;
-    if (visible) this.schedule();
+    if (!visible) return;
+    // A window's cursor may have moved it while the view was hidden (its scroll could not follow then).
+    const c = this.ctx.cursor;
+    if (shown && c && isWindow(this.ctx.run)) this.reveal(c.index);
+    this.schedule();
   }
 
   focus(): void {

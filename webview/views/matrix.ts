@@ -2,6 +2,8 @@
 // left, keys along the top. The heatmap is one pixel per cell (scaled by CSS, pixelated); labels
 // and highlights live on an overlay canvas redrawn on hover (labels thinned when T is large).
 // A double click on a cell (or W on the keyboard cell) asks "Why this weight?" for it.
+// A long run's matrix is a window of it (its run a WindowRun): the caption says which tokens, and
+// the keyboard cell moving past the window's edge moves the window (PageUp / PageDown by half).
 
 import type { View, ViewContext, TokenRef } from '../context';
 import type { RunData } from '../store';
@@ -11,11 +13,15 @@ import { diffScale, isDiff, type DiffRun } from '../compare';
 import { gridMove, isArrowKey, type GridPos } from '../gridKeys';
 import { Coalesced } from '../tasks';
 import { pixelRatio } from '../pixelRatio';
+import { isWindow } from '../longWindow';
+import { whyRefusal } from '../longView';
 
 const MAX_LABEL_W = 110;
 const PAD = 8;
 /** Above this side the heatmap is max-pooled (keeps the canvas under ~4 MB). */
 const MAX_PIXELS = 1024;
+const HELP = 'Rows: queries (attend from). Columns: keys (attended to). Arrow keys move the cell, Enter pins the row, Escape clears. Double-click a cell (W on the keyboard) for Why this weight?';
+const HELP_WINDOW = 'Rows: queries (attend from). Columns: keys (attended to), the same tokens. Arrow keys move the cell (past the edge the window follows), PageUp / PageDown move the window by half, + and − zoom; Enter pins the row, Escape clears.';
 
 export class MatrixView implements View {
   readonly root: HTMLElement;
@@ -59,7 +65,7 @@ export class MatrixView implements View {
     this.g = g;
     this.body = el('div', { class: 'mx-body' }, this.heat, this.overlay);
     this.caption = el('p', { class: 'view-note mx-caption' });
-    this.legend = el('p', { class: 'view-note mx-help', text: 'Rows: queries (attend from). Columns: keys (attended to). Arrow keys move the cell, Enter pins the row, Escape clears. Double-click a cell (W on the keyboard) for Why this weight?' });
+    this.legend = el('p', { class: 'view-note mx-help', text: HELP });
     this.root = el('section', { class: 'view view-matrix', 'aria-label': 'Matrix view' }, this.caption, this.body, this.legend);
 
     this.overlay.addEventListener('pointermove', (e) => this.onPointer(e));
@@ -120,6 +126,7 @@ export class MatrixView implements View {
   private paint(): void {
     const run = this.ctx.run;
     if (!run) return;
+    setText(this.legend, isWindow(run) ? `${HELP_WINDOW} ${whyRefusal(run.base)}` : HELP);
     this.layout();
     if (this.needHeat) {
       this.needHeat = false;
@@ -169,7 +176,7 @@ export class MatrixView implements View {
     const m = this.ctx.matrix(ui.layer, ui.agg);
     const V = run.vis.length;
     const what = `Layer ${ui.layer + 1} ${run.label(ui.agg)}`;
-    const kind = isDiff(run) ? 'attention difference matrix (now minus the baseline)' : 'attention matrix';
+    const kind = isDiff(run) ? 'attention difference matrix (now minus the baseline)' : isWindow(run) ? `attention matrix window, ${run.range.replace(/^Tokens/, 'tokens')}` : 'attention matrix';
     this.overlay.setAttribute('aria-label', `${what} ${kind}, ${V} by ${V} tokens. Arrow keys move between cells.`);
     this.heat.classList.toggle('waiting', !m);
     if (!m || V === 0) return;
@@ -330,11 +337,14 @@ export class MatrixView implements View {
   private updateCaption(m: Float32Array | null, r: number, c: number): void {
     const run = this.ctx.run!;
     const ui = this.ctx.ui;
-    let s = `Layer ${ui.layer + 1} · ${run.label(ui.agg)}${isDiff(run) && m ? ` · now − baseline, max ±${fmtWeight(this.scale)}` : ''} · ${run.vis.length} tokens`;
+    const size = isWindow(run) ? `${run.range} (window)` : `${run.vis.length} tokens`;
+    let s = `Layer ${ui.layer + 1} · ${run.label(ui.agg)}${isDiff(run) && m ? ` · now − baseline, max ±${fmtWeight(this.scale)}` : ''} · ${size}`;
     if (m && r >= 0 && c >= 0) {
       const qi = run.vis[r];
       const ki = run.vis[c];
-      s += ` · “${run.display[qi]}” → “${run.display[ki]}”: ${cellText(run, m, qi, ki)}`;
+      // A window's tokens also say where they are in the run (a long text repeats its words).
+      const at = (i: number): string => (isWindow(run) ? ` (${run.global(i) + 1})` : '');
+      s += ` · “${run.display[qi]}”${at(qi)} → “${run.display[ki]}”${at(ki)}: ${cellText(run, m, qi, ki)}`;
     }
     setText(this.caption, s);
   }
@@ -394,19 +404,45 @@ export class MatrixView implements View {
         this.schedule();
         return;
     }
+    if (isWindow(run) && (e.key === 'PageDown' || e.key === 'PageUp')) {
+      // A window: half a window later or earlier, the cell keeping its place in it.
+      e.preventDefault();
+      if (!this.ctx.windowPage?.(e.key === 'PageDown' ? 1 : -1)) return;
+      const last = this.ctx.run!.vis.length - 1;
+      this.moveCell({ r: Math.min(cur.r, last), c: Math.min(cur.c, last) });
+      return;
+    }
     // The first arrow press only shows the keyboard cell, at the top left.
     const next = !this.kbCell && isArrowKey(e.key) ? cur : gridMove(e, cur, V, V, 10);
     if (!next) return;
     e.preventDefault();
-    this.kbCell = next;
-    const { r, c } = next;
+    if (isWindow(run) && this.kbCell && isArrowKey(e.key) && next.r === cur.r && next.c === cur.c) {
+      // At the window's edge: the window moves on to the next token, keeping the cell's other token when it fits.
+      const rows = e.key === 'ArrowDown' || e.key === 'ArrowUp';
+      const dir = e.key === 'ArrowDown' || e.key === 'ArrowRight' ? 1 : -1;
+      const step = this.ctx.windowStep?.(run.vis[rows ? cur.r : cur.c], dir, run.vis[rows ? cur.c : cur.r]);
+      if (!step) return;
+      const at = this.posOf(step.index);
+      const other = step.keep >= 0 ? this.posOf(step.keep) : dir > 0 ? 0 : this.ctx.run!.vis.length - 1;
+      this.moveCell(rows ? { r: at, c: other } : { r: other, c: at });
+      return;
+    }
+    this.moveCell(next);
+  }
+
+  /** Puts the keyboard cell at `cell` (of the run shown now): its row's token is the cursor, and it is announced. */
+  private moveCell(cell: GridPos): void {
+    const run = this.ctx.run!;
+    this.kbCell = cell;
+    const { r, c } = cell;
     this.hoverCell = null;
     this.ctx.setHover(null);
     this.ctx.setCursor({ index: run.vis[r], side: 'q' }, this.ctx.pinned);
     const m = this.ctx.matrix(this.ctx.ui.layer, this.ctx.ui.agg);
     const qi = run.vis[r];
     const ki = run.vis[c];
-    this.ctx.announce(`Query ${run.display[qi]}, key ${run.display[ki]}: ${m ? cellText(run, m, qi, ki) : 'no data'}`);
+    const where = isWindow(run) ? ` (tokens ${run.global(qi) + 1} and ${run.global(ki) + 1})` : '';
+    this.ctx.announce(`Query ${run.display[qi]}, key ${run.display[ki]}${where}: ${m ? cellText(run, m, qi, ki) : 'no data'}`);
     this.schedule();
   }
 

@@ -141,6 +141,7 @@ export class ModelView implements View {
   layerArrived(layer: number): void {
     const src = this.source(layer);
     if (src === NONE) return;
+    if (this.ctx.run?.long) this.showNote(); // the thumbnails' size is known now
     for (let c = 0; c < this.cols; c++) {
       const unit = layer * this.cols + c;
       if (this.paintedFrom[unit] !== src) this.enqueue(unit);
@@ -155,7 +156,8 @@ export class ModelView implements View {
   private source(l: number): number {
     const run = this.ctx.run;
     if (!run) return NONE;
-    if (!run.hideSpecial && run.thumbs(l)) return THUMBS;
+    // A long run has nothing else: its thumbnails stay with special tokens hidden too (the note says so).
+    if ((!run.hideSpecial || run.long) && run.thumbs(l)) return THUMBS;
     return run.hasLayer(l) ? FULL : NONE;
   }
 
@@ -290,9 +292,17 @@ export class ModelView implements View {
   }
 
   private showNote(): void {
-    const diff = isDiff(this.ctx.run);
-    this.note.hidden = !diff;
+    const run = this.ctx.run;
+    const diff = isDiff(run);
+    const long = run?.long ? run : null;
+    this.note.hidden = !diff && !long;
     if (diff) setText(this.note, `Now − baseline: colours up to the largest change in the grid, ±${fmtWeight(diffScale(this.diffMax))} (red more attention, blue less; grey: a token only one run has).`);
+    else if (long) {
+      const size = long.thumbs(0)?.T;
+      const pooled = size ? `, each thumbnail ${size} × ${size}: a pixel is the largest weight of a block of about ${Math.round(long.T / size)} × ${Math.round(long.T / size)} cells` : '';
+      const hidden = long.hideSpecial ? ' Thumbnails include the special tokens (hiding them applies to the Heads and Matrix views).' : '';
+      setText(this.note, `The whole sequence, ${long.T.toLocaleString('en-US')} tokens${pooled}. Click a head for a window of its matrix.${hidden}`);
+    }
   }
 
   // ---------------------------------------------------------------- keyboard
