@@ -165,7 +165,7 @@ describe('a long run through the seam: engine -> messages -> validator -> the ru
       const lr = long.longRun!;
       const origin = { runId: 3, text, offset: 0, label: 'story.txt:1' };
       const wholeRun = new Run(runStartMessage(whole, origin));
-      for (const p of runPayloads(whole)) for (const m of payloadMessages(3, p, 'f16')) wholeRun.add({ ...(m as never), kind: m.type === 'run/thumbs' ? 'thumbs' : 'layer' });
+      for (const p of runPayloads(whole)) wholeRun.add(p);
       const start = parseHostMessage(JSON.parse(JSON.stringify({ ...runStartMessage({ ...long, long: { threshold: 64 } }, origin) })));
       assert.ok(start && start.type === 'run/start' && start.long?.threshold === 64);
       const run = new Run(start);
