@@ -288,5 +288,20 @@ describe('a 4,096-token file (a generated Llama-shaped model: rotary positions, 
     assert.match(text, /attends most to/);
     assert.match(text, /\d+\.\d% /);
     await screenshot(page, 'e2e-long-editor-hover');
+    // The panel's Heads view: a window of the matrix; hovering a token there lists its top words and lights them in the editor.
+    await goToPosition(page, 1, 1);
+    const words = await hoverPanelToken(frame, 'Lily');
+    assert.ok(words.length > 0 && words.every((w) => /\d/.test(w)), words.join(' | '));
+    assert.match((await frame.locator('body').textContent()) ?? '', /Tokens 1–128 of 4,096 \(window\)/);
+    let lit = 0;
+    for (let i = 0; i < 50 && lit === 0; i++) {
+      lit = await attendedDecorations(page);
+      if (!lit) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(lit > 0, 'the words the panel\'s token attends to are lit in the editor');
+    await screenshot(page, 'e2e-long-heads-window');
+    await frame.locator('button[role="tab"][data-view="matrix"]').click();
+    await frame.waitForFunction(() => /Tokens \d+–\d+ of 4,096/.test(document.body.textContent ?? ''), undefined, { timeout: 30_000 });
+    await screenshot(page, 'e2e-long-matrix-window');
   });
 });
