@@ -8,6 +8,7 @@ import { memorySection } from './memory';
 import { reliabilitySection } from './reliability';
 import { fusedSection } from './fused';
 import { explainSection } from './explain';
+import { longctxSection } from './longctx';
 import { summarize } from './summary';
 import { loadAvg } from './targets';
 
@@ -41,5 +42,6 @@ export const sections = {
   reliability: tracked('reliability', reliabilitySection),
   fused: tracked('fused', fusedSection),
   explain: tracked('explain', explainSection),
+  longctx: tracked('longctx', longctxSection),
   summary: async () => summarize(results),
 };

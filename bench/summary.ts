@@ -60,6 +60,10 @@ export function summarize(current: Results) {
   add('newest of runs in a row: host done -> panel painted', TARGETS.newestRunShown, 'reliability', 'newest_run_shown_ms');
   add('plain analyze after a qkv capture kept / never captured, T=512', TARGETS.explainPlainRatio, 'explain', 'T512', 'plain_ratio');
   add('Why this weight?: click -> view painted p95, capture kept, T=512', TARGETS.explainOpen, 'explain', 'T512', 'open_ms_p95');
+  add('long input: forward pass -> all layers\' thumbnails in the host (panel painting not included), T=4096', TARGETS.longctxGridT4096, 'longctx', 'T4096', 'grid_ms');
+  add('long input: one token\'s rows of every layer, request -> received p95, T=4096', TARGETS.longctxRowP95T4096, 'longctx', 'T4096', 'row_ms_p95');
+  add('long input: worker peak RSS above the loaded model, T=8192', TARGETS.longctxPeakT8192, 'longctx', 'T8192', 'worker_peak_mb');
+  for (const T of [2048, 4096, 8192]) add(`long input: host event-loop block while the worker runs, T=${T}`, TARGETS.hostBlock, 'longctx', `T${T}`, 'host_max_block_ms');
   table('targets (PASS/MISS; values marked * come from an earlier run)', rows.map((r) => ({
     target: r.target,
     measured: r.value === null ? 'n/a' : `${r.value}${r.stale ? ' *' : ''}`,

@@ -33,6 +33,12 @@ export const TARGETS = {
   explainPlainRatio: atMost(1.05),
   /** Issue 14: "Why this weight?" opens within 100 ms of a click at T=512 (the capture kept). */
   explainOpen: atMost(100, 'ms'),
+  /** Issue part 4 (long inputs): every layer's thumbnails out of the worker after the chunked prefill, T=4096 (panel painting not included yet). */
+  longctxGridT4096: atMost(5000, 'ms'),
+  /** Issue part 4: every layer's attention row of one token, worker round trip, p95 at T=4096. */
+  longctxRowP95T4096: atMost(50, 'ms'),
+  /** Issue part 4: process RSS above the loaded model's during the prefill and rows, T=8192. */
+  longctxPeakT8192: atMost(1536, 'MB'),
 };
 
 /** "PASS" / "MISS" / "n/a" (value missing or not a number). */
