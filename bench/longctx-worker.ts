@@ -37,11 +37,10 @@ export type LongctxFromWorker =
       L: number;
       H: number;
       chunk: number;
-      layout: string;
       cacheBytes: number;
       /** Each chunk's time, from the previous chunk's end (the first from analyze's start: tokenizing too). */
       chunkMs: number[];
-      /** From the last chunk's end to analyze's return: the layout check (one row pass over the cache) and the thumbnails' result. */
+      /** From the last chunk's end to analyze's return: the thumbnails' result. */
       afterChunksMs: number;
     }
   | { type: 'thumbs'; l: number; size: number; packed: boolean; data: ArrayBuffer; encodeMs: number }
@@ -101,7 +100,6 @@ async function run(): Promise<void> {
     L: long.L,
     H: long.H,
     chunk: long.chunk,
-    layout: long.layout,
     cacheBytes: long.cacheBytes,
     chunkMs,
     afterChunksMs: end - last,

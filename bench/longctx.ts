@@ -8,7 +8,7 @@
 // Node worker thread (bench/longctx-worker.ts: the extension runs its engine in a worker) loads the
 // model, then analyzes a story repeated to at least T tokens with maxTokens T and longAbove 512
 // (attentionPrecision left at the engine's default). That process's main thread measures:
-//   forward_ms         the chunked prefill (timings.forwardMs: every chunk, then the layout check, one
+//   forward_ms         the chunked prefill (timings.forwardMs: every chunk, the first followed by a check of one
 //                      more row pass over the cache);
 //   grid_ms            from the end of the forward pass (analyze returning in the worker) until every
 //                      layer's thumbnails, encoded 'f16', have been posted to and received by the main
@@ -23,7 +23,7 @@
 //                      load, the prefill with the thumbnails, the rows (host_max_block_{load,prefill,rows}_ms);
 //                      perf_hooks.monitorEventLoopDelay at 1 ms resolution; the Worker's construction is
 //                      not in it;
-//   chunk, layout      LongAttention.chunk and .layout.
+//   chunk              LongAttention.chunk.
 //
 // Environment: BENCH_LONGCTX_T="2048,4096" (default 2048,4096,8192), BENCH_LONGCTX_ROWS=<rows per T>
 // (default 20, 12 at T > 4096: a row pass there takes long enough for fewer to settle the p95),
@@ -273,14 +273,13 @@ async function measureT(folder: string, T: number) {
       tokens: fwd.T,
       text_chars: loaded.chars,
       chunk: fwd.chunk,
-      layout: fwd.layout,
       chunks: chunks.length,
       forward_ms: round(fwd.forwardMs, 0),
       // The first chunk includes tokenizing the text (from analyze's start); the rest are chunks alone.
       chunk_ms_first: round(chunks[0], 0),
       chunk_ms_p50: round(median(chunks.slice(1)), 0),
       chunk_ms_last: round(chunks[chunks.length - 1], 0),
-      layout_check_ms: round(fwd.afterChunksMs, 0),
+      after_chunks_ms: round(fwd.afterChunksMs, 0),
       grid_ms: round(gridMs, 1),
       grid_scope: GRID_SCOPE,
       thumbs_encode_ms: round(thumbEncodeMs, 1),
@@ -361,14 +360,14 @@ export async function longctxSection() {
       const error = String((e as Error)?.message ?? e);
       console.error(`longctx T=${T} FAILED: ${error}`);
       out[`T${T}`] = { error, failed_after_ms: round(performance.now() - t0, 0) };
-      rows.push({ T, 'chunk / layout': 'failed', 'forward ms (chunks, p50 chunk)': error.split('\n')[0].slice(0, 160), 'grid ms': '', 'row ms p50 / p95': '', 'peak MB (cache)': '', 'host block ms': '' });
+      rows.push({ T, chunk: 'failed', 'forward ms (chunks, p50 chunk)': error.split('\n')[0].slice(0, 160), 'grid ms': '', 'row ms p50 / p95': '', 'peak MB (cache)': '', 'host block ms': '' });
       continue;
     }
     out[`T${T}`] = r;
     const mark = (v: number, t: (typeof TARGETS)[keyof typeof TARGETS] | null) => (t ? `${v} ${verdict(v, t)}` : `${v}`);
     rows.push({
       T,
-      'chunk / layout': `${r.chunk} / ${r.layout}`,
+      chunk: r.chunk,
       'forward ms (chunks, p50 chunk)': `${r.forward_ms} (${r.chunks}, ${r.chunk_ms_p50})`,
       'grid ms': mark(r.grid_ms, T === 4096 ? TARGETS.longctxGridT4096 : null),
       'row ms p50 / p95': `${r.row_ms_p50} / ${mark(r.row_ms_p95, T === 4096 ? TARGETS.longctxRowP95T4096 : null)}`,

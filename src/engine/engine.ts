@@ -12,7 +12,7 @@ import { assembleQkv, qkvOutputNames, type Dense } from './qkv';
 import { tokenizeWithOffsets } from './offsets';
 import { Detokenizer, argmaxRow, generationSettings, tokenSpelling, type GenerationSettings } from './generate';
 import { runSeq2seq, type Seq2seqGraphs } from './seq2seq';
-import { LongAttention, type CachedGraph, type CachedPass, type KvCache, type LongOptions } from './long';
+import { LongAttention, type CacheData, type CachedGraph, type CachedPass, type LongOptions } from './long';
 import { encodeF16, encodeU8, f16Lut } from '../analysis/f16';
 import { newElements } from '../analysis/tensor';
 import type { AttentionEncoding } from '../protocol/attention';
@@ -597,8 +597,9 @@ export class AttentionEngine {
   }
 
   /**
-   * The loaded model as long.ts runs it: passes of a few tokens over its key/value cache. Refused
-   * (ATTENTION_UNSUPPORTED) for a graph without a cache, whose inputs the long path cannot feed.
+   * The loaded model as long.ts runs it: passes of a few tokens over its key/value cache, the next
+   * cache written into buffers long.ts owns. Refused (ATTENTION_UNSUPPORTED) for a graph without a
+   * cache, whose inputs the long path cannot feed.
    */
   private cachedGraph(model: LoadedModel): CachedGraph {
     const { session, info } = model;
@@ -616,25 +617,35 @@ export class AttentionEngine {
         `${info.id} has no key/value cache in its graph (past_key_values inputs with present outputs), which long inputs are computed through. Select fewer tokens, or lower attentionLens.maxTokens.`,
       );
     }
-    const L = info.layers;
+    const shapes = new Map(pasts.map((name) => [name, this.pastShape(model, session, name)]));
     const H = info.heads;
+    const cacheTensor = (name: string, data: CacheData, length: number) => {
+      const { kvHeads, headDim, half } = shapes.get(name)!;
+      const view = data.subarray(0, kvHeads * length * headDim);
+      return new ort.Tensor(half ? 'float16' : 'float32', view, [1, kvHeads, length, headDim]);
+    };
     return {
       label: info.id,
-      L,
+      L: info.layers,
       H,
+      attentionBytes: this.options.attentionPrecision === 'float16' ? 2 : 4,
+      cacheShape: () => shapes,
       run: async (pass: CachedPass) => {
         const n = pass.ids.length;
+        const P = pass.past?.length ?? 0;
+        const keys = P + n;
         const feeds = this.feedsFor(model, session, { input_ids: [pass.ids] });
-        const keys = pass.mask.length;
-        feeds.attention_mask = new ort.Tensor('int64', BigInt64Array.from(pass.mask, (v) => BigInt(v)), [1, keys]);
+        feeds.attention_mask = new ort.Tensor('int64', new BigInt64Array(keys).fill(1n), [1, keys]);
         if (feeds.position_ids) feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from(pass.positions, (v) => BigInt(v)), [1, n]);
-        if (pass.past) for (const name of pasts) feeds[name] = pass.past.get(name) as OrtTypes.Tensor;
+        if (pass.past) for (const name of pasts) feeds[name] = cacheTensor(name, pass.past.data.get(name)!, P);
         if (feeds.use_cache_branch && pass.past) feeds.use_cache_branch = new ort.Tensor('bool', [true], [1]);
-        const fetch = pass.layers.map((l) => model.attentionOutputs[l]);
-        if (pass.present) fetch.push(...presentOf.values());
+        // Attention comes back as new arrays; the next cache is written straight into long.ts's buffer.
+        const fetches: Record<string, OrtTypes.Tensor | null> = {};
+        for (const l of pass.layers) fetches[model.attentionOutputs[l]] = null;
+        if (pass.present) for (const name of pasts) fetches[presentOf.get(name)!] = cacheTensor(name, pass.present.get(name)!, keys);
         let out: OrtTypes.InferenceSession.OnnxValueMapType;
         try {
-          out = await session.run(feeds, fetch);
+          out = await session.run(feeds, fetches as OrtTypes.InferenceSession.FetchesType);
         } catch (e) {
           throw new EngineError('INTERNAL', `The forward pass of ${info.id} over its key/value cache failed: ${(e as Error).message}`);
         }
@@ -646,10 +657,20 @@ export class AttentionEngine {
           }
           return t.type === 'float16' ? toFloat32(halfBits(t)) : (t.data as Float32Array);
         });
-        const present: KvCache | null = pass.present ? new Map(pasts.map((name) => [name, out[presentOf.get(name)!]])) : null;
-        return { attention, keys, present };
+        return { attention };
       },
     };
+  }
+
+  /** [kv_heads, head_dim] of a cache input, from the graph's declared shape or the config, and whether it is float16. */
+  private pastShape(model: LoadedModel, session: OrtTypes.InferenceSession, name: string): { kvHeads: number; headDim: number; half: boolean } {
+    const metadata = (session as unknown as { inputMetadata?: Array<{ name: string; type?: string; shape?: Array<number | string> }> }).inputMetadata ?? [];
+    const meta = metadata.find((m) => m.name === name);
+    const shape = meta?.shape ?? [];
+    const c = model.config;
+    const kvHeads = typeof shape[1] === 'number' ? shape[1] : num(c.num_key_value_heads, c.n_head, c.num_attention_heads)!;
+    const headDim = typeof shape[3] === 'number' ? shape[3] : num(c.head_dim) ?? num(c.hidden_size, c.n_embd)! / num(c.num_attention_heads, c.n_head)!;
+    return { kvHeads, headDim, half: meta?.type === 'float16' };
   }
 
   /**
@@ -682,15 +703,9 @@ export class AttentionEngine {
       else if (name === 'position_ids') feeds[name] = int64(batch.position_ids ?? fill((_, t) => t));
       else if (name === 'use_cache_branch') feeds[name] = new ort.Tensor('bool', [false], [1]);
       else if (name.startsWith('past_key_values') || name.startsWith('past_')) {
-        // An empty cache: [batch, kv_heads, 0, head_dim], from the graph's declared shape or the config.
-        const shape = meta.get(name)?.shape ?? [];
-        const kv = typeof shape[1] === 'number' ? shape[1] : num(c.num_key_value_heads, c.n_head, c.num_attention_heads)!;
-        const hd =
-          typeof shape[3] === 'number'
-            ? shape[3]
-            : num(c.head_dim) ?? num(c.hidden_size, c.n_embd)! / num(c.num_attention_heads, c.n_head)!;
-        const type = meta.get(name)?.type === 'float16' ? 'float16' : 'float32';
-        feeds[name] = new ort.Tensor(type, type === 'float16' ? new Uint16Array(0) : new Float32Array(0), [B, kv, 0, hd]);
+        // An empty cache: [batch, kv_heads, 0, head_dim].
+        const { kvHeads, headDim, half } = this.pastShape(model, session, name);
+        feeds[name] = new ort.Tensor(half ? 'float16' : 'float32', half ? new Uint16Array(0) : new Float32Array(0), [B, kvHeads, 0, headDim]);
       } else {
         throw new EngineError('ATTENTION_UNSUPPORTED', `${model.info.id}: the graph needs an input "${name}" that Attention Lens does not know how to fill.`);
       }
