@@ -692,9 +692,6 @@ export class AttentionEngine {
     const fill = (f: (b: number, t: number) => number) =>
       Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => f(b, t)));
 
-    const metadata = (session as unknown as { inputMetadata?: Array<{ name: string; type?: string; shape?: Array<number | string> }> }).inputMetadata ?? [];
-    const meta = new Map(metadata.map((m) => [m.name, m]));
-    const c = model.config;
     const feeds: Record<string, OrtTypes.Tensor> = {};
     for (const name of session.inputNames) {
       if (name === 'input_ids') feeds[name] = int64(batch.input_ids);
