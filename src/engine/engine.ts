@@ -12,7 +12,7 @@ import { assembleQkv, qkvOutputNames, type Dense } from './qkv';
 import { tokenizeWithOffsets } from './offsets';
 import { Detokenizer, argmaxRow, generationSettings, tokenSpelling, type GenerationSettings } from './generate';
 import { runSeq2seq, type Seq2seqGraphs } from './seq2seq';
-import { LongAttention, type CacheData, type CachedGraph, type CachedPass, type LongOptions } from './long';
+import { LongAttention, type AttentionScratch, type CacheData, type CachedGraph, type CachedPass, type LongOptions } from './long';
 import { encodeF16, encodeU8, f16Lut } from '../analysis/f16';
 import { newElements } from '../analysis/tensor';
 import type { AttentionEncoding } from '../protocol/attention';
@@ -619,6 +619,8 @@ export class AttentionEngine {
     }
     const shapes = new Map(pasts.map((name) => [name, this.pastShape(model, session, name)]));
     const H = info.heads;
+    // The graph's attention outputs are float16 when asked for (the Cast the rewrite adds), else float32.
+    const half = this.options.attentionPrecision === 'float16';
     const cacheTensor = (name: string, data: CacheData, length: number) => {
       const { kvHeads, headDim, half } = shapes.get(name)!;
       const view = data.subarray(0, kvHeads * length * headDim);
@@ -628,7 +630,7 @@ export class AttentionEngine {
       label: info.id,
       L: info.layers,
       H,
-      attentionBytes: this.options.attentionPrecision === 'float16' ? 2 : 4,
+      attentionBytes: half ? 2 : 4,
       cacheShape: () => shapes,
       run: async (pass: CachedPass) => {
         const n = pass.ids.length;
@@ -641,7 +643,13 @@ export class AttentionEngine {
         if (feeds.use_cache_branch && pass.past) feeds.use_cache_branch = new ort.Tensor('bool', [true], [1]);
         // Attention comes back as new arrays; the next cache is written straight into long.ts's buffer.
         const fetches: Record<string, OrtTypes.Tensor | null> = {};
-        for (const l of pass.layers) fetches[model.attentionOutputs[l]] = null;
+        const size = H * n * keys;
+        const into = new Map<number, AttentionScratch>();
+        for (const l of pass.layers) {
+          const reuse = pass.scratch && scratchFor(pass.scratch, l, size, half);
+          if (reuse) into.set(l, reuse);
+          fetches[model.attentionOutputs[l]] = reuse ? new ort.Tensor(half ? 'float16' : 'float32', reuse.raw.subarray(0, size), [1, H, n, keys]) : null;
+        }
         if (pass.present) for (const name of pasts) fetches[presentOf.get(name)!] = cacheTensor(name, pass.present.get(name)!, keys);
         let out: OrtTypes.InferenceSession.OnnxValueMapType;
         try {
@@ -650,6 +658,8 @@ export class AttentionEngine {
           throw new EngineError('INTERNAL', `The forward pass of ${info.id} over its key/value cache failed: ${(e as Error).message}`);
         }
         const attention = pass.layers.map((l) => {
+          const reuse = into.get(l);
+          if (reuse) return reuse.f32 ? toFloat32(reuse.raw.subarray(0, size) as Uint16Array, reuse.f32.subarray(0, size)) : (reuse.raw.subarray(0, size) as Float32Array);
           const t = out[model.attentionOutputs[l]] as OrtTypes.Tensor;
           const [b, h, q, k] = t.dims;
           if (t.dims.length !== 4 || b !== 1 || h !== H || q !== n || k !== keys) {
@@ -762,6 +772,17 @@ export class AttentionEngine {
     if (!this.model) throw new EngineError('INTERNAL', 'No model is loaded.');
     return this.model;
   }
+}
+
+/** Layer `l`'s reusable attention buffers in `scratch`, grown to hold `size` values (by half again at least: the chunks' keys grow). */
+function scratchFor(scratch: Map<number, AttentionScratch>, l: number, size: number, half: boolean): AttentionScratch {
+  let s = scratch.get(l);
+  if (!s || s.raw.length < size) {
+    const n = Math.max(size, Math.ceil((s?.raw.length ?? 0) * 1.5));
+    s = { raw: half ? new Uint16Array(n) : new Float32Array(n), f32: half ? new Float32Array(n) : null };
+    scratch.set(l, s);
+  }
+  return s;
 }
 
 /** analyze and generate read one text: an encoder-decoder needs a source and a target. */

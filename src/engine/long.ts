@@ -9,7 +9,8 @@
 // Memory: the cache lives in two buffers per cache tensor, allocated once at the run's full length:
 // a pass reads the cache from one and ONNX Runtime writes the next cache straight into the other
 // (pre-allocated outputs: no copy into JS), so a run holds about twice the final cache plus one
-// chunk's attention. A row pass repacks the cache's prefix into the spare buffer.
+// chunk's attention (written into buffers reused from chunk to chunk). A row pass repacks the
+// cache's prefix into the spare buffer.
 import { THUMB_MAX, ThumbPooler, encodeThumbs, type LayerThumbs } from '../analysis/thumbs';
 import { EngineError } from './types';
 
@@ -39,6 +40,18 @@ export interface CachedPass {
   layers: number[];
   /** Where ONNX Runtime writes the cache after this pass (its first (past + n)·kv·d elements per tensor), or null when not wanted. */
   present: Map<string, CacheData> | null;
+  /**
+   * Buffers the pass may write its attention into and hand back as views, valid until the next
+   * pass with the same map (the prefill's chunks: no new arrays per chunk for the collector to find).
+   * Absent: new arrays the caller keeps.
+   */
+  scratch?: Map<number, AttentionScratch>;
+}
+
+/** A layer's reusable attention buffers: what the graph hands out (float32 or float16 bits), and float32 for float16 outputs. */
+export interface AttentionScratch {
+  raw: Float32Array | Uint16Array;
+  f32: Float32Array | null;
 }
 
 export interface CachedGraph {
@@ -106,11 +119,13 @@ export class LongAttention {
     const alloc = () => new Map([...shapes].map(([name, s]) => [name, s.half ? new Uint16Array(s.kvHeads * T * s.headDim) : new Float32Array(s.kvHeads * T * s.headDim)] as [string, CacheData]));
     let cache = alloc();
     let spare = alloc();
+    // The chunks' attention goes into buffers reused from chunk to chunk, dropped after the prefill.
+    const scratch = new Map<number, AttentionScratch>();
     for (let c0 = 0; c0 < T; c0 += chunk) {
       if (opts.signal?.aborted) throw new EngineError('CANCELLED', 'Analysis cancelled.');
       const n = Math.min(chunk, T - c0);
       const past: KvCache | null = c0 ? { length: c0, data: cache } : null;
-      const out = await graph.run({ ids: ids.slice(c0, c0 + n), positions: range(c0, n), past, layers: all, present: spare }, opts.signal);
+      const out = await graph.run({ ids: ids.slice(c0, c0 + n), positions: range(c0, n), past, layers: all, present: spare, scratch }, opts.signal);
       [cache, spare] = [spare, cache];
       out.attention.forEach((a, l) => {
         zeroFuture(a, H, n, c0 + n, c0);
