@@ -12,7 +12,7 @@ import { assembleQkv, qkvOutputNames, type Dense } from './qkv';
 import { tokenizeWithOffsets } from './offsets';
 import { Detokenizer, argmaxRow, generationSettings, tokenSpelling, type GenerationSettings } from './generate';
 import { runSeq2seq, type Seq2seqGraphs } from './seq2seq';
-import { LongAttention, type AttentionScratch, type CacheData, type CachedGraph, type CachedPass, type LongOptions } from './long';
+import { LONG_THRESHOLD, LongAttention, type AttentionScratch, type CacheData, type CachedGraph, type CachedPass, type LongOptions } from './long';
 import { encodeF16, encodeU8, f16Lut } from '../analysis/f16';
 import { newElements } from '../analysis/tensor';
 import type { AttentionEncoding } from '../protocol/attention';
@@ -618,6 +618,11 @@ export class AttentionEngine {
       );
     }
     const shapes = new Map(pasts.map((name) => [name, this.pastShape(model, session, name)]));
+    if ([...shapes.values()].some((sh) => sh.half)) {
+      // The cache lives in buffers ONNX Runtime writes into; float16 ones cannot be handed over where
+      // JavaScript has Float16Array (see the attention fetches below).
+      throw new EngineError('ATTENTION_UNSUPPORTED', `${info.id} keeps its key/value cache in float16 (an fp16 or q4f16 export), which long inputs cannot use yet. Choose fp32, q8 or q4 weights (attentionLens.dtype), or select at most ${LONG_THRESHOLD} tokens.`);
+    }
     const H = info.heads;
     // The graph's attention outputs are float16 when asked for (the Cast the rewrite adds), else float32.
     const half = this.options.attentionPrecision === 'float16';
@@ -648,7 +653,10 @@ export class AttentionEngine {
         for (const l of pass.layers) {
           const reuse = pass.scratch && scratchFor(pass.scratch, l, size, half);
           if (reuse) into.set(l, reuse);
-          fetches[model.attentionOutputs[l]] = reuse ? new ort.Tensor(half ? 'float16' : 'float32', reuse.raw.subarray(0, size), [1, H, n, keys]) : null;
+          // Only float32 outputs are pre-allocated: where JavaScript has Float16Array (Node 24, VS Code's
+          // extension host) onnxruntime-common wraps float16 data in one, which onnxruntime-node 1.30
+          // reads as empty. Float16 attention is widened into the reused float32 buffer instead.
+          fetches[model.attentionOutputs[l]] = reuse && !half ? new ort.Tensor('float32', reuse.raw.subarray(0, size), [1, H, n, keys]) : null;
         }
         if (pass.present) for (const name of pasts) fetches[presentOf.get(name)!] = cacheTensor(name, pass.present.get(name)!, keys);
         let out: OrtTypes.InferenceSession.OnnxValueMapType;
@@ -659,13 +667,14 @@ export class AttentionEngine {
         }
         const attention = pass.layers.map((l) => {
           const reuse = into.get(l);
-          if (reuse) return reuse.f32 ? toFloat32(reuse.raw.subarray(0, size) as Uint16Array, reuse.f32.subarray(0, size)) : (reuse.raw.subarray(0, size) as Float32Array);
+          if (reuse && !half) return reuse.raw.subarray(0, size) as Float32Array;
           const t = out[model.attentionOutputs[l]] as OrtTypes.Tensor;
           const [b, h, q, k] = t.dims;
           if (t.dims.length !== 4 || b !== 1 || h !== H || q !== n || k !== keys) {
             throw new EngineError('ATTENTION_UNSUPPORTED', `${info.id}: attention output ${model.attentionOutputs[l]} has shape [${t.dims.join(', ')}] in a pass over the cache, expected [1, ${H}, ${n}, ${keys}].`);
           }
-          return t.type === 'float16' ? toFloat32(halfBits(t)) : (t.data as Float32Array);
+          if (t.type !== 'float16') return t.data as Float32Array;
+          return toFloat32(halfBits(t), reuse ? reuse.f32!.subarray(0, size) : undefined);
         });
         return { attention };
       },
@@ -777,9 +786,10 @@ export class AttentionEngine {
 /** Layer `l`'s reusable attention buffers in `scratch`, grown to hold `size` values (by half again at least: the chunks' keys grow). */
 function scratchFor(scratch: Map<number, AttentionScratch>, l: number, size: number, half: boolean): AttentionScratch {
   let s = scratch.get(l);
-  if (!s || s.raw.length < size) {
-    const n = Math.max(size, Math.ceil((s?.raw.length ?? 0) * 1.5));
-    s = { raw: half ? new Uint16Array(n) : new Float32Array(n), f32: half ? new Float32Array(n) : null };
+  const length = (x: AttentionScratch) => (x.f32 ?? x.raw).length;
+  if (!s || length(s) < size) {
+    const n = Math.max(size, Math.ceil((s ? length(s) : 0) * 1.5));
+    s = half ? { raw: new Uint16Array(0), f32: new Float32Array(n) } : { raw: new Float32Array(n), f32: null };
     scratch.set(l, s);
   }
   return s;

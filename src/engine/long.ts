@@ -48,7 +48,7 @@ export interface CachedPass {
   scratch?: Map<number, AttentionScratch>;
 }
 
-/** A layer's reusable attention buffers: what the graph hands out (float32 or float16 bits), and float32 for float16 outputs. */
+/** A layer's reusable attention buffers: float32 outputs ONNX Runtime writes into (`raw`), or the float32 that float16 outputs are widened into (`f32`). */
 export interface AttentionScratch {
   raw: Float32Array | Uint16Array;
   f32: Float32Array | null;

@@ -15,6 +15,7 @@ import { STORIES, extensionApi, waiter } from './helpers';
 const STORY = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. ';
 
 interface LongApi {
+  status: unknown;
   run: {
     runId: number;
     T: number;
@@ -53,8 +54,9 @@ describe('A long input in a real VS Code', function () {
     const doc = await vscode.workspace.openTextDocument({ content: text, language: 'plaintext' });
     const editor = await vscode.window.showTextDocument(doc, vscode.ViewColumn.One);
     editor.selection = new vscode.Selection(doc.positionAt(0), doc.positionAt(text.length));
-    assert.equal(await vscode.commands.executeCommand<boolean>('attentionLens.showAttention'), true);
+    const shown = await vscode.commands.executeCommand<boolean>('attentionLens.showAttention');
     const a = await api();
+    assert.equal(shown, true, `Show Attention failed: ${JSON.stringify(a.status)}`);
     const run = await waitFor('the long run, every layer\'s thumbnails', () => a.run?.complete && a.run);
     assert.ok(run.long, 'the run is long');
     assert.ok(run.T > 1500, `${run.T} tokens`);

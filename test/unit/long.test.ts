@@ -105,6 +105,19 @@ describe('long inputs over the key/value cache', () => {
     });
   }
 
+  it('with float16 attention (as the extension asks for it) equals the float16 whole run', async () => {
+    const engine = new AttentionEngine({ cacheDir: newDir(), offline: true, attentionPrecision: 'float16' });
+    try {
+      const text = STORY.repeat(3);
+      const whole = await engine.analyze(STORIES_GQA, text);
+      const long = await engine.analyze(STORIES_GQA, text, { longAbove: 0, long: { chunk: 23 } });
+      // Rows recomputed over the cache may round to the neighbouring half (one float16 step: at most 2^-11 of 1).
+      await compareWithWhole(whole, long, 2 ** -11);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
   describe('T = 1,024 on a generated Llama-shaped model (rotary, GQA)', () => {
     let folder = '';
     before(() => {
