@@ -41,11 +41,14 @@ describe('A long input in a real VS Code', function () {
     const config = vscode.workspace.getConfiguration('attentionLens');
     await config.update('model', folder, vscode.ConfigurationTarget.Global);
     await config.update('offline', true, vscode.ConfigurationTarget.Global);
+    // Other suites leave 512 (the default before long inputs); this one needs room.
+    await config.update('maxTokens', 4096, vscode.ConfigurationTarget.Global);
   });
 
   after(async () => {
     const config = vscode.workspace.getConfiguration('attentionLens');
     await config.update('model', undefined, vscode.ConfigurationTarget.Global);
+    await config.update('maxTokens', undefined, vscode.ConfigurationTarget.Global);
     fs.rmSync(folder, { recursive: true, force: true });
   });
 
