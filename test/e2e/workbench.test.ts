@@ -75,7 +75,7 @@ describe('the workbench with the extension installed from the VSIX', () => {
   });
 
   test('hovering a word in the editor shows its top-attended words', async () => {
-    const text = await hoverEditorWord(page, 'ran');
+    const text = await hoverEditorWord(page, 'Lily');
     assert.match(text, /Attention Lens/);
     assert.match(text, /attends most to/);
     assert.match(text, /\d+\.\d%/);
@@ -104,7 +104,7 @@ describe('the workbench with the extension installed from the VSIX', () => {
     assert.match((await frame.locator('.meta').textContent()) ?? '', /5 layers × 8 heads.*story\.txt/);
     const canvases = await modelViewCanvases(frame);
     assert.equal(canvases.nonBlank, 40, 'every heatmap painted again');
-    const text = await hoverEditorWord(page, 'ran');
+    const text = await hoverEditorWord(page, 'Lily');
     assert.match(text, /attends most to/);
     await screenshot(page, 'e2e-after-reload');
   });
@@ -131,7 +131,7 @@ describe('the workbench with the extension installed from the VSIX', () => {
     await page.keyboard.press('v');
     await frame.waitForFunction(() => /value-weighted/.test(document.querySelector('.mx-caption')?.textContent ?? '') && !document.querySelector('.mx-heat.waiting'), undefined, { timeout: 120_000 });
     await screenshot(page, 'e2e-value-weighted');
-    const text = await hoverEditorWord(page, 'ran');
+    const text = await hoverEditorWord(page, 'Lily');
     assert.match(text, /value-weighted/);
     assert.match(text, /takes most, by value-weighted share, from/);
     assert.match(text, /\d+\.\d%/);
