@@ -301,8 +301,8 @@ export class AttentionController implements vscode.Disposable {
           onStart: (s) => {
             const start = runStartMessage(s, { runId, text, offset: range.start, label });
             encoding = s.encoding;
-            // Adopted for the editor's hovers with its first layer: a run cancelled or failing
-            // during its forward pass leaves the previous one in place.
+            // Adopted for the editor's hovers with its first layer (a long run's: its first
+            // thumbnails): a run cancelled or failing during its forward pass leaves the previous one in place.
             const run = (state = new RunState(start, document, version, { model: settings.model, text, maxTokens: settings.maxTokens, textContinues, options: settings.engine, ...(generate ? { generate } : {}), ...(target !== undefined ? { target } : {}) }));
             // A long run's rows come from the worker's cache of this request, for the editor and the panel alike.
             if (run.long) run.rows = new RowFetcher(run, (q) => client.rows({ run: handle.requestId, start: q, count: 1 }), (rows) => panel.post({ type: 'run/rows', runId, rows }));
