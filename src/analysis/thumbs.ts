@@ -30,52 +30,11 @@ export function poolBlocks(V: number, size: number): Int32Array {
   return b;
 }
 
-/**
- * Max-pools the layer's heads (decoded through `lut`, null for float32) into
- * [heads + 1][size][size]: each head, then the mean of the heads; values below 0 count as 0. Row
- * by row across the heads, so a row's running sum for the mean stays in a T-float buffer.
- */
+/** Max-pools a whole layer (decoded through `lut`, null for float32): ThumbPooler given every row at once. */
 function poolLayer(raw: Float32Array | Uint16Array | Uint8Array, lut: Float32Array | null, heads: number, T: number, size: number): Float32Array {
-  const n = size * size;
-  const out = new Float32Array((heads + 1) * n);
-  const b = poolBlocks(T, size);
-  const starts = poolStarts(T, size);
-  const row = new Float32Array(T);
-  const inv = 1 / heads;
-  for (let i = 0; i < T; i++) {
-    row.fill(0);
-    const ob = b[i] * size;
-    for (let h = 0; h <= heads; h++) {
-      const mean = h === heads;
-      const r = (h * T + i) * T;
-      const o = h * n + ob;
-      // Pixel by pixel along the row: the running maximum stays in a register.
-      for (let q = 0; q < size; q++) {
-        let mx = out[o + q];
-        const end = starts[q + 1];
-        if (mean) {
-          for (let j = starts[q]; j < end; j++) {
-            const v = row[j] * inv;
-            if (v > mx) mx = v;
-          }
-        } else if (lut !== null) {
-          for (let j = starts[q]; j < end; j++) {
-            const v = lut[raw[r + j]];
-            row[j] += v;
-            if (v > mx) mx = v;
-          }
-        } else {
-          for (let j = starts[q]; j < end; j++) {
-            const v = raw[r + j];
-            row[j] += v;
-            if (v > mx) mx = v;
-          }
-        }
-        out[o + q] = mx;
-      }
-    }
-  }
-  return out;
+  const pooler = new ThumbPooler(heads, T, size);
+  pooler.addRows(raw, 0, T, T, lut);
+  return pooler.result();
 }
 
 /** starts[q]..starts[q + 1] = the indices of V that fall in output pixel q (the split of poolBlocks). */
@@ -88,26 +47,26 @@ function poolStarts(V: number, size: number): Int32Array {
 }
 
 /**
- * poolLayer for a layer that arrives in blocks of rows (a long input's chunks, engine/long.ts): the
- * same pixels, never holding the whole T x T layer.
+ * Max-pools a layer's heads into [heads + 1][size][size]: each head, then the mean of the heads;
+ * values below 0 count as 0. Rows may come in blocks (a long input's chunks, engine/long.ts) or all
+ * at once (poolLayer): the same pixels, never holding more than the rows given. Row by row across
+ * the heads, so a row's running sum for the mean stays in a T-float buffer.
  */
 export class ThumbPooler {
-  readonly size: number;
   private readonly out: Float32Array;
   private readonly blocks: Int32Array;
   private readonly starts: Int32Array;
   private readonly row: Float32Array;
 
-  constructor(private readonly heads: number, private readonly T: number, max = THUMB_MAX) {
-    this.size = thumbSize(T, max);
-    this.out = new Float32Array((heads + 1) * this.size * this.size);
-    this.blocks = poolBlocks(T, this.size);
-    this.starts = poolStarts(T, this.size);
+  constructor(private readonly heads: number, private readonly T: number, readonly size = thumbSize(T)) {
+    this.out = new Float32Array((heads + 1) * size * size);
+    this.blocks = poolBlocks(T, size);
+    this.starts = poolStarts(T, size);
     this.row = new Float32Array(T);
   }
 
-  /** Rows i0..i0+n-1 of every head: `rows` is [heads][n][K], keys from K on being 0. */
-  addRows(rows: Float32Array, i0: number, n: number, K: number): void {
+  /** Rows i0..i0+n-1 of every head: `rows` is [heads][n][K] (decoded through `lut`, null for float32), keys from K on being 0. */
+  addRows(rows: Float32Array | Uint16Array | Uint8Array, i0: number, n: number, K: number, lut: Float32Array | null = null): void {
     const { heads, size, out, starts, row } = this;
     const cells = size * size;
     const inv = 1 / heads;
@@ -118,17 +77,27 @@ export class ThumbPooler {
         const mean = h === heads;
         const src = (h * n + r) * K;
         const o = h * cells + ob;
+        // Pixel by pixel along the row: the running maximum stays in a register.
         for (let q = 0; q < size; q++) {
           let mx = out[o + q];
           const end = Math.min(starts[q + 1], K);
-          for (let j = starts[q]; j < end; j++) {
-            let v: number;
-            if (mean) v = row[j] * inv;
-            else {
-              v = rows[src + j];
-              row[j] += v;
+          if (mean) {
+            for (let j = starts[q]; j < end; j++) {
+              const v = row[j] * inv;
+              if (v > mx) mx = v;
             }
-            if (v > mx) mx = v;
+          } else if (lut !== null) {
+            for (let j = starts[q]; j < end; j++) {
+              const v = lut[rows[src + j]];
+              row[j] += v;
+              if (v > mx) mx = v;
+            }
+          } else {
+            for (let j = starts[q]; j < end; j++) {
+              const v = rows[src + j];
+              row[j] += v;
+              if (v > mx) mx = v;
+            }
           }
           out[o + q] = mx;
         }

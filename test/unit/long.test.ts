@@ -61,7 +61,7 @@ async function compareWithWhole(whole: AttentionResult, long: AttentionResult, t
 }
 
 describe('long inputs over the key/value cache', () => {
-  it('pools rows chunk by chunk into the thumbnails poolLayer makes', () => {
+  it('pools rows chunk by chunk into the thumbnails of the whole layer', () => {
     const H = 3;
     const T = 300;
     const a = new Float32Array(H * T * T).map(() => Math.random());
