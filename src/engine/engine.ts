@@ -12,7 +12,7 @@ import { assembleQkv, qkvOutputNames, type Dense } from './qkv';
 import { tokenizeWithOffsets } from './offsets';
 import { Detokenizer, argmaxRow, generationSettings, tokenSpelling, type GenerationSettings } from './generate';
 import { runSeq2seq, type Seq2seqGraphs } from './seq2seq';
-import { LONG_THRESHOLD, LongAttention, type AttentionScratch, type CacheData, type CachedGraph, type CachedPass, type LongOptions } from './long';
+import { LONG_THRESHOLD, LongAttention, type CacheData, type CachedGraph, type CachedPass, type LongOptions } from './long';
 import { encodeF16, encodeU8, f16Lut } from '../analysis/f16';
 import { newElements } from '../analysis/tensor';
 import type { AttentionEncoding } from '../protocol/attention';
@@ -635,7 +635,6 @@ export class AttentionEngine {
       label: info.id,
       L: info.layers,
       H,
-      attentionBytes: half ? 2 : 4,
       cacheShape: () => shapes,
       run: async (pass: CachedPass) => {
         const n = pass.ids.length;
@@ -649,14 +648,14 @@ export class AttentionEngine {
         // Attention comes back as new arrays; the next cache is written straight into long.ts's buffer.
         const fetches: Record<string, OrtTypes.Tensor | null> = {};
         const size = H * n * keys;
-        const into = new Map<number, AttentionScratch>();
+        const into = new Map<number, Float32Array>();
         for (const l of pass.layers) {
-          const reuse = pass.scratch && scratchFor(pass.scratch, l, size, half);
+          const reuse = pass.scratch ? scratchFor(pass.scratch, l, size).subarray(0, size) : null;
           if (reuse) into.set(l, reuse);
-          // Only float32 outputs are pre-allocated: where JavaScript has Float16Array (Node 24, VS Code's
-          // extension host) onnxruntime-common wraps float16 data in one, which onnxruntime-node 1.30
-          // reads as empty. Float16 attention is widened into the reused float32 buffer instead.
-          fetches[model.attentionOutputs[l]] = reuse && !half ? new ort.Tensor('float32', reuse.raw.subarray(0, size), [1, H, n, keys]) : null;
+          // Float32 attention is written straight into the reused buffer; float16 is widened into it
+          // after the run. (Where JavaScript has Float16Array, Node 24 in VS Code's extension host,
+          // onnxruntime-common wraps float16 data in one, which onnxruntime-node 1.30 reads as empty.)
+          fetches[model.attentionOutputs[l]] = reuse && !half ? new ort.Tensor('float32', reuse, [1, H, n, keys]) : null;
         }
         if (pass.present) for (const name of pasts) fetches[presentOf.get(name)!] = cacheTensor(name, pass.present.get(name)!, keys);
         let out: OrtTypes.InferenceSession.OnnxValueMapType;
@@ -667,14 +666,14 @@ export class AttentionEngine {
         }
         const attention = pass.layers.map((l) => {
           const reuse = into.get(l);
-          if (reuse && !half) return reuse.raw.subarray(0, size) as Float32Array;
+          if (reuse && !half) return reuse;
           const t = out[model.attentionOutputs[l]] as OrtTypes.Tensor;
           const [b, h, q, k] = t.dims;
           if (t.dims.length !== 4 || b !== 1 || h !== H || q !== n || k !== keys) {
             throw new EngineError('ATTENTION_UNSUPPORTED', `${info.id}: attention output ${model.attentionOutputs[l]} has shape [${t.dims.join(', ')}] in a pass over the cache, expected [1, ${H}, ${n}, ${keys}].`);
           }
           if (t.type !== 'float16') return t.data as Float32Array;
-          return toFloat32(halfBits(t), reuse ? reuse.f32!.subarray(0, size) : undefined);
+          return toFloat32(halfBits(t), reuse);
         });
         return { attention };
       },
@@ -783,13 +782,11 @@ export class AttentionEngine {
   }
 }
 
-/** Layer `l`'s reusable attention buffers in `scratch`, grown to hold `size` values (by half again at least: the chunks' keys grow). */
-function scratchFor(scratch: Map<number, AttentionScratch>, l: number, size: number, half: boolean): AttentionScratch {
+/** Layer `l`'s reusable attention buffer in `scratch`, grown to hold `size` values (by half again at least: the chunks' keys grow). */
+function scratchFor(scratch: Map<number, Float32Array>, l: number, size: number): Float32Array {
   let s = scratch.get(l);
-  const length = (x: AttentionScratch) => (x.f32 ?? x.raw).length;
-  if (!s || length(s) < size) {
-    const n = Math.max(size, Math.ceil((s ? length(s) : 0) * 1.5));
-    s = half ? { raw: new Uint16Array(0), f32: new Float32Array(n) } : { raw: new Float32Array(n), f32: null };
+  if (!s || s.length < size) {
+    s = new Float32Array(Math.max(size, Math.ceil((s?.length ?? 0) * 1.5)));
     scratch.set(l, s);
   }
   return s;

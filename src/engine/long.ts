@@ -11,7 +11,7 @@
 // (pre-allocated outputs: no copy into JS), so a run holds about twice the final cache plus one
 // chunk's attention (written into buffers reused from chunk to chunk). A row pass repacks the
 // cache's prefix into the spare buffer.
-import { THUMB_MAX, ThumbPooler, encodeThumbs, type LayerThumbs } from '../analysis/thumbs';
+import { THUMB_MAX, ThumbPooler, encodeThumbs, thumbSize, type LayerThumbs } from '../analysis/thumbs';
 import { EngineError } from './types';
 
 /**
@@ -45,21 +45,13 @@ export interface CachedPass {
    * pass with the same map (the prefill's chunks: no new arrays per chunk for the collector to find).
    * Absent: new arrays the caller keeps.
    */
-  scratch?: Map<number, AttentionScratch>;
-}
-
-/** A layer's reusable attention buffers: float32 outputs ONNX Runtime writes into (`raw`), or the float32 that float16 outputs are widened into (`f32`). */
-export interface AttentionScratch {
-  raw: Float32Array | Uint16Array;
-  f32: Float32Array | null;
+  scratch?: Map<number, Float32Array>;
 }
 
 export interface CachedGraph {
   label: string;
   L: number;
   H: number;
-  /** Bytes per attention value the graph hands out (2 for float16 outputs). */
-  attentionBytes: number;
   /** [kvHeads, headDim] of every cache tensor, by graph input name, and its element type. */
   cacheShape(): Map<string, { kvHeads: number; headDim: number; half: boolean }>;
   run(pass: CachedPass, signal?: AbortSignal): Promise<{ attention: Float32Array[] }>;
@@ -113,14 +105,14 @@ export class LongAttention {
     const T = ids.length;
     const { L, H } = graph;
     const chunk = Math.max(1, Math.min(T, opts.chunk ?? Math.max(16, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / (L * H * T * 4)))));
-    const poolers = Array.from({ length: L }, () => new ThumbPooler(H, T, opts.thumbMax ?? THUMB_MAX));
-    const all = Array.from({ length: L }, (_, l) => l);
+    const poolers = Array.from({ length: L }, () => new ThumbPooler(H, T, thumbSize(T, opts.thumbMax ?? THUMB_MAX)));
+    const all = range(0, L);
     const shapes = graph.cacheShape();
     const alloc = () => new Map([...shapes].map(([name, s]) => [name, s.half ? new Uint16Array(s.kvHeads * T * s.headDim) : new Float32Array(s.kvHeads * T * s.headDim)] as [string, CacheData]));
     let cache = alloc();
     let spare = alloc();
     // The chunks' attention goes into buffers reused from chunk to chunk, dropped after the prefill.
-    const scratch = new Map<number, AttentionScratch>();
+    const scratch = new Map<number, Float32Array>();
     for (let c0 = 0; c0 < T; c0 += chunk) {
       if (opts.signal?.aborted) throw new EngineError('CANCELLED', 'Analysis cancelled.');
       const n = Math.min(chunk, T - c0);
@@ -150,7 +142,7 @@ export class LongAttention {
   rows(i0: number, n: number, layers?: number[], signal?: AbortSignal): Promise<Float32Array[]> {
     const T = this.T;
     if (!Number.isInteger(i0) || !Number.isInteger(n) || i0 < 0 || n < 1 || i0 + n > T) return Promise.reject(new EngineError('INTERNAL', `rows ${i0}..${i0 + n - 1} are outside 0..${T - 1}.`));
-    const want = layers ?? Array.from({ length: this.L }, (_, l) => l);
+    const want = layers ?? range(0, this.L);
     const next = this.queue.then(async () => {
       const b = this.buffers;
       if (!b) throw new EngineError('INTERNAL', 'This long run was released.');
@@ -242,7 +234,7 @@ async function checkRow(
   signal?: AbortSignal,
 ): Promise<void> {
   const q = cache.length - 1;
-  const layers = Array.from({ length: graph.L }, (_, l) => l);
+  const layers = range(0, graph.L);
   const got = await rowPass(graph, ids, cache, scratch, shapes, q, 1, layers, signal);
   let gap = 0;
   got.forEach((row, l) => {
