@@ -40,7 +40,7 @@ import type { QwenDims } from './make-qwen-gqa';
 import type { LongctxFromWorker, LongctxToWorker, LongctxWorkerData } from './longctx-worker';
 import { BENCH_CACHE } from './real-run';
 import { TARGETS, verdict } from './targets';
-import { ROOT, median, percentile, round, table } from './util';
+import { ROOT, median, mulberry32, percentile, round, table } from './util';
 
 const MAX_POS = Number(process.env.BENCH_LONGCTX_MAXPOS ?? 8192);
 const DIMS: QwenDims = { layers: 12, heads: 12, kvHeads: 12, hidden: 768, intermediate: 3072, headSize: 64, vocab: 512, maxPos: MAX_POS, seed: 1 };
@@ -88,14 +88,7 @@ function rowsFor(T: number): number {
 
 /** Seeded token indices (mulberry32), so every run asks for the same rows. */
 function randomTokens(T: number, n: number, seed: number): number[] {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const uniform = mulberry32(seed);
   return Array.from({ length: n }, () => Math.floor(uniform() * T));
 }
 

@@ -36,16 +36,21 @@ export function table(title: string, rows: Array<Record<string, string | number>
   for (const r of rows) console.log(line(cols.map((c) => String(r[c]))));
 }
 
-/** mulberry32: small, fast, seeded; good enough for the generated models' weights. Normal samples via Box-Muller. */
-export function gaussian(seed: number) {
+/** mulberry32: small, fast, seeded uniforms in [0, 1); good enough for generated weights and sampled tokens. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
-  const uniform = () => {
+  return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Normal samples from mulberry32 uniforms via Box-Muller, for the generated models' weights. */
+export function gaussian(seed: number) {
+  const uniform = mulberry32(seed);
   return (out: Float32Array, std: number) => {
     for (let i = 0; i < out.length; i += 2) {
       const r = Math.sqrt(-2 * Math.log(1 - uniform())) * std;

@@ -7,6 +7,7 @@
 // x += attention(x) @ Wo (no norms or MLP: the attention is what is under test) -> last_hidden_state.
 import { onnx } from 'onnx-proto';
 import { T, attrFloat, attrInt, attrInts, floatTensor, int64Tensor, node, valueInfo } from './onnx-build';
+import { mulberry32 } from '../../../bench/util';
 
 export type Kernel = 'gqa' | 'mha' | 'onnx' | 'msAttention';
 
@@ -68,14 +69,7 @@ const MS = 'com.microsoft';
 
 /** mulberry32 uniforms turned into N(0, std) samples (Box-Muller); float32 like the model stores them. */
 function gaussian(seed: number) {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const uniform = mulberry32(seed);
   return (n: number, std: number) => {
     const out = new Float32Array(n);
     for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform()) * std;
