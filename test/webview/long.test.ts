@@ -16,7 +16,7 @@ import type { Browser, Page } from 'playwright-core';
 import { ensureBuilt, frames, launch, openPanel, postMessages, postWithData, posted, screenshot, stageBuffer, themeBackground, type PanelPage } from './harness';
 import { tokensOfLength } from './synthetic';
 import { encodeF16, groupWords, keepMask, layerTensor, layerThumbs, renormalizeRow, topAttended } from '../../src/analysis';
-import type { RunStartMessage } from '../../src/protocol/webview';
+import type { RowsRequestMessage as RowsRequest, RunStartMessage } from '../../src/protocol/webview';
 import { fmtWeight } from '../../webview/dom';
 
 const T = 1500;
@@ -98,15 +98,6 @@ after(async () => {
   await browser?.close();
 });
 
-interface RowsRequest {
-  type: 'rows/request';
-  runId: number;
-  start: number;
-  count: number;
-  layers?: number[];
-  keyStart?: number;
-  keyCount?: number;
-}
 
 /** The test as the host: what the panel posted that it has answered, and every rows/request it saw. */
 class Host {
@@ -199,6 +190,15 @@ async function sideWords(page: Page): Promise<{ word: string; val: string }[]> {
 
 /** A window block request: [start, count, layer, keyStart, keyCount]. */
 const blockOf = (r: RowsRequest) => [r.start, r.count, r.layers?.[0], r.keyStart, r.keyCount];
+
+/** Posts the run, waits for its grid, switches to the Matrix view and answers its first window's request. */
+async function showMatrix(page: Page, host: Host): Promise<void> {
+  await postRun(page);
+  await page.waitForFunction((id) => document.getElementById('app')!.dataset.paintedRun === String(id), RUN_ID, { timeout: 20_000 });
+  await page.click('#tab-matrix');
+  await frames(page, 2);
+  await host.serve();
+}
 
 function noErrors(p: PanelPage): void {
   assert.deepEqual(p.errors, [], 'page errors');
@@ -326,11 +326,7 @@ test('a long run’s window: zoom, scroll, the keyboard past its edge, following
   const { page } = p;
   const host = new Host(page);
   try {
-    await postRun(page);
-    await page.waitForFunction((id) => document.getElementById('app')!.dataset.paintedRun === String(id), RUN_ID, { timeout: 20_000 });
-    await page.click('#tab-matrix');
-    await frames(page, 2);
-    await host.serve();
+    await showMatrix(page, host);
     const blocks = async () => {
       const asked = (await host.serve()).filter((r) => r.keyCount !== undefined).map(blockOf);
       await frames(page, 2);
@@ -524,11 +520,7 @@ test('a long run’s hovered token whose rows never come: the panel asks once, a
   const { page } = p;
   const host = new Host(page);
   try {
-    await postRun(page);
-    await page.waitForFunction((id) => document.getElementById('app')!.dataset.paintedRun === String(id), RUN_ID, { timeout: 20_000 });
-    await page.click('#tab-matrix');
-    await frames(page, 2);
-    await host.serve();
+    await showMatrix(page, host);
     await frames(page, 2);
     await hoverCell(page, 128, 20, 3);
     await host.serve({ hovers: false });
